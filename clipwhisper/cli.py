@@ -1,0 +1,224 @@
+"""The ``clipwhisper`` command: thin Typer commands over the library.
+
+Heavy modules (torch, whisper, open_clip, transformers, peft) are imported
+inside the commands so that ``--help`` answers at once. Known errors become
+one line on stderr and exit code 2 (usage, config) or 1 (runtime);
+``--debug`` or ``CLIPWHISPER_DEBUG=1`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(
+    name="clipwhisper",
+    help="Audio-visual speech recognition: Whisper + CLIP encoders feeding a Llama-style LLM.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+_state = {"debug": os.environ.get("CLIPWHISPER_DEBUG", "") not in ("", "0")}
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    typer.echo(f"clipwhisper: error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def reports_errors(command):
+    """Turn the project's known errors into one line on stderr and their exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from .errors import ClipWhisperError
+
+        try:
+            return command(*args, **kwargs)
+        except ClipWhisperError as exc:
+            if _state["debug"]:
+                raise
+            raise _fail(str(exc), exc.exit_code) from None
+
+    return wrapper
+
+
+@app.callback()
+def _global(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks (also CLIPWHISPER_DEBUG=1)."),
+):
+    if debug:
+        _state["debug"] = True
+
+
+ConfigOption = typer.Option(None, "--config", "-c", help="YAML config file, or the name of a packaged one (tiny).")
+PrintConfigOption = typer.Option(False, "--print-config", help="Print the resolved config as YAML and exit.")
+DeviceOption = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:1, ...")
+
+
+def _config_path(config: Optional[str]) -> Optional[Path]:
+    if config is None:
+        return None
+    if Path(config).exists() or config.endswith((".yaml", ".yml")):
+        return Path(config)
+    from .config import packaged_config
+
+    return packaged_config(config)
+
+
+def _resolve(kind: str, config: Optional[str], flags: dict):
+    from . import config as cfg
+
+    cls = {"train": cfg.TrainConfig, "decode": cfg.DecodeConfig}[kind]
+    return cfg.resolve(cls, _config_path(config), cfg.nested(flags))
+
+
+def _print_config(resolved) -> None:
+    from .config import to_yaml
+
+    typer.echo(to_yaml(resolved), nl=False)
+
+
+@app.command()
+@reports_errors
+def train(
+    config: Optional[str] = ConfigOption,
+    data_path: Optional[Path] = typer.Option(None, "--data-path", "--data_path", help="Folder with train/valid TSV+WRD."),
+    output_path: Optional[Path] = typer.Option(None, "--output-path", "--output_path", help="Run folder."),
+    modality: Optional[str] = typer.Option(None, "--modality", help="audio, video or both."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", "--batch_size"),
+    max_epochs: Optional[int] = typer.Option(None, "--max-epochs", "--max_epochs"),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", "--max_steps"),
+    learning_rate: Optional[float] = typer.Option(None, "--learning-rate", "--learning_rate", "--lr"),
+    precision: Optional[str] = typer.Option(None, "--precision", help="auto, bf16, fp16 or fp32."),
+    save_steps: Optional[int] = typer.Option(None, "--save-steps", "--save_steps", help="Checkpoint every N steps."),
+    log_param_updates: bool = typer.Option(
+        False, "--log-param-updates", "--log_param_updates", help="Log per-component parameter changes."
+    ),
+    resume: Optional[str] = typer.Option(None, "--resume", help="'auto' or a checkpoint folder."),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    device: Optional[str] = DeviceOption,
+    feature_cache: Optional[Path] = typer.Option(None, "--feature-cache", help="Cache frozen encoder outputs here."),
+    on_bad_sample: Optional[str] = typer.Option(None, "--on-bad-sample", help="skip (default) or fail."),
+    print_config: bool = PrintConfigOption,
+):
+    """Train an audio, video or audio-visual model; writes a run folder with checkpoints."""
+    resolved = _resolve("train", config, {
+        "data.path": data_path, "output_path": output_path, "model.modality": modality,
+        "batch_size": batch_size, "max_epochs": max_epochs, "max_steps": max_steps,
+        "learning_rate": learning_rate, "precision": precision, "save_steps": save_steps,
+        "log_param_updates": log_param_updates or None, "resume": resume, "seed": seed, "device": device,
+        "feature_cache": feature_cache, "on_bad_sample": on_bad_sample,
+    })
+    if print_config:
+        return _print_config(resolved)
+    from .training.loop import run_training
+
+    run_training(resolved)
+
+
+@app.command()
+@reports_errors
+def decode(
+    config: Optional[str] = ConfigOption,
+    model_path: Optional[Path] = typer.Option(None, "--model-path", "--model_path", help="Checkpoint folder."),
+    test_tsv: Optional[Path] = typer.Option(None, "--test-tsv", "--test_data", "--test-data", help="Manifest TSV."),
+    test_wrd: Optional[Path] = typer.Option(None, "--test-wrd", "--test_wrd", help="Transcripts (default: TSV's .wrd)."),
+    modality: Optional[str] = typer.Option(None, "--modality", help="audio, video or both (default: checkpoint's)."),
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "--output_dir"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", "--batch_size"),
+    beam_size: Optional[int] = typer.Option(None, "--beam-size", "--beam_size"),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", "--max_new_tokens"),
+    snr_db: Optional[list[str]] = typer.Option(None, "--snr-db", help="Repeatable: clean, 10, 0, -5 ..."),
+    noise: Optional[Path] = typer.Option(None, "--noise", help="Noise wav mixed in at each --snr-db."),
+    normalizer: Optional[str] = typer.Option(None, "--normalizer", help="whisper (default), basic or none."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Print REF/HYP per utterance."),
+    single_file: Optional[list[Path]] = typer.Option(None, "--single-file", "--single_file",
+                                                     help="Transcribe this file instead (alias of transcribe)."),
+    device: Optional[str] = DeviceOption,
+    print_config: bool = PrintConfigOption,
+):
+    """Decode a test set and report WER per modality and SNR."""
+    resolved = _resolve("decode", config, {
+        "model_path": model_path, "test_tsv": test_tsv, "test_wrd": test_wrd, "modality": modality,
+        "output_dir": output_dir, "batch_size": batch_size, "beam_size": beam_size,
+        "max_new_tokens": max_new_tokens, "snr_db": snr_db, "noise": noise, "normalizer": normalizer,
+        "verbose": verbose or None, "device": device,
+    })
+    if print_config:
+        return _print_config(resolved)
+    if single_file:
+        from .inference.transcribe import run_transcribe
+
+        return run_transcribe(resolved, single_file, output_format="text")
+    from .inference.decode import run_decode
+
+    raise typer.Exit(run_decode(resolved))
+
+
+@app.command()
+@reports_errors
+def transcribe(
+    files: list[Path] = typer.Argument(..., help="Audio or video files."),
+    model_path: Path = typer.Option(..., "--model-path", "--model_path", help="Checkpoint folder."),
+    output_format: str = typer.Option("text", "--format", help="text or json."),
+    device: Optional[str] = DeviceOption,
+):
+    """Transcribe audio or video files with a checkpoint."""
+    from .inference.transcribe import run_transcribe
+
+    resolved = _resolve("decode", None, {"model_path": model_path, "device": device})
+    run_transcribe(resolved, files, output_format=output_format)
+
+
+@app.command()
+@reports_errors
+def inspect(
+    path: Path = typer.Argument(..., help="A checkpoint folder or a run folder."),
+    output_format: str = typer.Option("table", "--format", help="table or json."),
+):
+    """Show a checkpoint's configuration, components, files and training state."""
+    from .inference.inspect import run_inspect
+
+    run_inspect(path, output_format)
+
+
+@app.command()
+@reports_errors
+def synth(
+    out_dir: Path = typer.Argument(..., help="Folder to write the corpus into."),
+    utterances: int = typer.Option(200, "--utterances", "-n", min=1, help="Utterances in train+valid+test."),
+    seed: int = typer.Option(0, "--seed"),
+    image_size: int = typer.Option(96, "--image-size", min=16, help="Mouth video frame size in pixels."),
+    workers: int = typer.Option(0, "--workers", min=0, help="Processes (0: one per core)."),
+):
+    """Synthesise a GRID-style audio-visual corpus (eSpeak NG speech, rendered mouth video)."""
+    import time
+
+    from rich.progress import Progress
+
+    from .synth.corpus import SynthOptions, synthesise
+
+    started = time.perf_counter()
+    with Progress(disable=not sys.stderr.isatty(), transient=True) as bar:
+        task = bar.add_task("synthesising", total=utterances)
+        counts = synthesise(out_dir, SynthOptions(utterances=utterances, seed=seed, image_size=image_size,
+                                                  workers=workers),
+                            progress=lambda done: bar.update(task, completed=done))
+    elapsed = time.perf_counter() - started
+    summary = ", ".join(f"{split} {n}" for split, n in counts.items())
+    typer.echo(f"wrote {out_dir}: {summary} utterances in {elapsed:.1f} s ({utterances / elapsed:.1f} utt/s)")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

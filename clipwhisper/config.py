@@ -1,0 +1,240 @@
+"""Settings, validated before any work starts.
+
+Precedence, lowest first: the defaults below < a YAML file (``--config``) <
+environment variables ``CLIPWHISPER_<SECTION>__<KEY>`` < command-line flags.
+Unknown keys are rejected by name and every problem is reported at once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, InitSettingsSource, SettingsConfigDict
+
+from .errors import ConfigError
+
+Modality = Literal["audio", "video", "both"]
+ENV_PREFIX = "CLIPWHISPER_"
+PACKAGED_CONFIGS = Path(__file__).parent / "configs"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class AudioEncoderConfig(Strict):
+    """openai-whisper's encoder: a model name, a local ``.pt`` path, or random init from ``dims``."""
+
+    name: str | None = "medium.en"
+    dims: dict[str, int] | None = Field(
+        default=None, description="n_mels, n_audio_ctx, n_audio_state, n_audio_head, n_audio_layer"
+    )
+    pad_to_30s: bool = False
+    trainable: bool = False
+
+
+class VideoEncoderConfig(Strict):
+    """open_clip's visual tower: a model name with a pretrained tag or file, or random init from ``vision_cfg``."""
+
+    name: str | None = "ViT-B-16"
+    pretrained: str | None = "openai"
+    vision_cfg: dict[str, Any] | None = None
+    embed_dim: int | None = None
+    image_size: int | None = Field(default=None, ge=8, description="force_image_size; None keeps the model's")
+    chunk_frames: int = Field(default=512, ge=1)
+    trainable: bool = False
+
+
+class ConnectorConfig(Strict):
+    stack: int = Field(default=4, ge=1, description="consecutive encoder frames stacked into one LLM token")
+    kind: Literal["mlp", "linear"] = "mlp"
+    hidden_size: int | None = Field(default=None, ge=1)
+
+
+class FusionConfig(Strict):
+    kind: Literal["concat", "sum"] = "concat"
+    gate: Literal["fixed", "learned"] = "learned"
+    fusion_scale: float = Field(default=0.5, ge=0.0, le=1.0, description="audio weight for a fixed sum")
+    audio_drop: float = Field(default=0.0, ge=0.0, le=1.0)
+    video_drop: float = Field(default=0.0, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _one_stream_survives(self):
+        if self.audio_drop + self.video_drop > 1.0:
+            raise ValueError("audio_drop + video_drop must not exceed 1 (one stream is always kept)")
+        return self
+
+
+class LoraConfig(Strict):
+    r: int = Field(default=16, ge=1)
+    alpha: int = Field(default=32, ge=1)
+    dropout: float = Field(default=0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+
+class LLMConfig(Strict):
+    """A causal LLM by hub id or local folder, or random init from ``config`` (a transformers config dict)."""
+
+    name: str | None = "meta-llama/Llama-3.2-1B"
+    config: dict[str, Any] | None = None
+    tokenizer: str | None = Field(default=None, description="tokenizer folder; default: the LLM's own")
+    finetune: Literal["lora", "frozen", "full"] = "lora"
+    lora: LoraConfig = LoraConfig()
+    gradient_checkpointing: bool = False
+
+    @model_validator(mode="after")
+    def _has_source(self):
+        if self.name is None and self.config is None:
+            raise ValueError("set llm.name (hub id or folder) or llm.config (build from a config)")
+        return self
+
+
+class ModelConfig(Strict):
+    modality: Modality = "both"
+    prompt: str = "Transcribe the speech."
+    audio_encoder: AudioEncoderConfig = AudioEncoderConfig()
+    video_encoder: VideoEncoderConfig = VideoEncoderConfig()
+    audio_connector: ConnectorConfig = ConnectorConfig(stack=4)
+    video_connector: ConnectorConfig = ConnectorConfig(stack=2)
+    fusion: FusionConfig = FusionConfig()
+    llm: LLMConfig = LLMConfig()
+
+
+class DataConfig(Strict):
+    path: Path | None = Field(default=None, description="folder with <split>.tsv and <split>.wrd")
+    train_split: str = "train"
+    valid_split: str = "valid"
+    fps: float = Field(default=25.0, gt=0)
+    max_duration_s: float | None = Field(default=None, gt=0)
+    num_workers: int = Field(default=0, ge=0)
+
+
+class TrainConfig(Strict):
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    output_path: Path = Path("runs/clipwhisper")
+    seed: int = 0
+    device: str = "auto"
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    batch_size: int = Field(default=8, ge=1)
+    grad_accum: int = Field(default=1, ge=1)
+    max_epochs: int = Field(default=10, ge=1)
+    max_steps: int | None = Field(default=None, ge=1)
+    learning_rate: float = Field(default=1e-4, gt=0)
+    weight_decay: float = Field(default=0.01, ge=0)
+    warmup_steps: int = Field(default=100, ge=0)
+    grad_clip: float | None = Field(default=1.0, gt=0)
+    save_steps: int | None = Field(default=None, ge=1)
+    eval_steps: int | None = Field(default=None, ge=1, description="default: evaluate at each epoch's end")
+    keep_last: int = Field(default=3, ge=1)
+    log_every: int = Field(default=10, ge=1)
+    log_param_updates: bool = False
+    max_bad_steps: int = Field(default=5, ge=1, description="stop after this many non-finite losses in a row")
+    on_bad_sample: Literal["skip", "fail"] = "skip"
+    resume: str | None = Field(default=None, description="'auto' or a checkpoint folder")
+    feature_cache: Path | None = None
+
+
+class DecodeConfig(Strict):
+    model_path: Path | None = None
+    test_tsv: Path | None = None
+    test_wrd: Path | None = None
+    modality: Modality | None = None
+    output_dir: Path = Path("decode")
+    device: str = "auto"
+    batch_size: int = Field(default=8, ge=1)
+    beam_size: int = Field(default=1, ge=1)
+    max_new_tokens: int = Field(default=64, ge=1)
+    snr_db: list[float | Literal["clean"]] = ["clean"]
+    noise: Path | None = None
+    normalizer: Literal["whisper", "basic", "none"] = "whisper"
+    verbose: bool = False
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Safe-load a YAML mapping, naming the file and line of any syntax error."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read config file: {exc.strerror or exc}"]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(path), [f"not UTF-8 text (byte {exc.start})"]) from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(where, [f"invalid YAML: {getattr(exc, 'problem', None) or exc}"]) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), [f"expected a mapping at the top level, got {type(data).__name__}"])
+    return data
+
+
+def _settings_class(cls: type[Strict], yaml_values: dict[str, Any]) -> type[BaseSettings]:
+    """``cls`` as pydantic-settings: init kwargs (flags) > environment > YAML > defaults."""
+
+    class Resolved(BaseSettings, cls):
+        model_config = SettingsConfigDict(
+            env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", protected_namespaces=()
+        )
+
+        @classmethod
+        def settings_customise_sources(cls_, settings_cls, init_settings, env_settings, **_unused):
+            return (init_settings, env_settings, InitSettingsSource(settings_cls, init_kwargs=yaml_values))
+
+    Resolved.__name__ = cls.__name__
+    return Resolved
+
+
+def describe_errors(exc: ValidationError) -> list[str]:
+    problems = []
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            problems.append(f"unknown key '{key}'")
+        else:
+            problems.append(f"{key}: {err['msg']}")
+    return problems
+
+
+def resolve(cls: type[Strict], config_file: Path | None = None, overrides: dict[str, Any] | None = None):
+    """Merge every source into a validated ``cls``; raise ``ConfigError`` listing all problems."""
+    yaml_values = read_yaml(config_file) if config_file else {}
+    source = f"config ({config_file})" if config_file else "config"
+    try:
+        settings = _settings_class(cls, yaml_values)(**(overrides or {}))
+    except ValidationError as exc:
+        raise ConfigError(source, describe_errors(exc)) from None
+    return cls.model_validate(settings.model_dump())
+
+
+def nested(flat: dict[str, Any]) -> dict[str, Any]:
+    """``{"model.fusion.kind": "sum"}`` -> ``{"model": {"fusion": {"kind": "sum"}}}``; ``None`` values dropped."""
+    out: dict[str, Any] = {}
+    for dotted, value in flat.items():
+        if value is None:
+            continue
+        *parents, leaf = dotted.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+def to_yaml(config: BaseModel) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def packaged_config(name: str) -> Path:
+    """A config shipped with the package, by stem (``tiny``) or file name."""
+    path = PACKAGED_CONFIGS / (name if name.endswith(".yaml") else f"{name}.yaml")
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in PACKAGED_CONFIGS.glob("*.yaml")))
+        raise ConfigError(name, [f"no packaged config of that name (known: {known})"])
+    return path

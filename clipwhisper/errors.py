@@ -1,0 +1,56 @@
+"""Errors the CLI turns into one line on stderr and a documented exit code.
+
+Exit codes: 2 for usage and configuration problems (fix the command or the
+config and run again), 1 for runtime problems (bad media, a broken checkpoint,
+a failed utterance). Anything else is a bug and shows its traceback.
+"""
+
+from __future__ import annotations
+
+EXIT_RUNTIME = 1
+EXIT_USAGE = 2
+
+
+class ClipWhisperError(Exception):
+    """Base class: a problem the user can act on, described in one line."""
+
+    exit_code = EXIT_RUNTIME
+
+
+class ConfigError(ClipWhisperError):
+    """Invalid settings: unknown keys, values out of range, inconsistent options."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        detail = "; ".join(problems)
+        super().__init__(f"{source}: {detail}" if source else detail)
+
+
+class ManifestError(ClipWhisperError):
+    """A TSV/WRD manifest that cannot be used; names the file and line."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, path, line: int | None, message: str):
+        self.path, self.line = path, line
+        where = f"{path}:{line}" if line is not None else f"{path}"
+        super().__init__(f"{where}: {message}")
+
+
+class MediaError(ClipWhisperError):
+    """A media file that cannot be decoded; names the file."""
+
+    def __init__(self, path, message: str):
+        self.path = path
+        super().__init__(f"{path}: {message}")
+
+
+class CheckpointError(ClipWhisperError):
+    """A checkpoint folder that is missing, partial, corrupt or incompatible."""
+
+    def __init__(self, path, message: str):
+        self.path = path
+        super().__init__(f"{path}: {message}")

@@ -1,0 +1,132 @@
+"""Decode media with ffmpeg: audio to 16 kHz mono float32, video to RGB frames.
+
+The ffmpeg binary is found through ``CLIPWHISPER_FFMPEG``, then ``PATH``, then
+the one the ``imageio-ffmpeg`` wheel ships, so ``pip install`` is enough.
+ffmpeg is always run with an argument list (ffmpeg-python), never a shell.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import wave
+from pathlib import Path
+
+import ffmpeg
+import numpy as np
+
+from .errors import MediaError
+
+SAMPLE_RATE = 16_000
+VIDEO_FPS = 25.0
+
+
+@functools.cache
+def ffmpeg_binary() -> str:
+    configured = os.environ.get("CLIPWHISPER_FFMPEG")
+    if configured:
+        if not (shutil.which(configured) or Path(configured).is_file()):
+            raise MediaError(configured, "CLIPWHISPER_FFMPEG does not point to an executable")
+        return configured
+    on_path = shutil.which("ffmpeg")
+    if on_path:
+        return on_path
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+_LOG_PREFIX = re.compile(r"^(\[[^\]]*\]\s*)+")
+_NO_STREAM = ("matches no streams", "does not contain any stream")
+
+
+def _error_summary(stderr: bytes, stream_kind: str) -> str:
+    """The root cause from ffmpeg's log: its first line, without the ``[demuxer @ 0x..]`` prefixes."""
+    text = stderr.decode("utf-8", "replace")
+    if any(marker in text for marker in _NO_STREAM):
+        return f"no {stream_kind} stream"
+    lines = [_LOG_PREFIX.sub("", line).strip() for line in text.splitlines()]
+    lines = [line for line in lines if line]
+    return lines[0] if lines else "ffmpeg failed without a message"
+
+
+def _run(path: Path, stream, stream_kind: str) -> bytes:
+    """Run an ffmpeg graph to stdout; decoding errors (corrupt or truncated data) fail loudly."""
+    if not path.is_file():
+        raise MediaError(path, "file not found")
+    if path.stat().st_size == 0:
+        raise MediaError(path, "empty file")
+    try:
+        out, err = (
+            stream.global_args("-nostdin", "-hide_banner", "-v", "error", "-xerror")
+            .run(cmd=ffmpeg_binary(), capture_stdout=True, capture_stderr=True)
+        )
+    except ffmpeg.Error as exc:
+        raise MediaError(path, _error_summary(exc.stderr, stream_kind)) from None
+    if err.strip():  # at -v error, anything printed is damage ffmpeg chose to decode past
+        raise MediaError(path, f"damaged {stream_kind}: {_error_summary(err, stream_kind)}")
+    if not out:
+        raise MediaError(path, f"zero-length {stream_kind}")
+    return out
+
+
+def load_audio(path: Path | str, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Mono float32 samples at ``sample_rate`` from any file ffmpeg reads (first audio stream)."""
+    path = Path(path)
+    graph = ffmpeg.input(str(path)).output("pipe:", map="0:a:0", format="f32le", acodec="pcm_f32le",
+                                           ac=1, ar=sample_rate)
+    samples = np.frombuffer(_run(path, graph, "audio"), dtype=np.float32)
+    if not np.isfinite(samples).all():
+        raise MediaError(path, "audio contains NaN or infinite samples")
+    return samples.copy()
+
+
+def load_video(path: Path | str, size: int, fps: float = VIDEO_FPS) -> np.ndarray:
+    """RGB frames ``(T, size, size, 3)`` uint8 at ``fps``: scaled to cover, centre-cropped square."""
+    path = Path(path)
+    filters = f"fps={fps},scale={size}:{size}:force_original_aspect_ratio=increase:flags=area,crop={size}:{size}"
+    graph = ffmpeg.input(str(path)).output("pipe:", map="0:v:0", vf=filters, format="rawvideo", pix_fmt="rgb24")
+    raw = _run(path, graph, "video")
+    frame_bytes = size * size * 3
+    if len(raw) % frame_bytes:
+        raise MediaError(path, "video ended inside a frame")
+    return np.frombuffer(raw, dtype=np.uint8).reshape(-1, size, size, 3).copy()
+
+
+def _pipe(graph, data: bytes, what: Path | str) -> bytes:
+    try:
+        out, _ = graph.run(cmd=ffmpeg_binary(), input=data, capture_stdout=True, capture_stderr=True)
+    except ffmpeg.Error as exc:
+        raise MediaError(what, _error_summary(exc.stderr, "media")) from None
+    return out
+
+
+def resample(samples: np.ndarray, rate: int, target_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Mono int16 or float32 samples at ``rate`` to float32 at ``target_rate`` (ffmpeg's resampler)."""
+    fmt = "s16le" if samples.dtype == np.int16 else "f32le"
+    graph = ffmpeg.input("pipe:", format=fmt, ar=rate, ac=1).output("pipe:", format="f32le", ar=target_rate, ac=1)
+    return np.frombuffer(_pipe(graph, samples.tobytes(), "<resample>"), np.float32).copy()
+
+
+def write_wav(path: Path, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
+    """16-bit PCM wav from float32 samples in [-1, 1]."""
+    pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(sample_rate)
+        out.writeframes(pcm.tobytes())
+
+
+def write_video(path: Path, frames: np.ndarray, fps: float = VIDEO_FPS, audio: Path | None = None) -> None:
+    """H.264 mp4 from ``(T, H, W, 3)`` uint8 frames, muxed with ``audio`` (AAC) when given."""
+    height, width = frames.shape[1:3]
+    video = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{width}x{height}", framerate=fps)
+    streams = [video] + ([ffmpeg.input(str(audio))] if audio else [])
+    options = {"vcodec": "libx264", "pix_fmt": "yuv420p", "crf": 18, "preset": "veryfast", "threads": 1}
+    if audio:
+        options["acodec"] = "aac"
+    graph = ffmpeg.output(*streams, str(path), **options).overwrite_output()
+    _pipe(graph, np.ascontiguousarray(frames).tobytes(), path)

@@ -1,0 +1,156 @@
+"""Write a synthetic audio-visual corpus in the AV-HuBERT layout.
+
+``OUT/{train,valid,test}.{tsv,wrd}``, ``OUT/audio/<id>.wav`` (16 kHz),
+``OUT/video/<id>.mp4`` (25 fps mouth video with the speech muxed in) and
+``OUT/noise/babble.wav`` mixed from utterances that are in no split.
+Each utterance draws from its own seeded generator, so the corpus does not
+depend on how many workers made it.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..manifest import Utterance, write_manifest
+from ..media import SAMPLE_RATE, VIDEO_FPS, resample, write_video, write_wav
+from .grammar import sample_sentence, spoken_text
+from .mouth import Appearance, random_appearance, render_video
+from .speech import Speaker
+from .visemes import mouth_track
+
+# (eSpeak voice, pitch): several accents and registers
+VOICES = (
+    ("en-us", 45), ("en", 55), ("en-gb-x-rp", 40), ("en-gb-scotland", 50),
+    ("en-029", 60), ("en-us+f3", 65), ("en+f2", 70), ("en-us+m3", 35),
+)
+SPLITS = ("train", "valid", "test")
+BABBLE_TALKERS = 6
+BABBLE_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Job:
+    uid: str
+    sentence: str
+    voice: str
+    pitch: int
+    rate: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class SynthOptions:
+    utterances: int = 200
+    seed: int = 0
+    image_size: int = 96
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    babble_utterances: int = 24
+    workers: int = 0  # 0: one per core
+
+
+_speaker: Speaker | None = None
+
+
+def _worker_speaker() -> Speaker:
+    global _speaker
+    if _speaker is None:
+        _speaker = Speaker()
+    return _speaker
+
+
+def make_jobs(count: int, seed: int, prefix: str) -> list[Job]:
+    rng = random.Random(seed)
+    jobs = []
+    for index in range(count):
+        speaker = rng.randrange(len(VOICES))
+        voice, pitch = VOICES[speaker]
+        jobs.append(Job(f"{prefix}s{speaker}_{index:05d}", sample_sentence(rng), voice,
+                        pitch + rng.randint(-8, 8), rng.randint(140, 200), rng.randrange(2**31)))
+    return jobs
+
+
+def speak(job: Job) -> tuple[np.ndarray, list]:
+    """16 kHz float32 speech for a job and its phoneme timeline."""
+    speech = _worker_speaker().say(spoken_text(job.sentence), voice=job.voice, rate=job.rate, pitch=job.pitch)
+    audio = resample(speech.samples, speech.sample_rate)
+    return audio, speech.phonemes
+
+
+def _appearance(job: Job) -> Appearance:
+    speaker_seed = int(job.uid.split("_")[0].lstrip("xs") or 0)  # one look per voice
+    return random_appearance(np.random.default_rng(1000 + speaker_seed))
+
+
+def synth_utterance(job: Job, out_dir: Path, image_size: int) -> Utterance:
+    audio, phonemes = speak(job)
+    duration = len(audio) / SAMPLE_RATE
+    track = mouth_track(phonemes, duration, VIDEO_FPS)
+    frames = render_video(track, _appearance(job), image_size, np.random.default_rng(job.seed))
+    wav, mp4 = out_dir / "audio" / f"{job.uid}.wav", out_dir / "video" / f"{job.uid}.mp4"
+    write_wav(wav, audio)
+    write_video(mp4, frames, VIDEO_FPS, audio=wav)
+    return Utterance(job.uid, mp4, wav, len(frames), len(audio), job.sentence)
+
+
+def _synth_star(args) -> Utterance:
+    return synth_utterance(*args)
+
+
+def _speak_audio(job: Job) -> np.ndarray:
+    return speak(job)[0]
+
+
+def mix_babble(clips: list[np.ndarray], seed: int, seconds: float = BABBLE_SECONDS) -> np.ndarray:
+    """Several talkers at once, each a random chain of clips; normalised to RMS 0.1."""
+    rng = np.random.default_rng(seed)
+    length = int(seconds * SAMPLE_RATE)
+    mix = np.zeros(length, np.float32)
+    for _ in range(BABBLE_TALKERS):
+        talker = []
+        while sum(len(c) for c in talker) < length:
+            talker.append(clips[int(rng.integers(len(clips)))])
+        stream = np.concatenate(talker)
+        start = int(rng.integers(0, len(stream) - length + 1))
+        mix += stream[start:start + length]
+    return (mix * (0.1 / (np.sqrt(np.mean(mix**2)) + 1e-9))).astype(np.float32)
+
+
+def split_sizes(count: int, fractions: tuple[float, float, float]) -> list[int]:
+    valid = max(1, round(count * fractions[1])) if count >= 3 else 0
+    test = max(1, round(count * fractions[2])) if count >= 3 else 0
+    return [count - valid - test, valid, test]
+
+
+def synthesise(out_dir: Path, options: SynthOptions, progress: Callable[[int], None] | None = None) -> dict:
+    """Make the corpus; returns counts per split. ``progress`` is called with each finished count."""
+    out_dir = Path(out_dir)
+    for sub in ("audio", "video", "noise"):
+        (out_dir / sub).mkdir(parents=True, exist_ok=True)
+    jobs = make_jobs(options.utterances, options.seed, prefix="")
+    babble_jobs = make_jobs(options.babble_utterances, options.seed + 1, prefix="x")
+    workers = options.workers or multiprocessing.cpu_count()
+    context = multiprocessing.get_context("spawn")  # eSpeak's global state: one engine per fresh process
+    with context.Pool(workers) as pool:
+        utterances = []
+        args = [(job, out_dir, options.image_size) for job in jobs]
+        for utterance in pool.imap(_synth_star, args, chunksize=4):
+            utterances.append(utterance)
+            if progress:
+                progress(len(utterances))
+        babble_clips = pool.map(_speak_audio, babble_jobs, chunksize=4)
+    write_wav(out_dir / "noise" / "babble.wav", mix_babble(babble_clips, options.seed))
+
+    counts = {}
+    start = 0
+    for split, size in zip(SPLITS, split_sizes(len(utterances), options.fractions)):
+        part = utterances[start:start + size]
+        start += size
+        write_manifest(out_dir / f"{split}.tsv", out_dir, part, wrd=out_dir / f"{split}.wrd")
+        counts[split] = len(part)
+    return counts
