@@ -12,7 +12,6 @@ import functools
 import os
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -62,7 +61,7 @@ PrintConfigOption = typer.Option(False, "--print-config", help="Print the resolv
 DeviceOption = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:1, ...")
 
 
-def _config_path(config: Optional[str]) -> Optional[Path]:
+def _config_path(config: str | None) -> Path | None:
     if config is None:
         return None
     if Path(config).exists() or config.endswith((".yaml", ".yml")):
@@ -72,7 +71,7 @@ def _config_path(config: Optional[str]) -> Optional[Path]:
     return packaged_config(config)
 
 
-def _resolve(kind: str, config: Optional[str], flags: dict):
+def _resolve(kind: str, config: str | None, flags: dict):
     from . import config as cfg
 
     cls = {"train": cfg.TrainConfig, "decode": cfg.DecodeConfig}[kind]
@@ -88,24 +87,24 @@ def _print_config(resolved) -> None:
 @app.command()
 @reports_errors
 def train(
-    config: Optional[str] = ConfigOption,
-    data_path: Optional[Path] = typer.Option(None, "--data-path", "--data_path", help="Folder with train/valid TSV+WRD."),
-    output_path: Optional[Path] = typer.Option(None, "--output-path", "--output_path", help="Run folder."),
-    modality: Optional[str] = typer.Option(None, "--modality", help="audio, video or both."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", "--batch_size"),
-    max_epochs: Optional[int] = typer.Option(None, "--max-epochs", "--max_epochs"),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", "--max_steps"),
-    learning_rate: Optional[float] = typer.Option(None, "--learning-rate", "--learning_rate", "--lr"),
-    precision: Optional[str] = typer.Option(None, "--precision", help="auto, bf16, fp16 or fp32."),
-    save_steps: Optional[int] = typer.Option(None, "--save-steps", "--save_steps", help="Checkpoint every N steps."),
+    config: str | None = ConfigOption,
+    data_path: Path | None = typer.Option(None, "--data-path", "--data_path", help="Folder with train/valid TSV+WRD."),
+    output_path: Path | None = typer.Option(None, "--output-path", "--output_path", help="Run folder."),
+    modality: str | None = typer.Option(None, "--modality", help="audio, video or both."),
+    batch_size: int | None = typer.Option(None, "--batch-size", "--batch_size"),
+    max_epochs: int | None = typer.Option(None, "--max-epochs", "--max_epochs"),
+    max_steps: int | None = typer.Option(None, "--max-steps", "--max_steps"),
+    learning_rate: float | None = typer.Option(None, "--learning-rate", "--learning_rate", "--lr"),
+    precision: str | None = typer.Option(None, "--precision", help="auto, bf16, fp16 or fp32."),
+    save_steps: int | None = typer.Option(None, "--save-steps", "--save_steps", help="Checkpoint every N steps."),
     log_param_updates: bool = typer.Option(
         False, "--log-param-updates", "--log_param_updates", help="Log per-component parameter changes."
     ),
-    resume: Optional[str] = typer.Option(None, "--resume", help="'auto' or a checkpoint folder."),
-    seed: Optional[int] = typer.Option(None, "--seed"),
-    device: Optional[str] = DeviceOption,
-    feature_cache: Optional[Path] = typer.Option(None, "--feature-cache", help="Cache frozen encoder outputs here."),
-    on_bad_sample: Optional[str] = typer.Option(None, "--on-bad-sample", help="skip (default) or fail."),
+    resume: str | None = typer.Option(None, "--resume", help="'auto' or a checkpoint folder."),
+    seed: int | None = typer.Option(None, "--seed"),
+    device: str | None = DeviceOption,
+    feature_cache: Path | None = typer.Option(None, "--feature-cache", help="Cache frozen encoder outputs here."),
+    on_bad_sample: str | None = typer.Option(None, "--on-bad-sample", help="skip (default) or fail."),
     print_config: bool = PrintConfigOption,
 ):
     """Train an audio, video or audio-visual model; writes a run folder with checkpoints."""
@@ -126,22 +125,22 @@ def train(
 @app.command()
 @reports_errors
 def decode(
-    config: Optional[str] = ConfigOption,
-    model_path: Optional[Path] = typer.Option(None, "--model-path", "--model_path", help="Checkpoint folder."),
-    test_tsv: Optional[Path] = typer.Option(None, "--test-tsv", "--test_data", "--test-data", help="Manifest TSV."),
-    test_wrd: Optional[Path] = typer.Option(None, "--test-wrd", "--test_wrd", help="Transcripts (default: TSV's .wrd)."),
-    modality: Optional[str] = typer.Option(None, "--modality", help="audio, video or both (default: checkpoint's)."),
-    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "--output_dir"),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", "--batch_size"),
-    beam_size: Optional[int] = typer.Option(None, "--beam-size", "--beam_size"),
-    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", "--max_new_tokens"),
-    snr_db: Optional[list[str]] = typer.Option(None, "--snr-db", help="Repeatable: clean, 10, 0, -5 ..."),
-    noise: Optional[Path] = typer.Option(None, "--noise", help="Noise wav mixed in at each --snr-db."),
-    normalizer: Optional[str] = typer.Option(None, "--normalizer", help="whisper (default), basic or none."),
+    config: str | None = ConfigOption,
+    model_path: Path | None = typer.Option(None, "--model-path", "--model_path", help="Checkpoint folder."),
+    test_tsv: Path | None = typer.Option(None, "--test-tsv", "--test_data", "--test-data", help="Manifest TSV."),
+    test_wrd: Path | None = typer.Option(None, "--test-wrd", "--test_wrd", help="Transcripts (default: TSV's .wrd)."),
+    modality: str | None = typer.Option(None, "--modality", help="audio, video or both (default: checkpoint's)."),
+    output_dir: Path | None = typer.Option(None, "--output-dir", "--output_dir"),
+    batch_size: int | None = typer.Option(None, "--batch-size", "--batch_size"),
+    beam_size: int | None = typer.Option(None, "--beam-size", "--beam_size"),
+    max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", "--max_new_tokens"),
+    snr_db: list[str] | None = typer.Option(None, "--snr-db", help="Repeatable: clean, 10, 0, -5 ..."),
+    noise: Path | None = typer.Option(None, "--noise", help="Noise wav mixed in at each --snr-db."),
+    normalizer: str | None = typer.Option(None, "--normalizer", help="whisper (default), basic or none."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Print REF/HYP per utterance."),
-    single_file: Optional[list[Path]] = typer.Option(None, "--single-file", "--single_file",
+    single_file: list[Path] | None = typer.Option(None, "--single-file", "--single_file",
                                                      help="Transcribe this file instead (alias of transcribe)."),
-    device: Optional[str] = DeviceOption,
+    device: str | None = DeviceOption,
     print_config: bool = PrintConfigOption,
 ):
     """Decode a test set and report WER per modality and SNR."""
@@ -168,7 +167,7 @@ def transcribe(
     files: list[Path] = typer.Argument(..., help="Audio or video files."),
     model_path: Path = typer.Option(..., "--model-path", "--model_path", help="Checkpoint folder."),
     output_format: str = typer.Option("text", "--format", help="text or json."),
-    device: Optional[str] = DeviceOption,
+    device: str | None = DeviceOption,
 ):
     """Transcribe audio or video files with a checkpoint."""
     from .inference.transcribe import run_transcribe

@@ -3,8 +3,8 @@
 ``OUT/{train,valid,test}.{tsv,wrd}``, ``OUT/audio/<id>.wav`` (16 kHz),
 ``OUT/video/<id>.mp4`` (25 fps mouth video with the speech muxed in) and
 ``OUT/noise/babble.wav`` mixed from utterances that are in no split.
-Each utterance draws from its own seeded generator, so the corpus does not
-depend on how many workers made it.
+Each utterance draws from its own seeded generator and is spoken by a fresh
+engine, so the corpus does not depend on how many workers made it.
 """
 
 from __future__ import annotations
@@ -54,10 +54,13 @@ class SynthOptions:
     workers: int = 0  # 0: one per core
 
 
+# eSpeak's output depends slightly on what the engine spoke before (buffer state that no
+# API call resets), so each utterance is spoken by a process forked from a parent whose
+# engine is initialised but has never spoken: identical state, reproducible samples.
 _speaker: Speaker | None = None
 
 
-def _worker_speaker() -> Speaker:
+def _pristine_speaker() -> Speaker:
     global _speaker
     if _speaker is None:
         _speaker = Speaker()
@@ -77,7 +80,8 @@ def make_jobs(count: int, seed: int, prefix: str) -> list[Job]:
 
 def speak(job: Job) -> tuple[np.ndarray, list]:
     """16 kHz float32 speech for a job and its phoneme timeline."""
-    speech = _worker_speaker().say(spoken_text(job.sentence), voice=job.voice, rate=job.rate, pitch=job.pitch)
+    speech = _pristine_speaker().say(spoken_text(job.sentence), voice=job.voice, rate=job.rate, pitch=job.pitch,
+                                   seed=job.seed)
     audio = resample(speech.samples, speech.sample_rate)
     return audio, speech.phonemes
 
@@ -135,15 +139,15 @@ def synthesise(out_dir: Path, options: SynthOptions, progress: Callable[[int], N
     jobs = make_jobs(options.utterances, options.seed, prefix="")
     babble_jobs = make_jobs(options.babble_utterances, options.seed + 1, prefix="x")
     workers = options.workers or multiprocessing.cpu_count()
-    context = multiprocessing.get_context("spawn")  # eSpeak's global state: one engine per fresh process
-    with context.Pool(workers) as pool:
+    _pristine_speaker()
+    with multiprocessing.get_context("fork").Pool(workers, maxtasksperchild=1) as pool:
         utterances = []
         args = [(job, out_dir, options.image_size) for job in jobs]
-        for utterance in pool.imap(_synth_star, args, chunksize=4):
+        for utterance in pool.imap(_synth_star, args):
             utterances.append(utterance)
             if progress:
                 progress(len(utterances))
-        babble_clips = pool.map(_speak_audio, babble_jobs, chunksize=4)
+        babble_clips = pool.map(_speak_audio, babble_jobs)
     write_wav(out_dir / "noise" / "babble.wav", mix_babble(babble_clips, options.seed))
 
     counts = {}

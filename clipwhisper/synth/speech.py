@@ -86,8 +86,13 @@ class Speaker:
             i += 1
         return 0
 
-    def say(self, text: str, voice: str = "en-us", rate: int = 160, pitch: int = 50, pitch_range: int = 50) -> Speech:
-        """Speak ``text``; ``[[...]]`` spans are phoneme input (eSpeak's own mnemonics)."""
+    def say(self, text: str, voice: str = "en-us", rate: int = 160, pitch: int = 50, pitch_range: int = 50,
+            seed: int = 0) -> Speech:
+        """Speak ``text``; ``[[...]]`` spans are phoneme input (eSpeak's own mnemonics).
+
+        eSpeak jitters its waveform with a random generator; seeding it per call makes the
+        result independent of what the engine spoke before."""
+        self._lib.espeak_ng_SetRandSeed(ctypes.c_long(seed))
         if self._lib.espeak_SetVoiceByName(voice.encode()) != 0:
             raise ValueError(f"eSpeak NG has no voice {voice!r}")
         for param, value in ((_RATE, rate), (_PITCH, pitch), (_RANGE, pitch_range)):

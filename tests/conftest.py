@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import ffmpeg
+import pytest
+
+from clipwhisper.media import ffmpeg_binary
+
+
+def make_media(path: Path, *, audio: bool = True, video: bool = True, seconds: float = 1.0,
+               rate: int = 16000, channels: int = 1, fps: float = 25, size: str = "64x48", **output) -> Path:
+    """A real media file made by ffmpeg from its test sources."""
+    streams = []
+    if video:
+        streams.append(ffmpeg.input(f"testsrc=size={size}:rate={fps}:duration={seconds}", f="lavfi"))
+    if audio:
+        tone = ffmpeg.input(f"sine=frequency=440:sample_rate={rate}:duration={seconds}", f="lavfi")
+        streams.append(tone)
+        if channels == 2:
+            output["ac"] = 2
+    ffmpeg.output(*streams, str(path), **output).overwrite_output().run(cmd=ffmpeg_binary(), quiet=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def synth_corpus(tmp_path_factory) -> Path:
+    """A small synthetic corpus made once per test session."""
+    from clipwhisper.synth.corpus import SynthOptions, synthesise
+
+    out = tmp_path_factory.mktemp("corpus")
+    synthesise(out, SynthOptions(utterances=120, seed=7, image_size=48))
+    return out

@@ -1,0 +1,65 @@
+import pytest
+from typer.testing import CliRunner
+
+from clipwhisper.cli import app
+
+runner = CliRunner()
+COMMANDS = ["train", "decode", "transcribe", "inspect", "synth"]
+
+
+def test_top_level_help_lists_every_command():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in COMMANDS:
+        assert command in result.output
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_command_help(command):
+    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_original_flag_spellings_are_aliases():
+    args = ["train", "-c", "tiny", "--data_path", "d", "--output_path", "o", "--batch_size", "3",
+            "--max_epochs", "2", "--save_steps", "7", "--log_param_updates", "--print-config"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    for line in ["  path: d", "output_path: o", "batch_size: 3", "max_epochs: 2", "save_steps: 7",
+                 "log_param_updates: true"]:
+        assert line in result.output
+    decode = ["decode", "--model_path", "m", "--test_data", "t.tsv", "--test_wrd", "t.wrd", "--output_dir", "out",
+              "--modality", "video", "--print-config"]
+    result = runner.invoke(app, decode)
+    assert result.exit_code == 0, result.output
+    for line in ["model_path: m", "test_tsv: t.tsv", "test_wrd: t.wrd", "output_dir: out", "modality: video"]:
+        assert line in result.output
+
+
+def test_config_errors_are_one_line_with_exit_code_2(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("batch_size: 4\nmodell: {}\n")
+    result = runner.invoke(app, ["train", "-c", str(bad), "--modality", "smell"])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(bad) in lines[0]
+    assert "unknown key 'modell'" in lines[0] and "model.modality" in lines[0]
+
+
+def test_unknown_packaged_config_is_a_usage_error():
+    result = runner.invoke(app, ["train", "-c", "huge", "--print-config"])
+    assert result.exit_code == 2 and "no packaged config" in result.stderr
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("nope: 1\n")
+    result = runner.invoke(app, ["--debug", "train", "-c", str(bad)])
+    assert result.exit_code == 1 and type(result.exception).__name__ == "ConfigError"
+
+
+def test_synth_command(tmp_path):
+    result = runner.invoke(app, ["synth", str(tmp_path / "c"), "-n", "5", "--image-size", "32", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert "train 3, valid 1, test 1" in result.output
+    assert len((tmp_path / "c" / "train.wrd").read_text().splitlines()) == 3

@@ -1,0 +1,88 @@
+from pathlib import Path
+
+import pytest
+
+from clipwhisper.config import PACKAGED_CONFIGS, DecodeConfig, TrainConfig, nested, read_yaml, resolve
+from clipwhisper.errors import ConfigError
+
+SHIPPED = sorted(PACKAGED_CONFIGS.glob("*.yaml"))
+
+
+def test_tiny_and_lrs3_are_shipped():
+    assert {p.stem for p in SHIPPED} >= {"tiny", "lrs3_base"}
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_every_shipped_config_parses(path):
+    config = resolve(TrainConfig, path)
+    assert config.model.modality in ("audio", "video", "both")
+
+
+def test_lrs3_base_names_the_real_models():
+    model = resolve(TrainConfig, PACKAGED_CONFIGS / "lrs3_base.yaml").model
+    assert model.audio_encoder.name == "medium.en"
+    assert (model.video_encoder.name, model.video_encoder.pretrained) == ("ViT-B-16", "openai")
+    assert model.llm.name == "meta-llama/Llama-3.2-1B" and model.llm.finetune == "lora"
+    assert model.llm.lora.r == 16 and model.llm.lora.target_modules == ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+
+def test_precedence_defaults_file_env_flags(tmp_path, monkeypatch):
+    path = tmp_path / "c.yaml"
+    path.write_text("batch_size: 3\nmax_epochs: 4\nlearning_rate: 0.5\nmodel: {fusion: {kind: sum, audio_drop: 0.3}}\n")
+    monkeypatch.setenv("CLIPWHISPER_MAX_EPOCHS", "5")
+    monkeypatch.setenv("CLIPWHISPER_LEARNING_RATE", "0.25")
+    monkeypatch.setenv("CLIPWHISPER_MODEL__FUSION__VIDEO_DROP", "0.2")
+    config = resolve(TrainConfig, path, nested({"learning_rate": 0.125, "model.modality": "audio"}))
+    assert config.seed == 0  # default
+    assert config.batch_size == 3  # file
+    assert config.max_epochs == 5  # env over file
+    assert config.learning_rate == 0.125  # flag over env
+    fusion = config.model.fusion
+    assert (fusion.kind, fusion.audio_drop, fusion.video_drop) == ("sum", 0.3, 0.2)  # nested sources merge
+    assert config.model.modality == "audio"
+
+
+def test_unknown_keys_are_rejected_by_name_and_all_problems_reported(tmp_path):
+    path = tmp_path / "typo.yaml"
+    path.write_text("batch_sise: 8\nmodel:\n  fusion: {kind: mean}\n  llm: {lora: {rr: 4}}\nmax_epochs: 0\n")
+    with pytest.raises(ConfigError) as info:
+        resolve(TrainConfig, path)
+    problems = info.value.problems
+    assert "unknown key 'batch_sise'" in problems
+    assert "unknown key 'model.llm.lora.rr'" in problems
+    assert any(p.startswith("model.fusion.kind:") for p in problems)
+    assert any(p.startswith("max_epochs:") for p in problems)
+    assert str(path) in str(info.value) and info.value.exit_code == 2
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("batch_size: 8\nmodel: {modality: [\n")
+    with pytest.raises(ConfigError, match=rf"{path}:\d+: invalid YAML"):
+        read_yaml(path)
+
+
+def test_top_level_must_be_a_mapping(tmp_path):
+    path = tmp_path / "list.yaml"
+    path.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        resolve(TrainConfig, path)
+
+
+def test_decode_snr_list_accepts_clean_and_numbers():
+    config = resolve(DecodeConfig, None, nested({"snr_db": ["clean", "10", "-5"]}))
+    assert config.snr_db == ["clean", 10.0, -5.0]
+
+
+def test_modality_dropout_cannot_drop_both():
+    with pytest.raises(ConfigError, match="audio_drop \\+ video_drop"):
+        resolve(TrainConfig, None, nested({"model.fusion.audio_drop": 0.6, "model.fusion.video_drop": 0.6}))
+
+
+def test_nested_drops_none():
+    assert nested({"a.b": 1, "a.c": None, "d": 2}) == {"a": {"b": 1}, "d": 2}
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        resolve(TrainConfig, Path(tmp_path / "absent.yaml"))

@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+from conftest import make_media
+
+from clipwhisper.errors import MediaError
+from clipwhisper.media import SAMPLE_RATE, ffmpeg_binary, load_audio, load_video
+
+
+@pytest.mark.parametrize("suffix", ["wav", "flac", "mp3", "m4a"])
+def test_audio_containers(tmp_path, suffix):
+    samples = load_audio(make_media(tmp_path / f"a.{suffix}", video=False, seconds=1.0, rate=44100))
+    assert samples.dtype == np.float32 and samples.ndim == 1
+    assert abs(len(samples) - SAMPLE_RATE) < 0.06 * SAMPLE_RATE  # lossy codecs pad a little
+    assert 0.1 < np.abs(samples).max() <= 1.0  # lavfi sine peaks at 1/8
+
+
+@pytest.mark.parametrize("suffix", ["mp4", "mkv", "webm"])
+def test_video_containers_give_both_streams(tmp_path, suffix):
+    path = make_media(tmp_path / f"v.{suffix}", seconds=2.0)
+    assert abs(len(load_audio(path)) - 2 * SAMPLE_RATE) < 0.05 * SAMPLE_RATE
+    frames = load_video(path, size=32)
+    assert frames.shape == (50, 32, 32, 3) and frames.dtype == np.uint8
+
+
+def test_stereo_44k_is_downmixed_and_resampled(tmp_path):
+    samples = load_audio(make_media(tmp_path / "s.wav", video=False, seconds=2.0, rate=44100, channels=2))
+    assert samples.shape == (2 * SAMPLE_RATE,)
+
+
+def test_30fps_is_resampled_to_25fps(tmp_path):
+    frames = load_video(make_media(tmp_path / "v30.mp4", audio=False, seconds=2.0, fps=30), size=24)
+    assert frames.shape[0] == 50
+
+
+def test_portrait_video_is_centre_cropped_square(tmp_path):
+    frames = load_video(make_media(tmp_path / "p.mp4", audio=False, size="48x96"), size=32)
+    assert frames.shape[1:] == (32, 32, 3)
+
+
+def test_missing_and_empty_files(tmp_path):
+    with pytest.raises(MediaError, match="file not found"):
+        load_audio(tmp_path / "nope.wav")
+    (tmp_path / "empty.wav").write_bytes(b"")
+    with pytest.raises(MediaError, match="empty file"):
+        load_audio(tmp_path / "empty.wav")
+
+
+def test_truncated_files(tmp_path):
+    mp4 = make_media(tmp_path / "full.mp4", seconds=2.0)
+    (tmp_path / "cut.mp4").write_bytes(mp4.read_bytes()[: mp4.stat().st_size // 2])
+    with pytest.raises(MediaError, match="cut.mp4"):
+        load_video(tmp_path / "cut.mp4", 32)
+    wav = make_media(tmp_path / "full.wav", video=False, seconds=2.0)
+    (tmp_path / "cut.wav").write_bytes(wav.read_bytes()[:30001])
+    with pytest.raises(MediaError, match="cut.wav"):
+        load_audio(tmp_path / "cut.wav")
+
+
+def test_garbage_is_a_media_error(tmp_path):
+    (tmp_path / "junk.mp4").write_bytes(b"this is not a video" * 100)
+    with pytest.raises(MediaError, match="junk.mp4: "):
+        load_video(tmp_path / "junk.mp4", 32)
+
+
+def test_missing_stream(tmp_path):
+    with pytest.raises(MediaError, match="no audio stream"):
+        load_audio(make_media(tmp_path / "silent.mp4", audio=False))
+    with pytest.raises(MediaError, match="no video stream"):
+        load_video(make_media(tmp_path / "a.wav", video=False), 32)
+
+
+def test_ffmpeg_binary_from_environment(monkeypatch, tmp_path):
+    ffmpeg_binary.cache_clear()
+    monkeypatch.setenv("CLIPWHISPER_FFMPEG", str(tmp_path / "no-such-ffmpeg"))
+    try:
+        with pytest.raises(MediaError, match="CLIPWHISPER_FFMPEG"):
+            ffmpeg_binary()
+    finally:
+        ffmpeg_binary.cache_clear()

@@ -1,0 +1,86 @@
+import numpy as np
+
+from clipwhisper.manifest import read_manifest
+from clipwhisper.media import SAMPLE_RATE, load_audio, load_video
+from clipwhisper.synth.corpus import SynthOptions, make_jobs, speak, synthesise
+from clipwhisper.synth.grammar import SLOTS, VOCABULARY, spoken_text
+from clipwhisper.synth.mouth import random_appearance, render_frame
+from clipwhisper.synth.visemes import mouth_track, shape_of
+
+
+def test_grid_vocabulary_has_51_words():
+    assert len(VOCABULARY) == len(set(VOCABULARY)) == 51
+
+
+def test_letter_a_is_spoken_as_its_name():
+    assert spoken_text("set red at a one now") == "set red at [[eI]] one now"
+
+
+def test_splits_and_layout(synth_corpus):
+    sizes = {}
+    for split in ("train", "valid", "test"):
+        utts = read_manifest(synth_corpus / f"{split}.tsv")
+        sizes[split] = len(utts)
+        for u in utts:
+            words = u.text.split()
+            assert len(words) == 6 and all(w in slot for w, slot in zip(words, SLOTS))
+            assert u.audio.is_file() and u.video.is_file()
+    assert sizes == {"train": 96, "valid": 12, "test": 12}
+    babble = load_audio(synth_corpus / "noise" / "babble.wav")
+    assert len(babble) >= 20 * SAMPLE_RATE and np.sqrt(np.mean(babble**2)) > 0.03
+
+
+def test_speech_is_not_silence_and_lasts_as_long_as_its_phonemes(synth_corpus):
+    u = read_manifest(synth_corpus / "test.tsv")[0]
+    audio = load_audio(u.audio)
+    assert abs(len(audio) - u.n_audio_samples) <= 1
+    assert np.sqrt(np.mean(audio**2)) > 0.01
+    job = next(j for j in make_jobs(120, 7, prefix="") if j.uid == u.id)
+    samples, phonemes = speak(job)  # this process's engine has spoken before: equal to a few ms
+    assert abs(len(samples) - u.n_audio_samples) < 0.02 * SAMPLE_RATE
+    assert len(phonemes) >= 12  # six words
+    last_sound = max(p.start_s for p in phonemes if not p.symbol.startswith("_"))
+    assert last_sound < len(samples) / SAMPLE_RATE < last_sound + 1.0
+    frames = load_video(u.video, 48)
+    assert abs(len(frames) - u.n_video_frames) <= 1
+    assert abs(u.n_video_frames / 25 - u.n_audio_samples / SAMPLE_RATE) < 0.05
+
+
+def _dark_fraction(frames: np.ndarray) -> np.ndarray:
+    """Share of each frame darker than half its median brightness: the open mouth."""
+    brightness = frames.astype(np.float32).mean(axis=-1)
+    median = np.median(brightness, axis=(1, 2), keepdims=True)
+    return (brightness < 0.5 * median).mean(axis=(1, 2))
+
+
+def test_video_follows_the_visemes(synth_corpus):
+    """The decoded video's open-mouth area tracks the phoneme timeline's opening."""
+    u = read_manifest(synth_corpus / "train.tsv")[3]
+    job = next(j for j in make_jobs(120, 7, prefix="") if j.uid == u.id)
+    samples, phonemes = speak(job)
+    track = mouth_track(phonemes, len(samples) / SAMPLE_RATE, 25.0)
+    frames = load_video(u.video, 48)
+    n = min(len(track), len(frames))
+    correlation = np.corrcoef(track[:n, 0], _dark_fraction(frames[:n]))[0, 1]
+    assert correlation > 0.8
+
+
+def test_bilabials_look_alike_and_differ_from_open_vowels():
+    look = random_appearance(np.random.default_rng(0))
+    p, b, a = (render_frame(np.array(shape_of(s)), look, 48) for s in ("p", "b", "'a"))
+    assert np.array_equal(p, b)
+    assert np.abs(p.astype(int) - a.astype(int)).mean() > 5
+
+
+def test_same_seed_same_corpus(tmp_path):
+    first, second = tmp_path / "one", tmp_path / "two"
+    synthesise(first, SynthOptions(utterances=6, seed=3, image_size=32, babble_utterances=4, workers=1))
+    synthesise(second, SynthOptions(utterances=6, seed=3, image_size=32, babble_utterances=4, workers=2))
+    for name in ("train.tsv", "train.wrd", "valid.wrd", "test.tsv", "test.wrd"):
+        a = (first / name).read_text().splitlines()
+        b = (second / name).read_text().splitlines()
+        assert a[1:] == b[1:] if name.endswith(".tsv") else a == b
+    names = sorted(p.name for p in (first / "audio").iterdir())
+    assert names == sorted(p.name for p in (second / "audio").iterdir()) and len(names) == 6
+    for name in names:
+        assert (first / "audio" / name).read_bytes() == (second / "audio" / name).read_bytes()
