@@ -23,7 +23,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_state = {"debug": os.environ.get("CLIPWHISPER_DEBUG", "") not in ("", "0")}
+_state = {"debug": False}
 
 
 def _fail(message: str, code: int) -> typer.Exit:
@@ -52,8 +52,7 @@ def reports_errors(command):
 def _global(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks (also CLIPWHISPER_DEBUG=1)."),
 ):
-    if debug:
-        _state["debug"] = True
+    _state["debug"] = debug or os.environ.get("CLIPWHISPER_DEBUG", "") not in ("", "0")
 
 
 ConfigOption = typer.Option(None, "--config", "-c", help="YAML config file, or the name of a packaged one (tiny).")

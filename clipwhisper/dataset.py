@@ -1,0 +1,114 @@
+"""Utterances to model batches: media decoded per item, padded per batch.
+
+A file that fails to decode does not stop the epoch: its item carries the
+error, and ``collate`` moves it to ``batch["bad"]`` for the caller to count
+(training) or record (decoding).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from .errors import MediaError
+from .manifest import Utterance
+from .media import SAMPLE_RATE, load_audio, load_video
+
+
+def duration_s(utterance: Utterance, fps: float = 25.0) -> float:
+    if utterance.n_audio_samples:
+        return utterance.n_audio_samples / SAMPLE_RATE
+    return utterance.n_video_frames / fps
+
+
+class AVDataset(Dataset):
+    def __init__(self, utterances: Sequence[Utterance], streams: Sequence[str], image_size: int | None,
+                 fps: float = 25.0):
+        self.utterances = list(utterances)
+        self.streams = tuple(streams)
+        self.image_size = image_size
+        self.fps = fps
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    def __getitem__(self, index: int) -> dict:
+        utt = self.utterances[index]
+        item = {"id": utt.id, "text": utt.text or ""}
+        try:
+            if "audio" in self.streams:
+                source = utt.audio or utt.video  # a video file's soundtrack serves as audio
+                if source is None:
+                    raise MediaError(utt.id, "no audio path in the manifest")
+                item["audio"] = load_audio(source)
+            if "video" in self.streams:
+                if utt.video is None:
+                    raise MediaError(utt.id, "no video path in the manifest")
+                item["video"] = load_video(utt.video, self.image_size, self.fps)
+        except MediaError as exc:
+            return {"id": utt.id, "text": item["text"], "error": str(exc)}
+        return item
+
+
+def collate(items: list[dict]) -> dict:
+    good = [item for item in items if "error" not in item]
+    batch = {
+        "ids": [item["id"] for item in good],
+        "texts": [item["text"] for item in good],
+        "bad": [(item["id"], item["error"]) for item in items if "error" in item],
+    }
+    if good and "audio" in good[0]:
+        lengths = [len(item["audio"]) for item in good]
+        audio = np.zeros((len(good), max(lengths)), np.float32)
+        for row, item in enumerate(good):
+            audio[row, : len(item["audio"])] = item["audio"]
+        batch["audio"], batch["audio_lengths"] = torch.from_numpy(audio), torch.tensor(lengths)
+    if good and "video" in good[0]:
+        lengths = [len(item["video"]) for item in good]
+        frames = np.zeros((len(good), max(lengths), *good[0]["video"].shape[1:]), np.uint8)
+        for row, item in enumerate(good):
+            frames[row, : len(item["video"])] = item["video"]
+        batch["video"], batch["video_lengths"] = torch.from_numpy(frames), torch.tensor(lengths)
+    return batch
+
+
+class BucketBatchSampler(Sampler[list[int]]):
+    """Batches of similar duration (less padding), in a shuffled order fixed by ``seed`` and epoch.
+
+    ``skip`` batches at the start of the epoch are left out, for an exact resume."""
+
+    def __init__(self, durations: Sequence[float], batch_size: int, seed: int, shuffle: bool = True,
+                 bucket_batches: int = 50):
+        self.durations = list(durations)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.shuffle = shuffle
+        self.bucket = batch_size * bucket_batches
+        self.epoch = 0
+        self.skip = 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        self.epoch, self.skip = epoch, skip
+
+    def batches(self) -> list[list[int]]:
+        order = list(range(len(self.durations)))
+        rng = random.Random(self.seed * 100_003 + self.epoch)
+        if self.shuffle:
+            rng.shuffle(order)
+        batches = []
+        for start in range(0, len(order), self.bucket):
+            bucket = sorted(order[start:start + self.bucket], key=lambda i: self.durations[i])
+            batches.extend(bucket[i:i + self.batch_size] for i in range(0, len(bucket), self.batch_size))
+        if self.shuffle:
+            rng.shuffle(batches)
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches()[self.skip:])
+
+    def __len__(self) -> int:
+        return len(self.batches()) - self.skip

@@ -1,0 +1,1 @@
+"""The audio-visual model: encoders, connectors, fusion and the LLM."""

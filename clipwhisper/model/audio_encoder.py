@@ -1,0 +1,106 @@
+"""openai-whisper's audio encoder, at the clip's own length.
+
+Whisper's encoder asserts a 30-s input; we run its layers ourselves with the
+positional embedding sliced to the real length, which is several times
+cheaper for short clips. ``pad_to_30s`` keeps the original behaviour.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import AudioEncoderConfig
+from ..errors import CheckpointError
+
+N_FFT, HOP_LENGTH, SAMPLE_RATE = 400, 160, 16_000
+MAX_SAMPLES = 30 * SAMPLE_RATE
+DIM_KEYS = ("n_mels", "n_audio_ctx", "n_audio_state", "n_audio_head", "n_audio_layer")
+
+
+def _encoder_from_dims(dims: dict[str, int]) -> nn.Module:
+    from whisper.model import AudioEncoder
+
+    return AudioEncoder(dims["n_mels"], dims["n_audio_ctx"], dims["n_audio_state"], dims["n_audio_head"],
+                        dims["n_audio_layer"])
+
+
+def _load_pt(path: Path) -> tuple[nn.Module, dict[str, int]]:
+    """An openai-whisper ``{"dims", "model_state_dict"}`` file; only the encoder is built."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        dims = {key: int(checkpoint["dims"][key]) for key in DIM_KEYS}
+        prefix = "encoder."
+        state = {k[len(prefix):]: v for k, v in checkpoint["model_state_dict"].items() if k.startswith(prefix)}
+    except (OSError, RuntimeError, KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(path, f"not an openai-whisper checkpoint: {exc}") from exc
+    encoder = _encoder_from_dims(dims)
+    encoder.load_state_dict(state)
+    return encoder, dims
+
+
+def _load_named(name: str) -> tuple[nn.Module, dict[str, int]]:
+    import whisper
+
+    model = whisper.load_model(name, device="cpu")  # downloads to whisper's cache on first use
+    return model.encoder, {key: getattr(model.dims, key) for key in DIM_KEYS}
+
+
+class WhisperAudioEncoder(nn.Module):
+    def __init__(self, encoder: nn.Module, dims: dict[str, int], pad_to_30s: bool = False):
+        super().__init__()
+        self.encoder = encoder
+        self.dims = dims
+        self.pad_to_30s = pad_to_30s
+        from whisper.audio import mel_filters
+
+        self.register_buffer("mel_filters", mel_filters("cpu", dims["n_mels"]), persistent=False)
+        self.register_buffer("window", torch.hann_window(N_FFT), persistent=False)
+
+    @classmethod
+    def build(cls, config: AudioEncoderConfig) -> WhisperAudioEncoder:
+        if config.dims:
+            encoder, dims = _encoder_from_dims(config.dims), dict(config.dims)
+        elif config.name and Path(config.name).suffix == ".pt":
+            encoder, dims = _load_pt(Path(config.name))
+        elif config.name:
+            encoder, dims = _load_named(config.name)
+        else:
+            raise CheckpointError("audio_encoder", "set a Whisper name, a .pt path or dims")
+        return cls(encoder, dims, config.pad_to_30s)
+
+    @property
+    def output_size(self) -> int:
+        return self.dims["n_audio_state"]
+
+    @property
+    def max_samples(self) -> int:
+        return self.dims["n_audio_ctx"] * 2 * HOP_LENGTH
+
+    def log_mel(self, audio: torch.Tensor) -> torch.Tensor:
+        """Whisper's log-mel for a batch ``(B, N)``, normalised per utterance (not over the batch)."""
+        stft = torch.stft(audio.float(), N_FFT, HOP_LENGTH, window=self.window, return_complex=True)
+        mel = self.mel_filters @ stft[..., :-1].abs() ** 2
+        log_spec = torch.clamp(mel, min=1e-10).log10()
+        peak = log_spec.amax(dim=(-2, -1), keepdim=True)
+        return (torch.maximum(log_spec, peak - 8.0) + 4.0) / 4.0
+
+    def forward(self, audio: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``audio (B, N)`` float32 at 16 kHz with sample ``lengths`` -> features ``(B, T, D)`` at 50 Hz, mask."""
+        target = self.max_samples if self.pad_to_30s else math.ceil(audio.shape[1] / (2 * HOP_LENGTH)) * 2 * HOP_LENGTH
+        audio = F.pad(audio, (0, target - audio.shape[1]))
+        mel = self.log_mel(audio)[..., : target // HOP_LENGTH]
+        dtype = next(self.encoder.parameters()).dtype
+        x = F.gelu(self.encoder.conv1(mel.to(dtype)))
+        x = F.gelu(self.encoder.conv2(x)).permute(0, 2, 1)
+        x = (x + self.encoder.positional_embedding[: x.shape[1]]).to(x.dtype)
+        for block in self.encoder.blocks:
+            x = block(x)
+        x = self.encoder.ln_post(x)
+        frames = torch.div(lengths + 2 * HOP_LENGTH - 1, 2 * HOP_LENGTH, rounding_mode="floor")
+        mask = torch.arange(x.shape[1], device=x.device)[None, :] < frames[:, None]
+        return x, mask

@@ -1,0 +1,156 @@
+"""The assembled model: encoders -> connectors -> fusion -> causal LLM.
+
+Sequence: ``[BOS] prompt <modality block> transcript EOS``. Labels are -100
+everywhere but the transcript and EOS; the transcript enters only as
+teacher-forced targets. Every item has the same prefix length (the modality
+block is padded with masked tokens), so generation needs no left padding,
+and positions come from the attention mask exactly as ``generate`` computes them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from .audio_encoder import WhisperAudioEncoder
+from .connector import Connector
+from .fusion import STREAMS, Fusion
+from .video_encoder import ClipVideoEncoder
+
+IGNORE_INDEX = -100
+
+
+def streams_of(modality: str) -> tuple[str, ...]:
+    return STREAMS if modality == "both" else (modality,)
+
+
+def positions_from_mask(mask: torch.Tensor) -> torch.Tensor:
+    """What transformers' ``generate`` uses: the count of attended tokens before each one."""
+    return (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+
+
+class AVSRModel(nn.Module):
+    def __init__(self, config: ModelConfig, tokenizer, llm: nn.Module,
+                 audio_encoder: WhisperAudioEncoder | None, video_encoder: ClipVideoEncoder | None):
+        super().__init__()
+        self.config = config
+        self.tokenizer = tokenizer
+        self.streams = streams_of(config.modality)
+        self.llm = llm
+        hidden = llm.get_input_embeddings().embedding_dim
+        self.audio_encoder = audio_encoder
+        self.video_encoder = video_encoder
+        self.audio_connector = Connector(audio_encoder.output_size, hidden, config.audio_connector) \
+            if audio_encoder else None
+        self.video_connector = Connector(video_encoder.output_size, hidden, config.video_connector) \
+            if video_encoder else None
+        self.fusion = Fusion(config.fusion, hidden, self.streams)
+        prompt = tokenizer(config.prompt, add_special_tokens=False)["input_ids"]
+        self.register_buffer("prompt_ids", torch.tensor([tokenizer.bos_token_id, *prompt]), persistent=False)
+
+    @classmethod
+    def build(cls, config: ModelConfig, tokenizer, llm: nn.Module) -> AVSRModel:
+        streams = streams_of(config.modality)
+        audio = WhisperAudioEncoder.build(config.audio_encoder) if "audio" in streams else None
+        video = ClipVideoEncoder.build(config.video_encoder) if "video" in streams else None
+        model = cls(config, tokenizer, llm, audio, video)
+        for encoder, settings in ((audio, config.audio_encoder), (video, config.video_encoder)):
+            if encoder is not None and not settings.trainable:
+                encoder.requires_grad_(False)
+        return model
+
+    # -- components ---------------------------------------------------------------------------
+    def components(self) -> dict[str, nn.Module]:
+        """Named parts, for parameter tables and update logs (the LLM split into base and LoRA)."""
+        parts = {"whisper": self.audio_encoder, "clip": self.video_encoder, "audio connector": self.audio_connector,
+                 "video connector": self.video_connector, "fusion": self.fusion, "llm": self.llm}
+        return {name: module for name, module in parts.items() if module is not None}
+
+    def encoder_is_frozen(self, encoder: nn.Module | None) -> bool:
+        return encoder is not None and not any(p.requires_grad for p in encoder.parameters())
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for encoder in (self.audio_encoder, self.video_encoder):
+            if self.encoder_is_frozen(encoder):
+                encoder.eval()  # frozen encoders never see dropout or batch statistics
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return self.prompt_ids.device
+
+    # -- inputs ---------------------------------------------------------------------------------
+    def _stream_tokens(self, stream: str, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        encoder = self.audio_encoder if stream == "audio" else self.video_encoder
+        connector = self.audio_connector if stream == "audio" else self.video_connector
+        size = len(batch["ids"])
+        if batch.get(stream) is None:  # not in this batch: an empty, masked block
+            hidden = self.llm.get_input_embeddings().embedding_dim
+            return torch.zeros(size, 0, hidden, device=self.device), torch.zeros(size, 0, dtype=torch.bool,
+                                                                                device=self.device)
+        frozen = self.encoder_is_frozen(encoder)
+        with torch.no_grad() if frozen else contextlib.nullcontext():
+            features, mask = encoder(batch[stream].to(self.device), batch[f"{stream}_lengths"].to(self.device))
+        return connector(features, mask)
+
+    def _keep(self, batch: dict, modality: str) -> dict[str, torch.Tensor]:
+        """Which items use which stream: the requested modality, minus modality dropout in training."""
+        size = len(batch["ids"])
+        wanted = streams_of(modality)
+        keep = {s: torch.full((size,), s in wanted and batch.get(s) is not None, device=self.device)
+                for s in self.streams}
+        if self.training and len(self.streams) == 2 and modality == "both":
+            draw = torch.rand(size, device=self.device)
+            fusion = self.config.fusion
+            keep["audio"] &= ~(draw < fusion.audio_drop)
+            keep["video"] &= ~((draw >= fusion.audio_drop) & (draw < fusion.audio_drop + fusion.video_drop))
+        return keep
+
+    def prefix(self, batch: dict, modality: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embeddings and mask of ``[BOS] prompt <modality block>`` for a batch."""
+        modality = modality or self.config.modality
+        tokens = {s: self._stream_tokens(s, batch) for s in self.streams}
+        block, block_mask = self.fusion(tokens, self._keep(batch, modality))
+        embed = self.llm.get_input_embeddings()
+        size = block.shape[0]
+        prompt = embed(self.prompt_ids)[None].expand(size, -1, -1)
+        prompt_mask = torch.ones(size, len(self.prompt_ids), dtype=torch.bool, device=self.device)
+        return torch.cat([prompt, block.to(prompt.dtype)], dim=1), torch.cat([prompt_mask, block_mask], dim=1)
+
+    def target_ids(self, texts: list[str]) -> list[list[int]]:
+        encoded = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        return [ids + [self.tokenizer.eos_token_id] for ids in encoded]
+
+    # -- training and decoding ------------------------------------------------------------------
+    def forward(self, batch: dict, modality: str | None = None) -> torch.Tensor:
+        """Mean cross-entropy over transcript and EOS tokens."""
+        prefix, prefix_mask = self.prefix(batch, modality)
+        targets = self.target_ids(batch["texts"])
+        size, width = len(targets), max(len(t) for t in targets)
+        ids = torch.full((size, width), self.tokenizer.pad_token_id, dtype=torch.long, device=self.device)
+        target_mask = torch.zeros(size, width, dtype=torch.bool, device=self.device)
+        for row, target in enumerate(targets):
+            ids[row, : len(target)] = torch.tensor(target, device=self.device)
+            target_mask[row, : len(target)] = True
+        embeds = torch.cat([prefix, self.llm.get_input_embeddings()(ids)], dim=1)
+        mask = torch.cat([prefix_mask, target_mask], dim=1)
+        labels = torch.cat([torch.full(prefix_mask.shape, IGNORE_INDEX, device=self.device),
+                            ids.masked_fill(~target_mask, IGNORE_INDEX)], dim=1)
+        out = self.llm(inputs_embeds=embeds, attention_mask=mask.long(), position_ids=positions_from_mask(mask),
+                       labels=labels)
+        return out.loss
+
+    @torch.no_grad()
+    def generate(self, batch: dict, modality: str | None = None, beam_size: int = 1,
+                 max_new_tokens: int = 64) -> list[str]:
+        prefix, mask = self.prefix(batch, modality)
+        output = self.llm.generate(
+            inputs_embeds=prefix, attention_mask=mask.long(), num_beams=beam_size, do_sample=False,
+            max_new_tokens=max_new_tokens, eos_token_id=self.tokenizer.eos_token_id,
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
+        return [text.strip() for text in self.tokenizer.batch_decode(output, skip_special_tokens=True)]

@@ -1,0 +1,179 @@
+"""Self-describing checkpoint folders; loading needs only the folder.
+
+``config.json`` (everything needed to rebuild), ``model.safetensors`` (trainable
+or randomly initialised non-LLM weights), ``adapter/`` (peft) and/or ``llm/``
+(an LLM that is fully trained or was built from a config), ``tokenizer/``,
+optionally ``train_state/``. Pretrained parts that stay frozen are referenced
+by name or path, not copied. Written to a temporary folder and renamed when
+complete, so a folder with ``config.json`` is never half-written. No pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ..config import ModelConfig
+from ..errors import CheckpointError
+from .avsr import AVSRModel
+
+FORMAT = "clipwhisper-checkpoint"
+VERSION = 1
+CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
+ENCODERS = {"whisper": "audio_encoder", "clip": "video_encoder"}
+
+
+def _saves_encoder(model: AVSRModel, name: str) -> bool:
+    module = model.components().get(name)
+    if module is None:
+        return False
+    settings = getattr(model.config, ENCODERS[name])
+    built_from_dims = settings.dims if name == "whisper" else settings.vision_cfg
+    return bool(built_from_dims) or not model.encoder_is_frozen(module)
+
+
+def saved_config(model: AVSRModel) -> ModelConfig:
+    """The config to rebuild ``model`` from its folder: encoders saved here are rebuilt without weights."""
+    config = model.config.model_copy(deep=True)
+    if _saves_encoder(model, "whisper"):
+        config.audio_encoder.dims = dict(model.audio_encoder.dims)
+    if _saves_encoder(model, "clip") and not config.video_encoder.vision_cfg:
+        config.video_encoder.pretrained = None
+    return config
+
+
+def _weights(model: AVSRModel) -> dict[str, torch.Tensor]:
+    names = ["audio connector", "video connector", "fusion"] + [n for n in ENCODERS if _saves_encoder(model, n)]
+    tensors = {}
+    for name, module in model.components().items():
+        if name in names:
+            for key, value in module.state_dict().items():
+                tensors[f"{name.replace(' ', '_')}.{key}"] = value.detach().contiguous().cpu()
+    return tensors
+
+
+def _llm_parts(model: AVSRModel) -> tuple[torch.nn.Module, bool]:
+    """The base LLM and whether it has a peft adapter."""
+    llm = model.llm
+    if hasattr(llm, "peft_config"):
+        return llm.get_base_model(), True
+    return llm, False
+
+
+def save_checkpoint(model: AVSRModel, folder: Path, info: dict | None = None, write_state=None) -> Path:
+    """Write ``folder`` atomically. ``write_state(path)`` adds ``train_state/`` before the rename."""
+    from .llm import quiet_transformers
+
+    quiet_transformers()
+    folder = Path(folder)
+    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    base, has_adapter = _llm_parts(model)
+    config = saved_config(model)
+    full_llm = config.llm.finetune == "full" or config.llm.config is not None
+    if has_adapter:
+        model.llm.save_pretrained(str(tmp / "adapter"))
+    if full_llm:
+        base.save_pretrained(str(tmp / "llm"), safe_serialization=True)
+    model.tokenizer.save_pretrained(str(tmp / "tokenizer"))
+    save_file(_weights(model), str(tmp / WEIGHTS_FILE))
+    if write_state is not None:
+        write_state(tmp / "train_state")
+    manifest = {"format": FORMAT, "version": VERSION, "model": config.model_dump(mode="json"),
+                "llm_weights": "llm" if full_llm else None, "adapter": "adapter" if has_adapter else None,
+                **(info or {})}
+    _write_json(tmp / CONFIG_FILE, manifest)  # written last: its presence marks a complete folder
+    _replace(tmp, folder)
+    return folder
+
+
+def _write_json(path: Path, data: dict) -> None:
+    with open(path, "w", encoding="utf-8") as out:
+        json.dump(data, out, indent=2)
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def _replace(tmp: Path, folder: Path) -> None:
+    old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+    if folder.exists():
+        folder.rename(old)
+    tmp.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def read_checkpoint_config(folder: Path) -> dict:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(folder, "not a checkpoint folder (does not exist)")
+    path = folder / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(folder, f"no {CONFIG_FILE}: not a checkpoint, or an incomplete one")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(path, f"corrupt JSON: {exc}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise CheckpointError(path, f"not a {FORMAT} config")
+    for part in ("llm_weights", "adapter"):
+        if manifest.get(part) and not (folder / manifest[part]).is_dir():
+            raise CheckpointError(folder, f"missing {manifest[part]}/ named in {CONFIG_FILE}")
+    for required in (WEIGHTS_FILE, "tokenizer"):
+        if not (folder / required).exists():
+            raise CheckpointError(folder, f"missing {required}")
+    return manifest
+
+
+def load_weights_file(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(path, f"corrupt safetensors file: {exc}") from None
+
+
+def load_checkpoint(folder: Path, device: str | torch.device = "cpu") -> AVSRModel:
+    from pydantic import ValidationError
+
+    from .llm import apply_finetuning, build_base_llm, load_tokenizer
+
+    folder = Path(folder)
+    manifest = read_checkpoint_config(folder)
+    try:
+        config = ModelConfig.model_validate(manifest["model"])
+    except (KeyError, ValidationError) as exc:
+        raise CheckpointError(folder / CONFIG_FILE, f"invalid model config: {exc}") from None
+    tensors = load_weights_file(folder / WEIGHTS_FILE)
+    tokenizer = load_tokenizer(folder / "tokenizer")
+    llm_weights = folder / manifest["llm_weights"] if manifest.get("llm_weights") else None
+    llm = build_base_llm(config.llm, tokenizer, weights=llm_weights)
+    adapter = folder / manifest["adapter"] if manifest.get("adapter") else None
+    llm = apply_finetuning(llm, config.llm, adapter=adapter)
+    model = AVSRModel.build(config, tokenizer, llm)
+    _load_components(model, tensors, folder / WEIGHTS_FILE)
+    return model.to(device).eval()
+
+
+def _load_components(model: AVSRModel, tensors: dict[str, torch.Tensor], path: Path) -> None:
+    grouped: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        component, _, name = key.partition(".")
+        grouped.setdefault(component.replace("_", " "), {})[name] = value
+    components = model.components()
+    for name, state in grouped.items():
+        if name not in components:
+            raise CheckpointError(path, f"weights for {name!r}, which this model's config does not have")
+        try:
+            components[name].load_state_dict(state)
+        except RuntimeError as exc:
+            first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
+            raise CheckpointError(path, f"{name} weights do not match the config: {first}") from None
+    for name in ("audio connector", "video connector", "fusion"):
+        if name in components and name not in grouped and any(True for _ in components[name].parameters()):
+            raise CheckpointError(path, f"no weights for {name}")

@@ -1,0 +1,70 @@
+"""open_clip's visual tower: one embedding per frame, all frames of a batch together."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..config import VideoEncoderConfig
+
+# A text tower we never use: open_clip's public CLIP class always builds one.
+_UNUSED_TEXT_CFG = {"context_length": 8, "vocab_size": 64, "width": 32, "heads": 2, "layers": 1}
+
+
+def _build_visual(config: VideoEncoderConfig) -> tuple[nn.Module, dict[str, Any]]:
+    import open_clip
+
+    if config.vision_cfg:
+        vision_cfg = dict(config.vision_cfg)
+        if config.image_size:
+            vision_cfg["image_size"] = config.image_size
+        model = open_clip.CLIP(embed_dim=config.embed_dim or vision_cfg["width"], vision_cfg=vision_cfg,
+                               text_cfg=_UNUSED_TEXT_CFG)
+        return model.visual, {"mean": open_clip.OPENAI_DATASET_MEAN, "std": open_clip.OPENAI_DATASET_STD}
+    model = open_clip.create_model(config.name, pretrained=config.pretrained, force_image_size=config.image_size)
+    preprocess = open_clip.get_model_preprocess_cfg(model)
+    mean = preprocess.get("mean", open_clip.OPENAI_DATASET_MEAN)
+    std = preprocess.get("std", open_clip.OPENAI_DATASET_STD)
+    return model.visual, {"mean": mean, "std": std}
+
+
+class ClipVideoEncoder(nn.Module):
+    def __init__(self, visual: nn.Module, mean, std, chunk_frames: int = 512):
+        super().__init__()
+        self.visual = visual
+        self.chunk_frames = chunk_frames
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+    @classmethod
+    def build(cls, config: VideoEncoderConfig) -> ClipVideoEncoder:
+        visual, norm = _build_visual(config)
+        return cls(visual, norm["mean"], norm["std"], config.chunk_frames)
+
+    @property
+    def image_size(self) -> int:
+        size = self.visual.image_size
+        return size[0] if isinstance(size, (tuple, list)) else int(size)
+
+    @property
+    def output_size(self) -> int:
+        return int(self.visual.output_dim)
+
+    def forward(self, frames: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``frames (B, T, H, W, 3)`` uint8 with frame ``lengths`` -> ``(B, T, D)``, mask.
+
+        Only real frames are encoded, packed across the batch in chunks of ``chunk_frames``."""
+        batch, steps = frames.shape[:2]
+        mask = torch.arange(steps, device=frames.device)[None, :] < lengths[:, None]
+        real = frames[mask]
+        dtype = next(self.visual.parameters()).dtype
+        outputs = []
+        for chunk in real.split(self.chunk_frames):
+            pixels = chunk.permute(0, 3, 1, 2).float().div(255.0)
+            outputs.append(self.visual(((pixels - self.mean) / self.std).to(dtype)))
+        encoded = torch.cat(outputs) if outputs else frames.new_zeros((0, self.output_size), dtype=dtype)
+        features = encoded.new_zeros((batch, steps, encoded.shape[-1]))
+        features[mask] = encoded
+        return features, mask

@@ -1,0 +1,1 @@
+"""Training: checks before work, the loop, its state and its logs."""

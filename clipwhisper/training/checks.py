@@ -1,0 +1,76 @@
+"""Everything that can be checked before a model loads, reported all at once (exit code 2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import TrainConfig
+from ..errors import ClipWhisperError, ConfigError
+from ..manifest import Utterance, read_manifest, split_paths
+from ..model.avsr import streams_of
+
+SHOWN_MISSING = 3
+
+
+def _stream_problems(split: str, utterances: list[Utterance], streams: tuple[str, ...]) -> list[str]:
+    problems = []
+    for stream in streams:
+        lacking = [u.id for u in utterances if not (u.has(stream) or (stream == "audio" and u.video))]
+        if lacking:
+            problems.append(f"{split}: {len(lacking)} utterances have no {stream} path (first: {lacking[0]}) "
+                            f"but modality needs {stream}")
+        missing = sorted({str(p) for u in utterances for p in (u.audio, u.video)
+                          if p is not None and u.has(stream) and not Path(p).exists()})
+        if missing:
+            shown = ", ".join(missing[:SHOWN_MISSING]) + (", ..." if len(missing) > SHOWN_MISSING else "")
+            problems.append(f"{split}: {len(missing)} media files not found ({shown})")
+    return problems
+
+
+def load_splits(config: TrainConfig) -> dict[str, list[Utterance]]:
+    """Parse train and valid manifests and check them against the requested modality."""
+    problems: list[str] = []
+    splits: dict[str, list[Utterance]] = {}
+    if config.data.path is None:
+        raise ConfigError("train", ["data.path (--data-path) is required"])
+    if not Path(config.data.path).is_dir():
+        raise ConfigError("train", [f"data.path {config.data.path} is not a folder"])
+    streams = streams_of(config.model.modality)
+    for split in (config.data.train_split, config.data.valid_split):
+        tsv, wrd = split_paths(config.data.path, split)
+        if not tsv.is_file() or not wrd.is_file():
+            problems.append(f"{split}: needs {tsv.name} and {wrd.name} in {config.data.path}")
+            continue
+        try:
+            splits[split] = read_manifest(tsv, wrd)
+        except ClipWhisperError as exc:
+            problems.append(str(exc))
+            continue
+        if not splits[split]:
+            problems.append(f"{tsv}: no utterances")
+        problems += _stream_problems(split, splits[split], streams)
+    if config.resume not in (None, "auto"):
+        problems += _resume_problems(Path(config.resume), config)
+    try:
+        Path(config.output_path).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        problems.append(f"output_path {config.output_path}: cannot create ({exc.strerror})")
+    if problems:
+        raise ConfigError("train", problems)
+    return splits
+
+
+def _resume_problems(path: Path, config: TrainConfig) -> list[str]:
+    from ..model.checkpoint import read_checkpoint_config
+
+    try:
+        manifest = read_checkpoint_config(path)
+    except ClipWhisperError as exc:
+        return [f"resume: {exc}"]
+    problems = []
+    if not (path / "train_state").is_dir():
+        problems.append(f"resume: {path} has no train_state/ (a weights-only checkpoint)")
+    trained = manifest["model"]["modality"]
+    if trained != config.model.modality:
+        problems.append(f"resume: {path} was trained for modality {trained}, not {config.model.modality}")
+    return problems

@@ -1,0 +1,25 @@
+"""Validation: loss and greedy-decoding WER on the valid split."""
+
+from __future__ import annotations
+
+import torch
+
+from ..metrics import error_rate, normalizer, word_errors
+
+
+@torch.no_grad()
+def evaluate(model, loader, device_type: str, autocast_dtype, max_new_tokens: int = 64) -> dict:
+    was_training = model.training
+    model.eval()
+    normalise = normalizer("whisper")
+    losses, counts = [], []
+    for batch in loader:
+        if not batch["ids"]:
+            continue
+        with torch.autocast(device_type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            losses.append(float(model(batch)))
+            hypotheses = model.generate(batch, max_new_tokens=max_new_tokens)
+        counts += [word_errors(normalise(ref), normalise(hyp)) for ref, hyp in zip(batch["texts"], hypotheses)]
+    model.train(was_training)
+    return {"valid_loss": sum(losses) / max(1, len(losses)), "valid_wer": error_rate(counts),
+            "valid_utterances": len(counts)}

@@ -1,0 +1,275 @@
+"""``clipwhisper train``: setup -> fit -> validate -> save, in one readable loop."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ..config import TrainConfig, to_yaml
+from ..dataset import AVDataset, BucketBatchSampler, collate, duration_s
+from ..errors import ClipWhisperError, MediaError
+from ..model.avsr import AVSRModel, streams_of
+from ..model.checkpoint import load_checkpoint, save_checkpoint
+from . import report
+from .checks import load_splits
+from .evaluate import evaluate
+from .optim import configure_optimizer, configure_scheduler
+from .params import UpdateTracker, component_rows
+from .run_folder import RunFolder
+from .state import load_train_state, save_train_state
+
+
+class TrainingError(ClipWhisperError):
+    """Training cannot go on (e.g. the loss stayed non-finite)."""
+
+
+@dataclass
+class Progress:
+    step: int = 0  # optimizer steps done
+    epoch: int = 0
+    batches_done: int = 0  # batches consumed in the current epoch
+    best_wer: float | None = None
+    skipped_steps: int = 0
+    bad_samples: int = 0
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[precision]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_model(config: TrainConfig, train_texts: list[str]) -> AVSRModel:
+    from ..model.llm import apply_finetuning, build_base_llm, load_tokenizer
+    from ..model.tokenizer import train_tokenizer
+
+    llm_config = config.model.llm
+    if llm_config.tokenizer or llm_config.name:
+        tokenizer = load_tokenizer(llm_config.tokenizer or llm_config.name)
+    else:  # an LLM built from a config gets a tokenizer trained on the transcripts
+        tokenizer = train_tokenizer([*train_texts, config.model.prompt])
+    llm = apply_finetuning(build_base_llm(llm_config, tokenizer), llm_config)
+    return AVSRModel.build(config.model, tokenizer, llm)
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig):
+        self.config = config
+        self.splits = load_splits(config)  # every check before any model loads
+        self.run = RunFolder(config.output_path)
+        self.device = pick_device(config.device)
+        self.amp_dtype = autocast_dtype(config.precision, self.device)
+        seed_everything(config.seed)
+        self.resume_from = self._resume_source()
+        if self.resume_from:
+            self.model = load_checkpoint(self.resume_from, self.device)
+        else:
+            self.model = build_model(config, [u.text for u in self.splits[config.data.train_split]])
+        self.model.to(self.device).train()
+        self.streams = streams_of(config.model.modality)
+        image_size = self.model.video_encoder.image_size if self.model.video_encoder else None
+        train = self.splits[config.data.train_split]
+        self.train_set = AVDataset(train, self.streams, image_size, config.data.fps)
+        self.valid_set = AVDataset(self.splits[config.data.valid_split], self.streams, image_size, config.data.fps)
+        self.sampler = BucketBatchSampler([duration_s(u, config.data.fps) for u in train], config.batch_size,
+                                          config.seed)
+        batches_per_epoch = len(self.sampler.batches())
+        self.steps_per_epoch = math.ceil(batches_per_epoch / config.grad_accum)
+        self.total_steps = config.max_steps or config.max_epochs * self.steps_per_epoch
+        self.optimizer = configure_optimizer(self.model, config, self.device)
+        self.scheduler = configure_scheduler(self.optimizer, config, self.total_steps)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        self.progress = Progress()
+        self.last_eval_step: int | None = None
+        if self.resume_from:
+            saved = load_train_state(self.resume_from / "train_state", optimizer=self.optimizer,
+                                     scheduler=self.scheduler, scaler=self.scaler)
+            self.progress = Progress(**saved)
+            self.run.truncate_log_after(self.progress.step)
+
+    def _resume_source(self) -> Path | None:
+        if self.config.resume == "auto":
+            return self.run.latest()
+        return Path(self.config.resume) if self.config.resume else None
+
+    def _loader(self, dataset, sampler=None) -> DataLoader:
+        # A loader's own generator: creating its iterator must not draw from the global RNG,
+        # or a resumed run would see a different random stream (modality dropout, LoRA dropout).
+        options = {"collate_fn": collate, "num_workers": self.config.data.num_workers,
+                   "generator": torch.Generator().manual_seed(self.config.seed)}
+        if sampler is None:
+            return DataLoader(dataset, batch_size=self.config.batch_size, shuffle=False, **options)
+        return DataLoader(dataset, batch_sampler=sampler, **options)
+
+    # -- the loop -------------------------------------------------------------------------------
+    def fit(self) -> Path:
+        config, progress = self.config, self.progress
+        (self.run.path / "config.yaml").write_text(to_yaml(config), encoding="utf-8")
+        report.console.print(report.parameter_table(component_rows(self.model.components())))
+        if self.resume_from:
+            report.console.print(f"resumed from {self.resume_from} at step {progress.step}")
+        tracker = UpdateTracker(self.model.components()) if config.log_param_updates else None
+        valid_loader = self._loader(self.valid_set)
+        losses: list[float] = []
+        with report.make_progress(self.total_steps, progress.step) as bar:
+            while progress.step < self.total_steps and progress.epoch < config.max_epochs:
+                self.sampler.set_epoch(progress.epoch, skip=progress.batches_done)
+                for group in self._accumulation_groups(self._loader(self.train_set, self.sampler)):
+                    loss = self._optimizer_step(group)
+                    progress.batches_done += len(group)
+                    if loss is None:
+                        continue
+                    losses.append(loss)
+                    bar.advance(loss, self.scheduler.get_last_lr()[0], sum(len(b["ids"]) for b in group))
+                    self._after_step(losses, tracker, valid_loader)
+                    if progress.step >= self.total_steps:
+                        break
+                else:
+                    progress.epoch += 1
+                    progress.batches_done = 0
+                    if not config.eval_steps:
+                        self._evaluate(losses, valid_loader)
+                    self._save_step()
+                    continue
+                break
+        if self.last_eval_step != progress.step:
+            self._evaluate(losses, valid_loader)
+        if not (self.run.step_dir(progress.step) / "config.json").exists():
+            self._save_step()
+        final = save_checkpoint(self.model, self.run.path / "final", info=self._info())
+        self._report_bad_samples()
+        return final
+
+    def _accumulation_groups(self, loader):
+        group = []
+        for batch in loader:
+            group.append(batch)
+            if len(group) == self.config.grad_accum:
+                yield group
+                group = []
+        if group:
+            yield group
+
+    def _optimizer_step(self, group: list[dict]) -> float | None:
+        """One optimizer step over the group's micro-batches; None if skipped (no data or non-finite loss)."""
+        total_items = sum(len(b["ids"]) for b in group)
+        for batch in group:
+            self._record_bad(batch)
+        if total_items == 0:
+            return None
+        loss_sum, finite = 0.0, True
+        for batch in group:
+            if not batch["ids"]:
+                continue
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                loss = self.model(batch) * (len(batch["ids"]) / total_items)
+            if not torch.isfinite(loss):
+                finite = False
+                break
+            self.scaler.scale(loss).backward()
+            loss_sum += float(loss.detach())
+        if not finite:
+            self.optimizer.zero_grad(set_to_none=True)
+            return self._skip_step()
+        self.progress.skipped_steps = 0
+        if self.config.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad],
+                                           self.config.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.progress.step += 1
+        return loss_sum
+
+    def _skip_step(self) -> None:
+        self.progress.skipped_steps += 1
+        self.run.log({"event": "skipped_step", "step": self.progress.step, "reason": "non-finite loss"})
+        if self.progress.skipped_steps >= self.config.max_bad_steps:
+            self._save_step()
+            raise TrainingError(f"loss was not finite for {self.progress.skipped_steps} steps in a row at step "
+                                f"{self.progress.step}; saved {self.run.step_dir(self.progress.step)}; try a lower "
+                                "learning rate or --precision bf16/fp32")
+        return None
+
+    def _record_bad(self, batch: dict) -> None:
+        for uid, error in batch["bad"]:
+            if self.config.on_bad_sample == "fail":
+                raise MediaError(uid, error)
+            self.progress.bad_samples += 1
+            self.run.log({"id": uid, "error": error, "step": self.progress.step}, name="bad_samples.jsonl")
+
+    def _after_step(self, losses: list[float], tracker, valid_loader) -> None:
+        config, step = self.config, self.progress.step
+        if step % config.log_every == 0 or step == self.total_steps:
+            recent = losses[-config.log_every:]
+            self.run.log({"event": "train", "step": step, "epoch": self.progress.epoch,
+                          "loss": sum(recent) / len(recent), "lr": self.scheduler.get_last_lr()[0]})
+            if tracker is not None:
+                updates = tracker.report()
+                self.run.log({"event": "param_updates", "step": step, "components": updates})
+                report.console.print(report.update_table(step, updates))
+        if config.eval_steps and step % config.eval_steps == 0:
+            self._evaluate(losses, valid_loader)
+        if config.save_steps and step % config.save_steps == 0:
+            self._save_step()
+
+    def _evaluate(self, losses: list[float], valid_loader) -> None:
+        self.last_eval_step = self.progress.step
+        metrics = evaluate(self.model, valid_loader, self.device.type, self.amp_dtype)
+        train_loss = sum(losses[-self.steps_per_epoch:]) / max(1, len(losses[-self.steps_per_epoch:]))
+        self.run.log({"event": "eval", "step": self.progress.step, "epoch": self.progress.epoch,
+                      "train_loss": train_loss, **metrics})
+        report.console.print(report.evaluation_table(self.progress.step, self.progress.epoch - 1, train_loss,
+                                                     metrics))
+        best = self.progress.best_wer
+        if best is None or metrics["valid_wer"] < best:
+            self.progress.best_wer = metrics["valid_wer"]
+            save_checkpoint(self.model, self.run.path / "best", info=self._info(metrics))
+
+    def _info(self, metrics: dict | None = None) -> dict:
+        return {"step": self.progress.step, "epoch": self.progress.epoch, "best_valid_wer": self.progress.best_wer,
+                **({"valid_wer": metrics["valid_wer"]} if metrics else {})}
+
+    def _save_step(self) -> Path:
+        folder = self.run.step_dir(self.progress.step)
+
+        def write_state(path: Path) -> None:
+            save_train_state(path, optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler,
+                             progress=asdict(self.progress))
+
+        save_checkpoint(self.model, folder, info=self._info(), write_state=write_state)
+        self.run.prune(self.config.keep_last)
+        return folder
+
+    def _report_bad_samples(self) -> None:
+        if self.progress.bad_samples:
+            report.status.print(f"[yellow]{self.progress.bad_samples} bad samples skipped; listed in "
+                                f"{self.run.path / 'bad_samples.jsonl'}[/yellow]")
+
+
+def run_training(config: TrainConfig) -> Path:
+    started = time.perf_counter()
+    final = Trainer(config).fit()
+    report.console.print(f"training done in {time.perf_counter() - started:.1f} s; final checkpoint: {final}")
+    return final

@@ -1,0 +1,49 @@
+"""The run folder: config.yaml, train_log.jsonl, bad_samples.jsonl, step-NNNNNN/, best/, final/."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+STEP_PATTERN = re.compile(r"^step-(\d{6,})$")
+
+
+class RunFolder:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def step_dir(self, step: int) -> Path:
+        return self.path / f"step-{step:06d}"
+
+    def complete_steps(self) -> list[Path]:
+        """Step checkpoints with their config.json (written last), oldest first."""
+        found = []
+        for child in self.path.iterdir():
+            match = STEP_PATTERN.match(child.name)
+            if match and (child / "config.json").is_file() and (child / "train_state").is_dir():
+                found.append((int(match.group(1)), child))
+        return [path for _, path in sorted(found)]
+
+    def latest(self) -> Path | None:
+        steps = self.complete_steps()
+        return steps[-1] if steps else None
+
+    def prune(self, keep_last: int) -> None:
+        for old in self.complete_steps()[:-keep_last]:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def log(self, record: dict, name: str = "train_log.jsonl") -> None:
+        with open(self.path / name, "a", encoding="utf-8") as out:
+            out.write(json.dumps(record) + "\n")
+
+    def truncate_log_after(self, step: int, name: str = "train_log.jsonl") -> None:
+        """On resume, drop records written after the checkpoint, so the log reads as one straight run."""
+        path = self.path / name
+        if not path.exists():
+            return
+        kept = [line for line in path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= step]
+        path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")

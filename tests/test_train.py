@@ -1,0 +1,185 @@
+"""Training on the tiny preset, on CPU, through the same code paths as real checkpoints."""
+
+import json
+import shutil
+
+import open_clip
+import pytest
+import torch
+from safetensors import safe_open
+from typer.testing import CliRunner
+
+from clipwhisper.cli import app
+from clipwhisper.config import TrainConfig, nested, packaged_config, resolve
+from clipwhisper.dataset import AVDataset, collate
+from clipwhisper.manifest import read_manifest
+from clipwhisper.model.checkpoint import load_checkpoint
+from clipwhisper.training.loop import Trainer, run_training
+
+
+def tiny(corpus, out, **flat):
+    settings = {"data.path": corpus, "output_path": out, "learning_rate": 3e-3, "warmup_steps": 3,
+                "log_every": 1, "seed": 1, **flat}
+    return resolve(TrainConfig, packaged_config("tiny"), nested(settings))
+
+
+def log_records(run, event="train"):
+    lines = (run / "train_log.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r.get("event") == event]
+
+
+def a_batch(corpus, model, n=4):
+    streams = [s for s in ("audio", "video") if s in model.streams]
+    size = model.video_encoder.image_size if model.video_encoder else None
+    data = AVDataset(read_manifest(corpus / "valid.tsv")[:n], streams, size)
+    return collate([data[i] for i in range(n)])
+
+
+@pytest.fixture(scope="module")
+def both_run(synth_corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("both")
+    run_training(tiny(synth_corpus, out, max_steps=30, save_steps=10, keep_last=2, eval_steps=15))
+    return out
+
+
+def test_training_lowers_the_loss_and_writes_the_run_folder(both_run):
+    losses = [r["loss"] for r in log_records(both_run)]
+    assert len(losses) == 30
+    assert sum(losses[-5:]) / 5 < 0.6 * sum(losses[:3]) / 3
+    names = {p.name for p in both_run.iterdir()}
+    # saved every 10 steps and at each epoch's end (12 batches); keep_last=2
+    assert {"config.yaml", "train_log.jsonl", "best", "final", "step-000024", "step-000030"} <= names
+    assert not names & {"step-000010", "step-000012", "step-000020"}
+    for folder in ("final", "best", "step-000030"):
+        files = {p.name for p in (both_run / folder).iterdir()}
+        assert {"config.json", "model.safetensors", "llm", "tokenizer"} <= files
+    assert (both_run / "step-000030" / "train_state" / "tensors.safetensors").is_file()
+    assert len(log_records(both_run, "eval")) == 2
+
+
+@pytest.mark.parametrize("modality", ["audio", "video"])
+def test_single_modality_training(synth_corpus, tmp_path, modality):
+    run_training(tiny(synth_corpus, tmp_path, max_steps=25, **{"model.modality": modality}))
+    losses = [r["loss"] for r in log_records(tmp_path)]
+    assert sum(losses[-5:]) / 5 < 0.6 * sum(losses[:3]) / 3
+    config = json.loads((tmp_path / "final" / "config.json").read_text())
+    assert config["model"]["modality"] == modality
+    model = load_checkpoint(tmp_path / "final")
+    assert model.streams == (modality,)
+    assert (model.audio_encoder is None) == (modality == "video")
+
+
+def test_checkpoint_loads_back_to_identical_outputs(both_run, synth_corpus):
+    trainer_model = load_checkpoint(both_run / "step-000030")
+    final = load_checkpoint(both_run / "final")
+    batch = a_batch(synth_corpus, final)
+    with torch.no_grad():
+        assert trainer_model(batch).item() == final(batch).item()
+    assert trainer_model.generate(batch, max_new_tokens=12) == final.generate(batch, max_new_tokens=12)
+
+
+def test_resume_is_exact(synth_corpus, tmp_path):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    run_training(tiny(synth_corpus, straight, max_steps=16, save_steps=8, keep_last=5))
+    resumed.mkdir()
+    shutil.copytree(straight / "step-000008", resumed / "step-000008")
+    shutil.copy(straight / "train_log.jsonl", resumed / "train_log.jsonl")
+    run_training(tiny(synth_corpus, resumed, max_steps=16, save_steps=8, keep_last=5, resume="auto"))
+    assert [r["loss"] for r in log_records(resumed)] == [r["loss"] for r in log_records(straight)]
+    with safe_open(straight / "final" / "model.safetensors", "pt") as a, \
+            safe_open(resumed / "final" / "model.safetensors", "pt") as b:
+        assert all(torch.equal(a.get_tensor(k), b.get_tensor(k)) for k in a.keys())
+
+
+@pytest.fixture(scope="module")
+def local_pretrained(tmp_path_factory, synth_corpus):
+    """Pretrained parts in each real on-disk format, made here: whisper .pt, open_clip file, HF folder."""
+    import whisper
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from clipwhisper.model.tokenizer import train_tokenizer
+
+    root = tmp_path_factory.mktemp("pretrained")
+    dims = whisper.ModelDimensions(n_mels=80, n_audio_ctx=1500, n_audio_state=32, n_audio_head=2, n_audio_layer=1,
+                                   n_vocab=64, n_text_ctx=16, n_text_state=32, n_text_head=2, n_text_layer=1)
+    torch.save({"dims": dims.__dict__, "model_state_dict": whisper.model.Whisper(dims).state_dict()},
+               root / "whisper-tiny-test.pt")
+
+    (root / "clip_cfg").mkdir()
+    clip_cfg = {"embed_dim": 32, "vision_cfg": {"image_size": 48, "layers": 1, "width": 32, "patch_size": 16,
+                                                "head_width": 16},
+                "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 32, "heads": 2, "layers": 1}}
+    (root / "clip_cfg" / "cw-test-vit.json").write_text(json.dumps(clip_cfg))
+    open_clip.add_model_config(root / "clip_cfg")
+    torch.save(open_clip.create_model("cw-test-vit").state_dict(), root / "clip.pt")
+
+    tokenizer = train_tokenizer([u.text for u in read_manifest(synth_corpus / "train.tsv")])
+    llm = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+                                       num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id))
+    llm.save_pretrained(root / "llm")
+    tokenizer.save_pretrained(root / "llm")
+    return root
+
+
+def test_frozen_pretrained_parts_and_lora(synth_corpus, tmp_path, local_pretrained):
+    config = tiny(synth_corpus, tmp_path, max_steps=6, log_param_updates=True, log_every=3, **{
+        "model.audio_encoder": {"name": str(local_pretrained / "whisper-tiny-test.pt"), "dims": None,
+                                "trainable": False},
+        "model.video_encoder": {"name": "cw-test-vit", "pretrained": str(local_pretrained / "clip.pt"),
+                                "vision_cfg": None, "trainable": False},
+        "model.llm": {"name": str(local_pretrained / "llm"), "config": None, "finetune": "lora",
+                      "lora": {"r": 4, "alpha": 8, "dropout": 0.0}},
+    })
+    trainer = Trainer(config)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.fit()
+    after = trainer.model.state_dict()
+    trainable = {n for n, p in trainer.model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n or "connector" in n or "fusion" in n for n in trainable)
+    for name, value in after.items():
+        if name in trainable:
+            assert not torch.equal(before[name], value), name
+        else:
+            assert torch.equal(before[name], value), name
+    updates = [r["components"] for r in log_records(tmp_path, "param_updates")]
+    assert len(updates) == 2
+    for report in updates:
+        assert report["whisper"]["tensors_changed"] == 0 and report["whisper"]["update_norm"] == 0
+        assert report["clip"]["tensors_changed"] == 0 and report["clip"]["update_norm"] == 0
+        assert report["audio connector"]["update_norm"] > 0 and report["llm"]["tensors_changed"] > 0
+    final = tmp_path / "final"
+    files = {p.name for p in final.iterdir()}
+    assert "adapter" in files and "llm" not in files  # adapter only; the base is referenced
+    saved = json.loads((final / "config.json").read_text())["model"]
+    assert saved["llm"]["name"] == str(local_pretrained / "llm")
+    assert saved["audio_encoder"]["name"].endswith("whisper-tiny-test.pt")
+    with safe_open(final / "model.safetensors", "pt") as weights:
+        assert not any(k.startswith(("whisper.", "clip.")) for k in weights.keys())  # frozen: referenced
+    reloaded = load_checkpoint(final)
+    batch = a_batch(synth_corpus, reloaded)
+    with torch.no_grad():
+        assert abs(reloaded(batch).item() - trainer.model.eval()(batch).item()) < 1e-5
+
+
+def test_original_flag_spellings_drive_a_run(synth_corpus, tmp_path):
+    result = CliRunner().invoke(app, [
+        "train", "-c", "tiny", "--data_path", str(synth_corpus), "--output_path", str(tmp_path),
+        "--modality", "audio", "--batch_size", "16", "--max_epochs", "1", "--save_steps", "3",
+        "--log_param_updates"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "step-000003" / "config.json").is_file()
+    assert log_records(tmp_path, "param_updates")
+    assert json.loads((tmp_path / "final" / "config.json").read_text())["model"]["modality"] == "audio"
+
+
+def test_checks_before_loading_report_every_problem(synth_corpus, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.tsv").write_text(f"{synth_corpus}\nx\t\taudio/missing.wav\t0\t16000\n")
+    (data / "train.wrd").write_text("bin blue\n")
+    result = CliRunner().invoke(app, ["train", "-c", "tiny", "--data-path", str(data), "--output-path",
+                                      str(tmp_path / "out"), "--modality", "both"])
+    assert result.exit_code == 2
+    message = result.stderr
+    assert "no video path" in message and "media files not found" in message and "valid.tsv" in message
