@@ -214,6 +214,18 @@ def synth(
     typer.echo(f"wrote {out_dir}: {summary} utterances in {elapsed:.1f} s ({utterances / elapsed:.1f} utt/s)")
 
 
+@app.command()
+@reports_errors
+def demo(
+    out: Path = typer.Option(Path("demo"), "--out", help="Folder for the corpus, run, decodes and report."),
+    quick: bool = typer.Option(False, "--quick", help="A smaller corpus and fewer epochs (about 2 minutes)."),
+):
+    """Synthesise a corpus, train the tiny preset, decode at several SNRs and report WER (CPU, no downloads)."""
+    from .demo import run_demo
+
+    run_demo(out, quick=quick)
+
+
 def main() -> None:
     app()
 

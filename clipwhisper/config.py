@@ -110,6 +110,7 @@ class DataConfig(Strict):
     fps: float = Field(default=25.0, gt=0)
     max_duration_s: float | None = Field(default=None, gt=0)
     num_workers: int = Field(default=0, ge=0)
+    media_cache_gb: float = Field(default=2.0, ge=0, description="keep decoded media in memory if the split fits")
 
 
 class TrainConfig(Strict):

@@ -25,18 +25,41 @@ def duration_s(utterance: Utterance, fps: float = 25.0) -> float:
     return utterance.n_video_frames / fps
 
 
+def decoded_bytes(utterances: Sequence[Utterance], streams: Sequence[str], image_size: int | None) -> int:
+    """How much memory the decoded media of ``utterances`` take (float32 audio, uint8 frames)."""
+    total = 0
+    for utt in utterances:
+        if "audio" in streams:
+            total += 4 * utt.n_audio_samples
+        if "video" in streams and image_size:
+            total += 3 * image_size * image_size * utt.n_video_frames
+    return total
+
+
 class AVDataset(Dataset):
+    """Decoded media per utterance. With ``cache_bytes`` at least the corpus's decoded size, items are
+    kept in memory after their first decoding: small corpora then pay ffmpeg once, not every epoch."""
+
     def __init__(self, utterances: Sequence[Utterance], streams: Sequence[str], image_size: int | None,
-                 fps: float = 25.0):
+                 fps: float = 25.0, cache_bytes: int = 0):
         self.utterances = list(utterances)
         self.streams = tuple(streams)
         self.image_size = image_size
         self.fps = fps
+        fits = 0 < decoded_bytes(self.utterances, self.streams, image_size) <= cache_bytes
+        self.cache: dict[int, dict] | None = {} if fits else None
 
     def __len__(self) -> int:
         return len(self.utterances)
 
     def __getitem__(self, index: int) -> dict:
+        if self.cache is None:
+            return self._decode(index)
+        if index not in self.cache:
+            self.cache[index] = self._decode(index)
+        return dict(self.cache[index])  # a shallow copy: callers may replace arrays (noise), never mutate them
+
+    def _decode(self, index: int) -> dict:
         utt = self.utterances[index]
         item = {"id": utt.id, "text": utt.text or ""}
         try:
@@ -57,6 +80,7 @@ class AVDataset(Dataset):
 def collate(items: list[dict]) -> dict:
     good = [item for item in items if "error" not in item]
     batch = {
+        "order": [item["id"] for item in items],  # good and bad, as the loader gave them
         "ids": [item["id"] for item in good],
         "texts": [item["text"] for item in good],
         "bad": [(item["id"], item["error"]) for item in items if "error" in item],

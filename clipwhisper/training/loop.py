@@ -88,12 +88,14 @@ class Trainer:
         self.streams = streams_of(config.model.modality)
         image_size = self.model.video_encoder.image_size if self.model.video_encoder else None
         train = self.splits[config.data.train_split]
-        self.train_set = AVDataset(train, self.streams, image_size, config.data.fps)
-        self.valid_set = AVDataset(self.splits[config.data.valid_split], self.streams, image_size, config.data.fps)
+        cache = int(config.data.media_cache_gb * 2**30)
+        self.train_set = AVDataset(train, self.streams, image_size, config.data.fps, cache)
+        self.valid_set = AVDataset(self.splits[config.data.valid_split], self.streams, image_size, config.data.fps,
+                                   cache)
         self.sampler = BucketBatchSampler([duration_s(u, config.data.fps) for u in train], config.batch_size,
                                           config.seed)
-        batches_per_epoch = len(self.sampler.batches())
-        self.steps_per_epoch = math.ceil(batches_per_epoch / config.grad_accum)
+        self.batches_per_epoch = len(self.sampler.batches())
+        self.steps_per_epoch = math.ceil(self.batches_per_epoch / config.grad_accum)
         self.total_steps = config.max_steps or config.max_epochs * self.steps_per_epoch
         self.optimizer = configure_optimizer(self.model, config, self.device)
         self.scheduler = configure_scheduler(self.optimizer, config, self.total_steps)
@@ -136,21 +138,18 @@ class Trainer:
                 for group in self._accumulation_groups(self._loader(self.train_set, self.sampler)):
                     loss = self._optimizer_step(group)
                     progress.batches_done += len(group)
-                    if loss is None:
-                        continue
-                    losses.append(loss)
-                    bar.advance(loss, self.scheduler.get_last_lr()[0], sum(len(b["ids"]) for b in group))
-                    self._after_step(losses, tracker, valid_loader)
+                    if loss is not None:
+                        losses.append(loss)
+                        bar.advance(loss, self.scheduler.get_last_lr()[0], sum(len(b["ids"]) for b in group))
+                        self._after_step(losses, tracker, valid_loader)
                     if progress.step >= self.total_steps:
                         break
-                else:
+                if progress.batches_done >= self.batches_per_epoch:
                     progress.epoch += 1
                     progress.batches_done = 0
                     if not config.eval_steps:
                         self._evaluate(losses, valid_loader)
                     self._save_step()
-                    continue
-                break
         if self.last_eval_step != progress.step:
             self._evaluate(losses, valid_loader)
         if not (self.run.step_dir(progress.step) / "config.json").exists():

@@ -1,0 +1,1 @@
+"""Decoding, transcription and checkpoint inspection."""

@@ -1,0 +1,109 @@
+"""``clipwhisper decode``: batched generation over a test set, WER per modality and SNR.
+
+Written as it goes (``hyps.jsonl``); a rerun into the same folder resumes. A
+failed utterance is recorded with its error, counted as all deletions, listed
+in the summary, and makes the exit code 1: nothing vanishes from the WER.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from ..config import DecodeConfig
+from ..dataset import AVDataset, collate
+from ..errors import ConfigError
+from ..manifest import Utterance, read_manifest
+from ..media import load_audio
+from ..model.avsr import AVSRModel, streams_of
+from ..noise import mix_at_snr
+from ..training.loop import pick_device
+from ..training.report import console
+from .compat import check_modality
+from .records import HypsFile, make_record
+from .summary import summarise, summary_table
+
+
+def _noisy_collate(items: list[dict], noise, snr) -> dict:
+    if snr != "clean":
+        for item in items:
+            if "audio" in item:
+                item["audio"] = mix_at_snr(item["audio"], noise, float(snr), item["id"])
+    return collate(items)
+
+
+def decode_cell(model: AVSRModel, utterances: list[Utterance], modality: str, snr, config: DecodeConfig,
+                hyps: HypsFile, noise=None) -> None:
+    """Decode every utterance of one (modality, SNR) cell not already in ``hyps``."""
+    key = str(snr)
+    todo = [u for u in utterances if (u.id, modality, key) not in hyps.done]
+    if not todo:
+        return
+    image_size = model.video_encoder.image_size if model.video_encoder else None
+    dataset = AVDataset(todo, streams_of(modality), image_size)
+    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=False,
+                        collate_fn=functools.partial(_noisy_collate, noise=noise, snr=snr))
+    references = {u.id: u.text or "" for u in todo}
+    for batch in loader:
+        hypotheses = {}
+        if batch["ids"]:
+            texts = model.generate(batch, modality=modality, beam_size=config.beam_size,
+                                   max_new_tokens=config.max_new_tokens)
+            hypotheses = dict(zip(batch["ids"], texts))
+        errors = dict(batch["bad"])
+        records = [make_record(uid, modality, snr, references[uid], hypotheses.get(uid, ""), config.normalizer,
+                               errors.get(uid)) for uid in batch["order"]]
+        hyps.append(records)
+        if config.verbose:
+            for record in records:
+                console.print(f"[bold]{record['id']}[/bold] ({modality}, {snr})\n  REF: {record['ref']}\n"
+                              f"  HYP: {record['hyp']}" + (f"\n  ERROR: {record['error']}" if record["error"] else ""))
+
+
+def _validate(config: DecodeConfig) -> None:
+    problems = []
+    if config.model_path is None:
+        problems.append("--model-path is required")
+    if config.test_tsv is None:
+        problems.append("--test-tsv is required")
+    if any(snr != "clean" for snr in config.snr_db) and config.noise is None:
+        problems.append("--snr-db other than clean needs --noise FILE")
+    if problems:
+        raise ConfigError("decode", problems)
+
+
+def run_decode(config: DecodeConfig) -> int:
+    from ..model.checkpoint import load_checkpoint, read_checkpoint_config
+
+    _validate(config)
+    trained = read_checkpoint_config(config.model_path)["model"]["modality"]
+    modality = check_modality(config.modality, trained, config.model_path)
+    utterances = read_manifest(config.test_tsv, config.test_wrd)
+    noise = load_audio(config.noise) if config.noise else None
+    output = Path(config.output_dir)
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        hyps = HypsFile(output / "hyps.jsonl")
+    except OSError as exc:
+        raise ConfigError(str(output), [f"cannot write the output folder: {exc.strerror or exc}"]) from None
+    model = load_checkpoint(config.model_path, pick_device(config.device))
+    with torch.inference_mode():
+        for snr in config.snr_db:
+            decode_cell(model, utterances, modality, snr, config, hyps, noise)
+    return finish(output, hyps.records)
+
+
+def finish(output: Path, records: list[dict]) -> int:
+    summary = summarise(records)
+    (output / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    console.print(summary_table(summary))
+    if summary["failed_utterances"]:
+        failed = [f["id"] for cell in summary["cells"] for f in cell["failed"]]
+        console.print(f"[red]{len(failed)} utterances failed (counted as deletions): {', '.join(failed[:10])}"
+                      f"{' ...' if len(failed) > 10 else ''}; see {output / 'hyps.jsonl'}[/red]")
+        return 1
+    return 0

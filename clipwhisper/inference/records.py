@@ -1,0 +1,67 @@
+"""``hyps.jsonl``: one record per (utterance, modality, SNR), appended as decoding goes.
+
+A rerun reads what is there, drops a last line cut short by a crash, and skips
+the keys already done, so the file ends up as one uninterrupted run would write it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..metrics import char_errors, normalizer, word_errors
+
+
+def record_key(record: dict) -> tuple[str, str, str]:
+    return record["id"], record["modality"], str(record["snr"])
+
+
+def make_record(uid: str, modality: str, snr, ref: str, hyp: str, normalise_name: str,
+                error: str | None = None) -> dict:
+    normalise = normalizer(normalise_name)
+    ref_norm, hyp_norm = normalise(ref), normalise(hyp)
+    words, chars = word_errors(ref_norm, hyp_norm), char_errors(ref_norm, hyp_norm)
+    return {
+        "id": uid, "modality": modality, "snr": snr, "ref": ref, "hyp": hyp,
+        "ref_normalized": ref_norm, "hyp_normalized": hyp_norm,
+        "substitutions": words.substitutions, "deletions": words.deletions, "insertions": words.insertions,
+        "errors": words.errors, "ref_words": words.reference_length,
+        "char_errors": chars.errors, "ref_chars": chars.reference_length,
+        "error": error,
+    }
+
+
+class HypsFile:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.records: list[dict] = []
+        self.done: set[tuple[str, str, str]] = set()
+        if self.path.exists():
+            self._recover()
+
+    def _recover(self) -> None:
+        raw = self.path.read_bytes()
+        lines = raw.split(b"\n")
+        complete, intact = [], True
+        for line in lines[:-1]:  # the last element is b"" when the file ends with a newline
+            try:
+                record = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                intact = False
+                break
+            if record_key(record) not in self.done:
+                self.done.add(record_key(record))
+                complete.append(record)
+        if lines[-1] or not intact or len(complete) != len(lines) - 1:  # torn tail or duplicates: rewrite
+            self.path.write_text("".join(json.dumps(r) + "\n" for r in complete), encoding="utf-8")
+        self.records = complete
+
+    def append(self, records: list[dict]) -> None:
+        with open(self.path, "a", encoding="utf-8") as out:
+            out.write("".join(json.dumps(r) + "\n" for r in records))
+            out.flush()
+            os.fsync(out.fileno())
+        for record in records:
+            self.done.add(record_key(record))
+        self.records.extend(records)

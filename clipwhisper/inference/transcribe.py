@@ -1,0 +1,149 @@
+"""Transcribe files or arrays with a checkpoint; long inputs are split into overlapping windows."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import typer
+
+from ..errors import MediaError
+from ..media import SAMPLE_RATE, VIDEO_FPS, load_audio, load_video
+from ..model.avsr import AVSRModel
+
+WINDOW_S = 30.0
+OVERLAP_S = 2.0
+
+
+@dataclass
+class Media:
+    audio: np.ndarray | None = None  # float32, 16 kHz
+    video: np.ndarray | None = None  # (T, H, W, 3) uint8, 25 fps
+
+    @property
+    def duration_s(self) -> float:
+        if self.audio is not None:
+            return len(self.audio) / SAMPLE_RATE
+        return len(self.video) / VIDEO_FPS
+
+
+def windows(duration_s: float, window_s: float = WINDOW_S, overlap_s: float = OVERLAP_S) -> list[tuple[float, float]]:
+    """Overlapping ``(start, end)`` spans covering ``duration_s``; one span if it fits."""
+    if duration_s <= window_s:
+        return [(0.0, duration_s)]
+    spans, start, hop = [], 0.0, window_s - overlap_s
+    while start + window_s < duration_s:
+        spans.append((start, start + window_s))
+        start += hop
+    spans.append((max(0.0, duration_s - window_s), duration_s))
+    return spans
+
+
+def join_overlapping(texts: list[str]) -> str:
+    """Join window transcripts, dropping the words that the overlap repeated."""
+    words: list[str] = []
+    for text in texts:
+        new = text.split()
+        overlap = 0
+        for size in range(min(len(words), len(new)), 0, -1):
+            if words[-size:] == new[:size]:
+                overlap = size
+                break
+        words += new[overlap:]
+    return " ".join(words)
+
+
+class Transcriber:
+    """``clipwhisper.load(path)`` returns one: ``.transcribe(path_or_media)`` gives the text."""
+
+    def __init__(self, model: AVSRModel, beam_size: int = 1, max_new_tokens: int = 128):
+        self.model = model
+        self.beam_size = beam_size
+        self.max_new_tokens = max_new_tokens
+
+    @property
+    def window_s(self) -> float:
+        if self.model.audio_encoder is not None:
+            return min(WINDOW_S, self.model.audio_encoder.max_samples / SAMPLE_RATE)
+        return WINDOW_S
+
+    def read(self, path: Path) -> tuple[Media, str]:
+        """The streams of ``path`` that the model uses, and the modality they make."""
+        path = Path(path)
+        streams = self.model.streams
+        media = Media()
+        if "video" in streams:
+            try:
+                media.video = load_video(path, self.model.video_encoder.image_size)
+            except MediaError as exc:
+                if "no video stream" not in str(exc) or streams == ("video",):
+                    raise
+        if "audio" in streams:
+            try:
+                media.audio = load_audio(path)
+            except MediaError as exc:
+                if "no audio stream" not in str(exc) or media.video is None:
+                    raise
+        modality = "both" if media.audio is not None and media.video is not None else \
+            ("audio" if media.audio is not None else "video")
+        return media, modality
+
+    def _batch(self, media: Media, spans: list[tuple[float, float]]) -> dict:
+        batch = {"ids": [f"w{i}" for i in range(len(spans))], "texts": [""] * len(spans)}
+        if media.audio is not None:
+            pieces = [media.audio[int(a * SAMPLE_RATE):int(b * SAMPLE_RATE)] for a, b in spans]
+            batch["audio"], batch["audio_lengths"] = _pad(pieces)
+        if media.video is not None:
+            pieces = [media.video[int(a * VIDEO_FPS):max(int(a * VIDEO_FPS) + 1, int(b * VIDEO_FPS))]
+                      for a, b in spans]
+            batch["video"], batch["video_lengths"] = _pad(pieces)
+        return batch
+
+    @torch.inference_mode()
+    def transcribe_media(self, media: Media, modality: str) -> tuple[str, int]:
+        spans = windows(media.duration_s, self.window_s)
+        texts = self.model.generate(self._batch(media, spans), modality=modality, beam_size=self.beam_size,
+                                    max_new_tokens=self.max_new_tokens)
+        return join_overlapping(texts), len(spans)
+
+    def transcribe(self, source: str | Path | Media, modality: str | None = None) -> str:
+        if isinstance(source, Media):
+            present = "both" if source.audio is not None and source.video is not None else \
+                ("audio" if source.audio is not None else "video")
+            return self.transcribe_media(source, modality or present)[0]
+        media, present = self.read(Path(source))
+        return self.transcribe_media(media, modality or present)[0]
+
+
+def _pad(pieces: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    lengths = [len(p) for p in pieces]
+    out = np.zeros((len(pieces), max(lengths), *pieces[0].shape[1:]), pieces[0].dtype)
+    for row, piece in enumerate(pieces):
+        out[row, : len(piece)] = piece
+    return torch.from_numpy(out), torch.tensor(lengths)
+
+
+def load(path: str | Path, device: str = "auto", beam_size: int = 1) -> Transcriber:
+    from ..model.checkpoint import load_checkpoint
+    from ..training.loop import pick_device
+
+    return Transcriber(load_checkpoint(Path(path), pick_device(device)), beam_size=beam_size)
+
+
+def run_transcribe(config, files: list[Path], output_format: str = "text") -> None:
+    if output_format not in ("text", "json"):
+        raise typer.BadParameter(f"--format must be text or json, not {output_format!r}")
+    transcriber = load(config.model_path, config.device, beam_size=config.beam_size)
+    results = []
+    for path in files:
+        media, modality = transcriber.read(path)
+        text, segments = transcriber.transcribe_media(media, modality)
+        results.append({"file": str(path), "modality": modality, "duration_s": round(media.duration_s, 3),
+                        "segments": segments, "text": text})
+        if output_format == "text":
+            typer.echo(text if len(files) == 1 else f"{path}\t{text}")
+    if output_format == "json":
+        typer.echo(json.dumps(results, indent=2))

@@ -1,0 +1,171 @@
+"""Decoding, transcription and inspection with a checkpoint trained in this test session."""
+
+import json
+import shutil
+
+import jiwer
+import numpy as np
+import pytest
+from conftest import make_media
+from typer.testing import CliRunner
+
+import clipwhisper
+from clipwhisper.cli import app
+from clipwhisper.config import TrainConfig, nested, packaged_config, resolve
+from clipwhisper.inference.transcribe import join_overlapping, windows
+from clipwhisper.manifest import read_manifest, write_manifest
+from clipwhisper.media import SAMPLE_RATE, load_audio, write_wav
+from clipwhisper.metrics import char_errors, word_errors
+from clipwhisper.noise import mix_at_snr
+from clipwhisper.training.loop import run_training
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(synth_corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("decode_run")
+    run_training(resolve(TrainConfig, packaged_config("tiny"), nested({
+        "data.path": synth_corpus, "output_path": out, "max_steps": 12, "learning_rate": 3e-3, "warmup_steps": 2})))
+    return out / "final"
+
+
+def decode(*args):
+    return runner.invoke(app, ["decode", *map(str, args)])
+
+
+def test_wer_matches_jiwer_on_known_strings():
+    pairs = [("bin blue at f two now", "bin blue at s two"), ("set red by a one soon", "set red by a one soon"),
+             ("lay green", "lay green with")]
+    for ref, hyp in pairs:
+        assert word_errors(ref, hyp).errors / len(ref.split()) == pytest.approx(jiwer.wer(ref, hyp))
+        assert char_errors(ref, hyp).errors / len(ref) == pytest.approx(jiwer.cer(ref, hyp))
+    assert word_errors("", "extra words").insertions == 2
+
+
+def test_decode_writes_records_summary_and_resumes(checkpoint, synth_corpus, tmp_path):
+    out = tmp_path / "dec"
+    args = ["--model-path", checkpoint, "--test-tsv", synth_corpus / "test.tsv", "--output-dir", out,
+            "--snr-db", "clean", "--snr-db", "0", "--noise", synth_corpus / "noise" / "babble.wav",
+            "--batch-size", "5", "--max-new-tokens", "12"]
+    result = decode(*args)
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in (out / "hyps.jsonl").read_text().splitlines()]
+    assert len(records) == 2 * 12 and {r["snr"] for r in records} == {"clean", 0.0}
+    assert {"id", "modality", "ref", "hyp", "ref_normalized", "hyp_normalized", "substitutions", "deletions",
+            "insertions", "errors"} <= set(records[0])
+    summary = json.loads((out / "summary.json").read_text())
+    assert [(c["modality"], c["snr"], c["utterances"]) for c in summary["cells"]] == [("both", "clean", 12),
+                                                                                       ("both", 0.0, 12)]
+    assert "WER" in result.output
+    # an interrupted run: the file cut inside a record; the rerun completes it identically
+    full = (out / "hyps.jsonl").read_text()
+    (out / "hyps.jsonl").write_text(full[: len(full) // 2])
+    assert decode(*args).exit_code == 0
+    assert (out / "hyps.jsonl").read_text() == full
+    assert json.loads((out / "summary.json").read_text()) == summary
+
+
+def test_noise_is_reproducible_and_at_the_requested_snr(synth_corpus):
+    speech = load_audio(read_manifest(synth_corpus / "test.tsv")[0].audio)
+    noise = load_audio(synth_corpus / "noise" / "babble.wav")
+    a, b = mix_at_snr(speech, noise, 5.0, "u1"), mix_at_snr(speech, noise, 5.0, "u1")
+    assert np.array_equal(a, b) and not np.array_equal(a, mix_at_snr(speech, noise, 5.0, "u2"))
+    added = a - speech
+    assert 10 * np.log10(np.mean(speech**2) / np.mean(added**2)) == pytest.approx(5.0, abs=0.01)
+
+
+def test_failed_utterance_is_counted_not_dropped(checkpoint, synth_corpus, tmp_path):
+    utts = read_manifest(synth_corpus / "test.tsv")[:4]
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(utts[1].video.read_bytes()[:300])
+    utts[1] = type(utts[1])(utts[1].id, broken, broken, utts[1].n_video_frames, utts[1].n_audio_samples,
+                            utts[1].text)
+    write_manifest(tmp_path / "t.tsv", tmp_path, utts, wrd=tmp_path / "t.wrd")
+    result = decode("--model-path", checkpoint, "--test-tsv", tmp_path / "t.tsv", "--output-dir", tmp_path / "o",
+                    "--max-new-tokens", "8")
+    assert result.exit_code == 1
+    records = [json.loads(line) for line in (tmp_path / "o" / "hyps.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in records] == [u.id for u in utts]
+    bad = records[1]
+    assert "broken.mp4" in bad["error"] and bad["hyp"] == "" and bad["deletions"] == bad["ref_words"] == 6
+    cell = json.loads((tmp_path / "o" / "summary.json").read_text())["cells"][0]
+    assert cell["utterances"] == 4 and cell["failed"][0]["id"] == utts[1].id
+    assert cell["ref_words"] == 24
+
+
+def test_modality_the_checkpoint_cannot_serve(checkpoint, synth_corpus, tmp_path):
+    audio_only = tmp_path / "audio_ck"
+    shutil.copytree(checkpoint, audio_only)
+    config = json.loads((audio_only / "config.json").read_text())
+    config["model"]["modality"] = "audio"
+    (audio_only / "config.json").write_text(json.dumps(config))
+    result = decode("--model-path", audio_only, "--test-tsv", synth_corpus / "test.tsv", "--modality", "video",
+                    "--output-dir", tmp_path / "o")
+    assert result.exit_code == 2 and "cannot serve 'video'" in result.stderr
+
+
+def test_decode_usage_errors(checkpoint, synth_corpus, tmp_path):
+    assert decode("--test-tsv", synth_corpus / "test.tsv").exit_code == 2
+    result = decode("--model-path", checkpoint, "--test-tsv", synth_corpus / "test.tsv", "--snr-db", "5")
+    assert result.exit_code == 2 and "--noise" in result.stderr
+    result = decode("--model-path", tmp_path / "nope", "--test-tsv", synth_corpus / "test.tsv")
+    assert result.exit_code == 1 and "not a checkpoint folder" in result.stderr
+
+
+def test_transcribe_wav_mp4_and_a_long_file(checkpoint, synth_corpus, tmp_path):
+    utt = read_manifest(synth_corpus / "test.tsv")[0]
+    speech = load_audio(utt.audio)
+    long_wav = tmp_path / "long.wav"
+    write_wav(long_wav, np.tile(np.concatenate([speech, np.zeros(SAMPLE_RATE // 2, np.float32)]), 60)[: 70 * SAMPLE_RATE])
+    result = runner.invoke(app, ["transcribe", str(utt.audio), str(utt.video), str(long_wav), "--model-path",
+                                 str(checkpoint), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    results = json.loads(result.stdout)
+    assert [r["modality"] for r in results] == ["audio", "both", "audio"]
+    assert results[2]["segments"] == 3 and results[2]["duration_s"] == pytest.approx(70.0)
+    assert all(isinstance(r["text"], str) for r in results)
+    single = runner.invoke(app, ["decode", "--model_path", str(checkpoint), "--single_file", str(utt.audio)])
+    assert single.exit_code == 0 and single.stdout.strip() == results[0]["text"]
+    model = clipwhisper.load(checkpoint)
+    assert model.transcribe(utt.audio) == results[0]["text"]
+
+
+def test_transcribe_video_without_audio_uses_video(checkpoint, tmp_path):
+    silent = make_media(tmp_path / "silent.mp4", audio=False, seconds=1.0)
+    result = runner.invoke(app, ["transcribe", str(silent), "--model-path", str(checkpoint), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)[0]["modality"] == "video"
+    missing = runner.invoke(app, ["transcribe", str(tmp_path / "none.wav"), "--model-path", str(checkpoint)])
+    assert missing.exit_code == 1 and "none.wav: file not found" in missing.stderr
+
+
+def test_windows_and_joining():
+    assert windows(10.0) == [(0.0, 10.0)]
+    spans = windows(70.0)
+    assert spans[0] == (0.0, 30.0) and spans[-1] == (40.0, 70.0) and len(spans) == 3
+    assert join_overlapping(["bin blue at f", "at f two now"]) == "bin blue at f two now"
+    assert join_overlapping(["a b", "c d"]) == "a b c d"
+
+
+def test_inspect_checkpoint_run_and_corrupt(checkpoint, tmp_path):
+    result = runner.invoke(app, ["inspect", str(checkpoint), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["modality"] == "both" and not info["problems"]
+    names = {c["component"] for c in info["components"]}
+    assert names == {"audio connector", "video connector", "fusion", "whisper", "clip", "llm base"}
+    assert info["training"]["step"] == 12 and any(f["path"] == "model.safetensors" for f in info["files"])
+    run = runner.invoke(app, ["inspect", str(checkpoint.parent)])
+    assert run.exit_code == 0 and "step-000012" in run.output and "final" in run.output
+
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(checkpoint, corrupt)
+    (corrupt / "model.safetensors").write_bytes(b"\xff" * 64)
+    result = runner.invoke(app, ["inspect", str(corrupt)])
+    assert result.exit_code == 1 and "corrupt safetensors" in result.stderr
+    partial = tmp_path / "partial"
+    shutil.copytree(checkpoint, partial)
+    (partial / "config.json").unlink()
+    result = runner.invoke(app, ["inspect", str(partial)])
+    assert result.exit_code == 1 and "no config.json" in result.stderr
