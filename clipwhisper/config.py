@@ -111,6 +111,14 @@ class DataConfig(Strict):
     max_duration_s: float | None = Field(default=None, gt=0)
     num_workers: int = Field(default=0, ge=0)
     media_cache_gb: float = Field(default=2.0, ge=0, description="keep decoded media in memory if the split fits")
+    noise: Path | None = Field(default=None, description="noise wav mixed into training audio; relative to path")
+    noise_prob: float = Field(default=0.5, ge=0.0, le=1.0)
+    noise_snr_db: tuple[float, float] = (-5.0, 20.0)
+
+    def noise_file(self) -> Path | None:
+        if self.noise is None or self.noise.is_absolute() or self.path is None:
+            return self.noise
+        return self.path / self.noise
 
 
 class TrainConfig(Strict):

@@ -41,7 +41,9 @@ class AVDataset(Dataset):
     kept in memory after their first decoding: small corpora then pay ffmpeg once, not every epoch."""
 
     def __init__(self, utterances: Sequence[Utterance], streams: Sequence[str], image_size: int | None,
-                 fps: float = 25.0, cache_bytes: int = 0):
+                 fps: float = 25.0, cache_bytes: int = 0, augment=None):
+        self.augment = augment  # e.g. noise.NoiseAugmentation, applied after the cache
+        self.epoch = 0
         self.utterances = list(utterances)
         self.streams = tuple(streams)
         self.image_size = image_size
@@ -54,10 +56,14 @@ class AVDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         if self.cache is None:
-            return self._decode(index)
-        if index not in self.cache:
-            self.cache[index] = self._decode(index)
-        return dict(self.cache[index])  # a shallow copy: callers may replace arrays (noise), never mutate them
+            item = self._decode(index)
+        else:
+            if index not in self.cache:
+                self.cache[index] = self._decode(index)
+            item = dict(self.cache[index])  # a shallow copy: arrays are replaced (noise), never mutated
+        if self.augment is not None and "audio" in item:
+            item["audio"] = self.augment(item["audio"], item["id"], self.epoch)
+        return item
 
     def _decode(self, index: int) -> dict:
         utt = self.utterances[index]

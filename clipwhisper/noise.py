@@ -27,3 +27,19 @@ def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float, utterance_i
     noise_power = float(np.mean(segment.astype(np.float64) ** 2)) + 1e-12
     gain = np.sqrt(speech_power / (noise_power * 10 ** (snr_db / 10)))
     return (speech + gain * segment).astype(np.float32)
+
+
+class NoiseAugmentation:
+    """Training-time noise: each item, with probability ``prob``, gets ``noise`` at an SNR drawn
+    uniformly from ``snr_range``. The draw depends only on (seed, epoch, utterance id), so an
+    epoch is the same however it is split by workers or a resume."""
+
+    def __init__(self, noise: np.ndarray, prob: float, snr_range: tuple[float, float], seed: int):
+        self.noise, self.prob, self.snr_range, self.seed = noise, prob, snr_range, seed
+
+    def __call__(self, audio: np.ndarray, utterance_id: str, epoch: int) -> np.ndarray:
+        rng = np.random.default_rng(zlib.crc32(f"{self.seed}|{epoch}|{utterance_id}".encode()))
+        if rng.random() >= self.prob:
+            return audio
+        snr = float(rng.uniform(*self.snr_range))
+        return mix_at_snr(audio, self.noise, snr, f"{utterance_id}|{epoch}")

@@ -117,7 +117,8 @@ def test_transcribe_wav_mp4_and_a_long_file(checkpoint, synth_corpus, tmp_path):
     utt = read_manifest(synth_corpus / "test.tsv")[0]
     speech = load_audio(utt.audio)
     long_wav = tmp_path / "long.wav"
-    write_wav(long_wav, np.tile(np.concatenate([speech, np.zeros(SAMPLE_RATE // 2, np.float32)]), 60)[: 70 * SAMPLE_RATE])
+    pause = np.zeros(SAMPLE_RATE // 2, np.float32)
+    write_wav(long_wav, np.tile(np.concatenate([speech, pause]), 60)[: 70 * SAMPLE_RATE])
     result = runner.invoke(app, ["transcribe", str(utt.audio), str(utt.video), str(long_wav), "--model-path",
                                  str(checkpoint), "--format", "json"])
     assert result.exit_code == 0, result.output

@@ -183,3 +183,32 @@ def test_checks_before_loading_report_every_problem(synth_corpus, tmp_path):
     assert result.exit_code == 2
     message = result.stderr
     assert "no video path" in message and "media files not found" in message and "valid.tsv" in message
+
+
+def test_noise_augmentation_depends_only_on_seed_epoch_and_id(synth_corpus):
+    import numpy as np
+
+    from clipwhisper.media import load_audio
+    from clipwhisper.noise import NoiseAugmentation
+
+    speech = load_audio(read_manifest(synth_corpus / "train.tsv")[0].audio)
+    noise = load_audio(synth_corpus / "noise" / "babble.wav")
+    augment = NoiseAugmentation(noise, prob=0.5, snr_range=(-5, 20), seed=3)
+    outputs = [augment(speech, f"u{i}", epoch=0) for i in range(40)]
+    noisy = sum(not np.array_equal(out, speech) for out in outputs)
+    assert 10 < noisy < 30  # about half
+    assert all(np.array_equal(a, augment(speech, f"u{i}", epoch=0)) for i, a in enumerate(outputs))
+    assert any(not np.array_equal(a, augment(speech, f"u{i}", epoch=1)) for i, a in enumerate(outputs))
+
+
+def test_non_finite_losses_stop_training_with_a_checkpoint(synth_corpus, tmp_path):
+    """A learning rate of 1e8 blows the weights up within a few steps."""
+    result = CliRunner().invoke(app, ["train", "-c", "tiny", "--data-path", str(synth_corpus), "--output-path",
+                                      str(tmp_path), "--learning-rate", "1e8", "--max-steps", "40"],
+                                env={"CLIPWHISPER_GRAD_CLIP": "1e30", "CLIPWHISPER_WARMUP_STEPS": "0",
+                                     "CLIPWHISPER_MAX_BAD_STEPS": "2"})
+    assert result.exit_code == 1, result.output
+    assert "not finite for 2 steps in a row" in result.stderr
+    skipped = log_records(tmp_path, "skipped_step")
+    assert len(skipped) == 2
+    assert (tmp_path / f"step-{skipped[-1]['step']:06d}" / "config.json").is_file()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from rich.table import Table
 
 
-def _snr_order(snr) -> float:
-    return float("inf") if snr == "clean" else -float(snr)
+def _snr_value(snr) -> float:
+    return float("inf") if snr == "clean" else float(snr)
 
 
 def summarise(records: list[dict]) -> dict:
@@ -21,7 +21,7 @@ def summarise(records: list[dict]) -> dict:
             cell[key] += record[key]
         if record["error"]:
             cell["failed"].append({"id": record["id"], "error": record["error"]})
-    ordered = sorted(cells.values(), key=lambda c: (c["modality"], -_snr_order(c["snr"])))
+    ordered = sorted(cells.values(), key=lambda c: (c["modality"], -_snr_value(c["snr"])))  # clean first
     for cell in ordered:
         cell["wer"] = cell["errors"] / cell["ref_words"] if cell["ref_words"] else 0.0
         cell["cer"] = cell["char_errors"] / cell["ref_chars"] if cell["ref_chars"] else 0.0

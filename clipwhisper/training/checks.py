@@ -49,6 +49,9 @@ def load_splits(config: TrainConfig) -> dict[str, list[Utterance]]:
         if not splits[split]:
             problems.append(f"{tsv}: no utterances")
         problems += _stream_problems(split, splits[split], streams)
+    noise = config.data.noise_file()
+    if noise is not None and not noise.is_file():
+        problems.append(f"data.noise {noise} not found")
     if config.resume not in (None, "auto"):
         problems += _resume_problems(Path(config.resume), config)
     try:

@@ -8,7 +8,8 @@ from ..metrics import error_rate, normalizer, word_errors
 
 
 @torch.no_grad()
-def evaluate(model, loader, device_type: str, autocast_dtype, max_new_tokens: int = 64) -> dict:
+def evaluate(model, loader, device_type: str, autocast_dtype) -> dict:
+    """Mean valid loss and greedy WER; generation may run 8 tokens past the longest reference."""
     was_training = model.training
     model.eval()
     normalise = normalizer("whisper")
@@ -18,7 +19,8 @@ def evaluate(model, loader, device_type: str, autocast_dtype, max_new_tokens: in
             continue
         with torch.autocast(device_type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             losses.append(float(model(batch)))
-            hypotheses = model.generate(batch, max_new_tokens=max_new_tokens)
+            longest = max(len(ids) for ids in model.target_ids(batch["texts"]))
+            hypotheses = model.generate(batch, max_new_tokens=longest + 8)
         counts += [word_errors(normalise(ref), normalise(hyp)) for ref, hyp in zip(batch["texts"], hypotheses)]
     model.train(was_training)
     return {"valid_loss": sum(losses) / max(1, len(losses)), "valid_wer": error_rate(counts),

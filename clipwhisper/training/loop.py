@@ -15,8 +15,10 @@ from torch.utils.data import DataLoader
 from ..config import TrainConfig, to_yaml
 from ..dataset import AVDataset, BucketBatchSampler, collate, duration_s
 from ..errors import ClipWhisperError, MediaError
+from ..media import load_audio
 from ..model.avsr import AVSRModel, streams_of
 from ..model.checkpoint import load_checkpoint, save_checkpoint
+from ..noise import NoiseAugmentation
 from . import report
 from .checks import load_splits
 from .evaluate import evaluate
@@ -89,7 +91,7 @@ class Trainer:
         image_size = self.model.video_encoder.image_size if self.model.video_encoder else None
         train = self.splits[config.data.train_split]
         cache = int(config.data.media_cache_gb * 2**30)
-        self.train_set = AVDataset(train, self.streams, image_size, config.data.fps, cache)
+        self.train_set = AVDataset(train, self.streams, image_size, config.data.fps, cache, self._augmentation())
         self.valid_set = AVDataset(self.splits[config.data.valid_split], self.streams, image_size, config.data.fps,
                                    cache)
         self.sampler = BucketBatchSampler([duration_s(u, config.data.fps) for u in train], config.batch_size,
@@ -107,6 +109,13 @@ class Trainer:
                                      scheduler=self.scheduler, scaler=self.scaler)
             self.progress = Progress(**saved)
             self.run.truncate_log_after(self.progress.step)
+
+    def _augmentation(self) -> NoiseAugmentation | None:
+        noise_file = self.config.data.noise_file()
+        if noise_file is None or "audio" not in self.streams:
+            return None
+        data = self.config.data
+        return NoiseAugmentation(load_audio(noise_file), data.noise_prob, data.noise_snr_db, self.config.seed)
 
     def _resume_source(self) -> Path | None:
         if self.config.resume == "auto":
@@ -135,6 +144,7 @@ class Trainer:
         with report.make_progress(self.total_steps, progress.step) as bar:
             while progress.step < self.total_steps and progress.epoch < config.max_epochs:
                 self.sampler.set_epoch(progress.epoch, skip=progress.batches_done)
+                self.train_set.epoch = progress.epoch
                 for group in self._accumulation_groups(self._loader(self.train_set, self.sampler)):
                     loss = self._optimizer_step(group)
                     progress.batches_done += len(group)
