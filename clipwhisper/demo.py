@@ -29,8 +29,8 @@ class DemoPlan:
     image_size: int = 48
 
 
-FULL = DemoPlan(utterances=600, epochs=30)
-QUICK = DemoPlan(utterances=160, epochs=6)
+FULL = DemoPlan(utterances=1500, epochs=12)
+QUICK = DemoPlan(utterances=200, epochs=5)
 
 
 def _synth(corpus: Path, plan: DemoPlan) -> None:

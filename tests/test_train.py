@@ -129,9 +129,11 @@ def test_frozen_pretrained_parts_and_lora(synth_corpus, tmp_path, local_pretrain
         "model.video_encoder": {"name": "cw-test-vit", "pretrained": str(local_pretrained / "clip.pt"),
                                 "vision_cfg": None, "trainable": False},
         "model.llm": {"name": str(local_pretrained / "llm"), "config": None, "finetune": "lora",
-                      "lora": {"r": 4, "alpha": 8, "dropout": 0.0}},
+                      "lora": {"r": 4, "alpha": 8, "dropout": 0.0}, "gradient_checkpointing": True},
     })
     trainer = Trainer(config)
+    llm = trainer.model.llm
+    assert getattr(llm, "is_activation_checkpointing", None) or llm.is_gradient_checkpointing
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     trainer.fit()
     after = trainer.model.state_dict()
@@ -166,7 +168,7 @@ def test_original_flag_spellings_drive_a_run(synth_corpus, tmp_path):
     result = CliRunner().invoke(app, [
         "train", "-c", "tiny", "--data_path", str(synth_corpus), "--output_path", str(tmp_path),
         "--modality", "audio", "--batch_size", "16", "--max_epochs", "1", "--save_steps", "3",
-        "--log_param_updates"])
+        "--log_param_updates", "--precision", "bf16"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "step-000003" / "config.json").is_file()
     assert log_records(tmp_path, "param_updates")
@@ -212,3 +214,19 @@ def test_non_finite_losses_stop_training_with_a_checkpoint(synth_corpus, tmp_pat
     skipped = log_records(tmp_path, "skipped_step")
     assert len(skipped) == 2
     assert (tmp_path / f"step-{skipped[-1]['step']:06d}" / "config.json").is_file()
+
+
+def test_whisper_encodes_short_clips_at_their_length_or_padded_to_30s():
+    from clipwhisper.config import AudioEncoderConfig
+    from clipwhisper.model.audio_encoder import WhisperAudioEncoder
+
+    dims = {"n_mels": 80, "n_audio_ctx": 1500, "n_audio_state": 32, "n_audio_head": 2, "n_audio_layer": 1}
+    short = WhisperAudioEncoder.build(AudioEncoderConfig(name=None, dims=dims))
+    padded = WhisperAudioEncoder.build(AudioEncoderConfig(name=None, dims=dims, pad_to_30s=True))
+    padded.load_state_dict(short.state_dict())
+    audio = torch.randn(2, 32000) * 0.1
+    lengths = torch.tensor([32000, 16000])
+    features, mask = short(audio, lengths)
+    assert features.shape == (2, 100, 32) and mask.sum(1).tolist() == [100, 50]
+    full, full_mask = padded(audio, lengths)
+    assert full.shape == (2, 1500, 32) and full_mask.sum(1).tolist() == [100, 50]

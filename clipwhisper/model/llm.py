@@ -45,8 +45,9 @@ def build_base_llm(config: LLMConfig, tokenizer, weights: str | Path | None = No
 
 def apply_finetuning(llm: nn.Module, config: LLMConfig, adapter: str | Path | None = None) -> nn.Module:
     """LoRA (new, or loaded from ``adapter``), frozen, or fully trainable."""
-    if config.gradient_checkpointing:
-        llm.gradient_checkpointing_enable()
+    if config.gradient_checkpointing:  # renamed in transformers 5; the old name warns
+        enable = getattr(llm, "activation_checkpointing_enable", None) or llm.gradient_checkpointing_enable
+        enable()
         llm.config.use_cache = False
     if config.finetune == "full":
         llm.requires_grad_(True)

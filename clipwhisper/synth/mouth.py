@@ -33,10 +33,10 @@ def render_frame(shape: np.ndarray, look: Appearance, size: int) -> np.ndarray:
     opening, width, teeth, tongue = (float(v) for v in shape)
     n = size * _SUPERSAMPLE
     yy, xx = np.mgrid[0:n, 0:n].astype(np.float32) / n
-    cy, cx = 0.55 + look.offset[1], 0.5 + look.offset[0]
-    half_w = (0.17 + 0.16 * width) * look.scale
-    inner_h = 0.2 * opening * look.scale
-    lip = 0.07 * look.scale
+    cy, cx = 0.5 + look.offset[1], 0.5 + look.offset[0]
+    half_w = (0.22 + 0.2 * width) * look.scale  # a mouth ROI crop: the mouth fills most of the frame
+    inner_h = 0.28 * opening * look.scale
+    lip = 0.09 * look.scale
 
     shade = 1.0 - 0.25 * np.abs(xx - 0.5) - 0.15 * yy  # a soft light from the top centre
     image = np.empty((n, n, 3), np.float32)

@@ -1,0 +1,25 @@
+"""The README's main job, in its quick form: corpus, training, decoding, table, plot and report."""
+
+import json
+
+from typer.testing import CliRunner
+
+from clipwhisper.cli import app
+
+
+def test_quick_demo(tmp_path):
+    result = CliRunner().invoke(app, ["demo", "--quick", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "decode" / "summary.json").read_text())
+    cells = {(c["modality"], str(c["snr"])) for c in summary["cells"]}
+    assert cells == {(m, s) for m in ("audio", "video", "both") for s in ("clean", "10.0", "5.0", "0.0", "-5.0")}
+    assert summary["failed_utterances"] == 0
+    video = [c["wer"] for c in summary["cells"] if c["modality"] == "video"]
+    assert max(video) == min(video)  # the video stream does not see the audio noise
+    report = (tmp_path / "report.md").read_text()
+    assert "| audio |" in report and "| both |" in report and "wer_vs_snr.png" in report
+    assert (tmp_path / "wer_vs_snr.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # a second run reuses every finished stage
+    again = CliRunner().invoke(app, ["demo", "--quick", "--out", str(tmp_path)])
+    assert again.exit_code == 0 and "reusing" in again.output
+    assert json.loads((tmp_path / "decode" / "summary.json").read_text()) == summary
