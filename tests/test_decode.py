@@ -83,12 +83,14 @@ def test_failed_utterance_is_counted_not_dropped(checkpoint, synth_corpus, tmp_p
                             utts[1].text)
     write_manifest(tmp_path / "t.tsv", tmp_path, utts, wrd=tmp_path / "t.wrd")
     result = decode("--model-path", checkpoint, "--test-tsv", tmp_path / "t.tsv", "--output-dir", tmp_path / "o",
-                    "--max-new-tokens", "8")
+                    "--max-new-tokens", "8", "--verbose", "--normalizer", "basic")
     assert result.exit_code == 1
+    assert result.output.count("REF: ") == 4 and "ERROR: " in result.output
     records = [json.loads(line) for line in (tmp_path / "o" / "hyps.jsonl").read_text().splitlines()]
     assert [r["id"] for r in records] == [u.id for u in utts]
     bad = records[1]
     assert "broken.mp4" in bad["error"] and bad["hyp"] == "" and bad["deletions"] == bad["ref_words"] == 6
+    assert records[0]["ref_normalized"] == records[0]["ref"]  # basic: GRID words stay as they are
     cell = json.loads((tmp_path / "o" / "summary.json").read_text())["cells"][0]
     assert cell["utterances"] == 4 and cell["failed"][0]["id"] == utts[1].id
     assert cell["ref_words"] == 24

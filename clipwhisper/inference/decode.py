@@ -22,7 +22,7 @@ from ..media import load_audio
 from ..model.avsr import AVSRModel, streams_of
 from ..noise import mix_at_snr
 from ..training.loop import pick_device
-from ..training.report import console
+from ..training.report import console, status
 from .compat import check_modality
 from .records import HypsFile, make_record
 from .summary import summarise, summary_table
@@ -39,10 +39,29 @@ def _noisy_collate(items: list[dict], noise, snr) -> dict:
 def decode_cell(model: AVSRModel, utterances: list[Utterance], modality: str, snr, config: DecodeConfig,
                 hyps: HypsFile, noise=None) -> None:
     """Decode every utterance of one (modality, SNR) cell not already in ``hyps``."""
+    from rich.progress import Progress
+
     key = str(snr)
     todo = [u for u in utterances if (u.id, modality, key) not in hyps.done]
     if not todo:
         return
+    with Progress(console=status, transient=True, disable=not status.is_terminal) as bar:
+        task = bar.add_task(f"decode {modality} {snr}", total=len(todo))
+        for records in _decode_batches(model, todo, modality, snr, config, noise):
+            hyps.append(records)
+            bar.advance(task, len(records))
+            if config.verbose:
+                _print_records(records, modality, snr)
+
+
+def _print_records(records: list[dict], modality: str, snr) -> None:
+    for record in records:
+        console.print(f"[bold]{record['id']}[/bold] ({modality}, {snr})\n  REF: {record['ref']}\n"
+                      f"  HYP: {record['hyp']}" + (f"\n  ERROR: {record['error']}" if record["error"] else ""))
+
+
+def _decode_batches(model: AVSRModel, todo: list[Utterance], modality: str, snr, config: DecodeConfig, noise):
+    """Records for ``todo``, a batch at a time, in manifest order."""
     image_size = model.video_encoder.image_size if model.video_encoder else None
     dataset = AVDataset(todo, streams_of(modality), image_size)
     loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=False,
@@ -55,13 +74,8 @@ def decode_cell(model: AVSRModel, utterances: list[Utterance], modality: str, sn
                                    max_new_tokens=config.max_new_tokens)
             hypotheses = dict(zip(batch["ids"], texts))
         errors = dict(batch["bad"])
-        records = [make_record(uid, modality, snr, references[uid], hypotheses.get(uid, ""), config.normalizer,
-                               errors.get(uid)) for uid in batch["order"]]
-        hyps.append(records)
-        if config.verbose:
-            for record in records:
-                console.print(f"[bold]{record['id']}[/bold] ({modality}, {snr})\n  REF: {record['ref']}\n"
-                              f"  HYP: {record['hyp']}" + (f"\n  ERROR: {record['error']}" if record["error"] else ""))
+        yield [make_record(uid, modality, snr, references[uid], hypotheses.get(uid, ""), config.normalizer,
+                           errors.get(uid)) for uid in batch["order"]]
 
 
 def _validate(config: DecodeConfig) -> None:
