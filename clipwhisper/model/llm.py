@@ -33,12 +33,10 @@ def build_base_llm(config: LLMConfig, tokenizer, weights: str | Path | None = No
     if weights is not None:
         return AutoModelForCausalLM.from_pretrained(str(weights))
     if config.config is not None:
-        options = dict(config.config)
-        model_type = options.pop("model_type", "llama")
-        llm_config = AutoConfig.for_model(
-            model_type, vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **options,
-        )
+        options = {"vocab_size": len(tokenizer), "bos_token_id": tokenizer.bos_token_id,
+                   "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id,
+                   **config.config}  # the config may set a larger vocabulary (real-size benchmarks)
+        llm_config = AutoConfig.for_model(options.pop("model_type", "llama"), **options)
         return AutoModelForCausalLM.from_config(llm_config)
     return AutoModelForCausalLM.from_pretrained(config.name)
 
