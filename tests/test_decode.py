@@ -109,6 +109,9 @@ def test_modality_the_checkpoint_cannot_serve(checkpoint, synth_corpus, tmp_path
 
 def test_decode_usage_errors(checkpoint, synth_corpus, tmp_path):
     assert decode("--test-tsv", synth_corpus / "test.tsv").exit_code == 2
+    shutil.copy(synth_corpus / "test.tsv", tmp_path / "only.tsv")
+    result = decode("--model-path", checkpoint, "--test-tsv", tmp_path / "only.tsv")
+    assert result.exit_code == 2 and "no transcripts" in result.stderr
     result = decode("--model-path", checkpoint, "--test-tsv", synth_corpus / "test.tsv", "--snr-db", "5")
     assert result.exit_code == 2 and "--noise" in result.stderr
     result = decode("--model-path", tmp_path / "nope", "--test-tsv", synth_corpus / "test.tsv")

@@ -13,6 +13,7 @@ from clipwhisper.cli import app
 from clipwhisper.config import TrainConfig, nested, packaged_config, resolve
 from clipwhisper.dataset import AVDataset, collate
 from clipwhisper.manifest import read_manifest
+from clipwhisper.model.avsr import positions_from_mask
 from clipwhisper.model.checkpoint import load_checkpoint
 from clipwhisper.training.loop import Trainer, run_training
 
@@ -230,3 +231,40 @@ def test_whisper_encodes_short_clips_at_their_length_or_padded_to_30s():
     assert features.shape == (2, 100, 32) and mask.sum(1).tolist() == [100, 50]
     full, full_mask = padded(audio, lengths)
     assert full.shape == (2, 1500, 32) and full_mask.sum(1).tolist() == [100, 50]
+
+
+@pytest.mark.parametrize("gate", ["learned", "fixed"])
+def test_sum_fusion_trains_and_reloads(synth_corpus, tmp_path, gate):
+    run_training(tiny(synth_corpus, tmp_path, max_steps=4, **{"model.fusion.kind": "sum", "model.fusion.gate": gate,
+                                                              "model.fusion.fusion_scale": 0.7}))
+    model = load_checkpoint(tmp_path / "final")
+    weight = float(model.fusion.audio_weight())
+    assert weight == pytest.approx(0.7) if gate == "fixed" else 0.0 < weight < 1.0
+    batch = a_batch(synth_corpus, model)
+    prefix, mask = model.prefix(batch)
+    audio_tokens = model._stream_tokens("audio", batch)[0].shape[1]
+    video_tokens = model._stream_tokens("video", batch)[0].shape[1]
+    assert prefix.shape[1] == len(model.prompt_ids) + max(audio_tokens, video_tokens)  # one block, not two
+    assert len(model.generate(batch, max_new_tokens=4)) == len(batch["ids"])
+
+
+def test_labels_cover_only_the_transcript_and_eos(both_run, synth_corpus):
+    """The loss equals cross-entropy over transcript+EOS tokens predicted from everything before them."""
+    model = load_checkpoint(both_run / "final")
+    batch = a_batch(synth_corpus, model, n=2)
+    with torch.no_grad():
+        loss = model(batch)
+        prefix, prefix_mask = model.prefix(batch)
+        total, count = 0.0, 0
+        for row, target in enumerate(model.target_ids(batch["texts"])):
+            ids = torch.tensor(target)
+            embeds = torch.cat([prefix[row], model.llm.get_input_embeddings()(ids)])[None]
+            mask = torch.cat([prefix_mask[row], torch.ones(len(ids), dtype=torch.bool)])[None]
+            logits = model.llm(inputs_embeds=embeds, attention_mask=mask.long(),
+                               position_ids=positions_from_mask(mask)).logits[0]
+            start = prefix.shape[1]
+            predicted = logits[start - 1:start - 1 + len(ids)]
+            total += torch.nn.functional.cross_entropy(predicted, ids, reduction="sum").item()
+            count += len(ids)
+    assert target[-1] == model.tokenizer.eos_token_id
+    assert loss.item() == pytest.approx(total / count, rel=1e-4)

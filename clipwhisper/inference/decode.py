@@ -97,6 +97,9 @@ def run_decode(config: DecodeConfig) -> int:
     trained = read_checkpoint_config(config.model_path)["model"]["modality"]
     modality = check_modality(config.modality, trained, config.model_path)
     utterances = read_manifest(config.test_tsv, config.test_wrd)
+    if any(u.text is None for u in utterances):
+        raise ConfigError(str(config.test_tsv), ["no transcripts to score against: no .wrd beside it; pass --test-wrd "
+                                                 "(or use transcribe for files without references)"])
     noise = load_audio(config.noise) if config.noise else None
     output = Path(config.output_dir)
     try:
