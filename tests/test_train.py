@@ -238,7 +238,7 @@ def test_sum_fusion_trains_and_reloads(synth_corpus, tmp_path, gate):
     run_training(tiny(synth_corpus, tmp_path, max_steps=4, **{"model.fusion.kind": "sum", "model.fusion.gate": gate,
                                                               "model.fusion.fusion_scale": 0.7}))
     model = load_checkpoint(tmp_path / "final")
-    weight = float(model.fusion.audio_weight())
+    weight = float(model.fusion.audio_weight().detach())
     assert weight == pytest.approx(0.7) if gate == "fixed" else 0.0 < weight < 1.0
     batch = a_batch(synth_corpus, model)
     prefix, mask = model.prefix(batch)
