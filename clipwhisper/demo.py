@@ -30,7 +30,7 @@ class DemoPlan:
 
 
 FULL = DemoPlan(utterances=1500, epochs=12)
-QUICK = DemoPlan(utterances=400, epochs=8)
+QUICK = DemoPlan(utterances=320, epochs=8)
 
 
 def _synth(corpus: Path, plan: DemoPlan) -> None:
