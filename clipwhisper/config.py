@@ -116,7 +116,10 @@ class DataConfig(Strict):
     noise_snr_db: tuple[float, float] = (-5.0, 20.0)
 
     def noise_file(self) -> Path | None:
-        if self.noise is None or self.noise.is_absolute() or self.path is None:
+        """The noise file training mixes in, or None when it mixes none."""
+        if self.noise is None or self.noise_prob == 0:
+            return None
+        if self.noise.is_absolute() or self.path is None:
             return self.noise
         return self.path / self.noise
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from clipwhisper.cli import app
 from clipwhisper.config import TrainConfig, nested, packaged_config, resolve
 from clipwhisper.dataset import AVDataset, collate
-from clipwhisper.manifest import read_manifest
+from clipwhisper.manifest import read_manifest, write_manifest
 from clipwhisper.model.avsr import positions_from_mask
 from clipwhisper.model.checkpoint import load_checkpoint
 from clipwhisper.training.loop import Trainer, run_training
@@ -268,3 +268,25 @@ def test_labels_cover_only_the_transcript_and_eos(both_run, synth_corpus):
             count += len(ids)
     assert target[-1] == model.tokenizer.eos_token_id
     assert loss.item() == pytest.approx(total / count, rel=1e-4)
+
+
+def test_bad_samples_are_skipped_and_listed_or_fail_the_run(synth_corpus, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    train = read_manifest(synth_corpus / "train.tsv")[:16]
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF" + b"\x00" * 100)
+    train[5] = type(train[5])(train[5].id, train[5].video, broken, train[5].n_video_frames,
+                              train[5].n_audio_samples, train[5].text)
+    write_manifest(data / "train.tsv", tmp_path, train, wrd=data / "train.wrd")
+    shutil.copy(synth_corpus / "valid.tsv", data / "valid.tsv")
+    shutil.copy(synth_corpus / "valid.wrd", data / "valid.wrd")
+    args = ["train", "-c", "tiny", "--data-path", str(data), "--modality", "audio", "--max-steps", "2",
+            "--output-path"]
+    result = CliRunner().invoke(app, [*args, str(tmp_path / "skip")])
+    assert result.exit_code == 0, result.output
+    [bad] = [json.loads(line) for line in (tmp_path / "skip" / "bad_samples.jsonl").read_text().splitlines()]
+    assert bad["id"] == train[5].id and "broken.wav" in bad["error"]
+    assert "1 bad samples skipped" in result.stderr
+    failed = CliRunner().invoke(app, [*args, str(tmp_path / "fail"), "--on-bad-sample", "fail"])
+    assert failed.exit_code == 1 and "broken.wav" in failed.stderr
