@@ -83,6 +83,15 @@ class AVDataset(Dataset):
         return item
 
 
+def pad_stack(arrays: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-pad arrays along their first axis into one tensor, with their lengths."""
+    lengths = [len(a) for a in arrays]
+    out = np.zeros((len(arrays), max(lengths), *arrays[0].shape[1:]), arrays[0].dtype)
+    for row, array in enumerate(arrays):
+        out[row, : len(array)] = array
+    return torch.from_numpy(out), torch.tensor(lengths)
+
+
 def collate(items: list[dict]) -> dict:
     good = [item for item in items if "error" not in item]
     batch = {
@@ -91,18 +100,9 @@ def collate(items: list[dict]) -> dict:
         "texts": [item["text"] for item in good],
         "bad": [(item["id"], item["error"]) for item in items if "error" in item],
     }
-    if good and "audio" in good[0]:
-        lengths = [len(item["audio"]) for item in good]
-        audio = np.zeros((len(good), max(lengths)), np.float32)
-        for row, item in enumerate(good):
-            audio[row, : len(item["audio"])] = item["audio"]
-        batch["audio"], batch["audio_lengths"] = torch.from_numpy(audio), torch.tensor(lengths)
-    if good and "video" in good[0]:
-        lengths = [len(item["video"]) for item in good]
-        frames = np.zeros((len(good), max(lengths), *good[0]["video"].shape[1:]), np.uint8)
-        for row, item in enumerate(good):
-            frames[row, : len(item["video"])] = item["video"]
-        batch["video"], batch["video_lengths"] = torch.from_numpy(frames), torch.tensor(lengths)
+    for stream in ("audio", "video"):
+        if good and stream in good[0]:
+            batch[stream], batch[f"{stream}_lengths"] = pad_stack([item[stream] for item in good])
     return batch
 
 

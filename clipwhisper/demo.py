@@ -83,12 +83,14 @@ def plot(summary: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     positions = {snr: i for i, snr in enumerate(SNRS)}
+
+    def x_of(cell) -> int:
+        return positions[cell["snr"] if cell["snr"] == "clean" else float(cell["snr"])]
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     for modality in MODALITIES:
         cells = [c for c in summary["cells"] if c["modality"] == modality]
-        cells.sort(key=lambda c: positions[c["snr"] if c["snr"] == "clean" else float(c["snr"])])
-        xs = [positions[c["snr"] if c["snr"] == "clean" else float(c["snr"])] for c in cells]
-        ax.plot(xs, [100 * c["wer"] for c in cells], marker="o", label=modality)
+        cells.sort(key=x_of)
+        ax.plot([x_of(c) for c in cells], [100 * c["wer"] for c in cells], marker="o", label=modality)
     ax.set_xticks(range(len(SNRS)), ["clean" if s == "clean" else f"{s:g}" for s in SNRS])
     ax.set_xlabel("babble SNR (dB)")
     ax.set_ylabel("WER (%)")

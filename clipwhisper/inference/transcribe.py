@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import typer
 
+from ..dataset import collate
 from ..errors import MediaError
 from ..media import SAMPLE_RATE, VIDEO_FPS, load_audio, load_video
 from ..model.avsr import AVSRModel
@@ -22,6 +23,12 @@ OVERLAP_S = 2.0
 class Media:
     audio: np.ndarray | None = None  # float32, 16 kHz
     video: np.ndarray | None = None  # (T, H, W, 3) uint8, 25 fps
+
+    @property
+    def modality(self) -> str:
+        if self.audio is not None and self.video is not None:
+            return "both"
+        return "audio" if self.audio is not None else "video"
 
     @property
     def duration_s(self) -> float:
@@ -87,20 +94,19 @@ class Transcriber:
             except MediaError as exc:
                 if "no audio stream" not in str(exc) or media.video is None:
                     raise
-        modality = "both" if media.audio is not None and media.video is not None else \
-            ("audio" if media.audio is not None else "video")
-        return media, modality
+        return media, media.modality
 
     def _batch(self, media: Media, spans: list[tuple[float, float]]) -> dict:
-        batch = {"ids": [f"w{i}" for i in range(len(spans))], "texts": [""] * len(spans)}
-        if media.audio is not None:
-            pieces = [media.audio[int(a * SAMPLE_RATE):int(b * SAMPLE_RATE)] for a, b in spans]
-            batch["audio"], batch["audio_lengths"] = _pad(pieces)
-        if media.video is not None:
-            pieces = [media.video[int(a * VIDEO_FPS):max(int(a * VIDEO_FPS) + 1, int(b * VIDEO_FPS))]
-                      for a, b in spans]
-            batch["video"], batch["video_lengths"] = _pad(pieces)
-        return batch
+        items = []
+        for index, (start, end) in enumerate(spans):
+            item = {"id": f"w{index}", "text": ""}
+            if media.audio is not None:
+                item["audio"] = media.audio[int(start * SAMPLE_RATE):int(end * SAMPLE_RATE)]
+            if media.video is not None:
+                first = int(start * VIDEO_FPS)
+                item["video"] = media.video[first:max(first + 1, int(end * VIDEO_FPS))]
+            items.append(item)
+        return collate(items)
 
     @torch.inference_mode()
     def transcribe_media(self, media: Media, modality: str) -> tuple[str, int]:
@@ -110,20 +116,8 @@ class Transcriber:
         return join_overlapping(texts), len(spans)
 
     def transcribe(self, source: str | Path | Media, modality: str | None = None) -> str:
-        if isinstance(source, Media):
-            present = "both" if source.audio is not None and source.video is not None else \
-                ("audio" if source.audio is not None else "video")
-            return self.transcribe_media(source, modality or present)[0]
-        media, present = self.read(Path(source))
-        return self.transcribe_media(media, modality or present)[0]
-
-
-def _pad(pieces: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    lengths = [len(p) for p in pieces]
-    out = np.zeros((len(pieces), max(lengths), *pieces[0].shape[1:]), pieces[0].dtype)
-    for row, piece in enumerate(pieces):
-        out[row, : len(piece)] = piece
-    return torch.from_numpy(out), torch.tensor(lengths)
+        media = source if isinstance(source, Media) else self.read(Path(source))[0]
+        return self.transcribe_media(media, modality or media.modality)[0]
 
 
 def load(path: str | Path, device: str = "auto", beam_size: int = 1) -> Transcriber:
