@@ -14,15 +14,21 @@ utterance are counted by torch's FlopCounterMode on our configuration (the naive
 from __future__ import annotations
 
 import argparse
+import gc
 import random
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from clipwhisper.config import ModelConfig
+from clipwhisper.features import FeatureCache
+from clipwhisper.manifest import Utterance
 from clipwhisper.model.avsr import AVSRModel
 from clipwhisper.model.llm import apply_finetuning, build_base_llm
+from clipwhisper.model.precision import cast_frozen
 from clipwhisper.model.tokenizer import train_tokenizer
 from clipwhisper.synth.grammar import sample_sentence
 
@@ -47,28 +53,29 @@ QUICK = {
 }
 
 
-def model_config(base: dict, modality: str, naive: bool) -> ModelConfig:
+def model_config(base: dict, modality: str, naive: bool, image_size: int | None = None) -> ModelConfig:
     settings = {k: dict(v) for k, v in base.items()}
     settings["audio_encoder"]["pad_to_30s"] = naive
     settings["video_encoder"]["chunk_frames"] = 1 if naive else 512
+    settings["video_encoder"]["image_size"] = image_size  # as --video-image-size sets it
     return ModelConfig.model_validate({"modality": modality, **settings})
 
 
 def build(config: ModelConfig, tokenizer, device, dtype) -> AVSRModel:
-    llm = apply_finetuning(build_base_llm(config.llm, tokenizer), config.llm)
-    model = AVSRModel.build(config, tokenizer, llm).to(device)
-    if dtype == torch.bfloat16:  # frozen encoders and the LLM base in bf16; whisper's LayerNorms stay fp32
-        for encoder in (model.audio_encoder, model.video_encoder):
-            if encoder is not None:
-                encoder.to(dtype)
-                for module in encoder.modules():
-                    if isinstance(module, torch.nn.LayerNorm):
-                        module.float()
-    return model
+    """As ``clipwhisper train`` builds it: frozen parts cast to the autocast dtype, LayerNorms fp32."""
+    with torch.device(device):  # initialise in place: a 1B model is slow to initialise on the CPU
+        llm = apply_finetuning(build_base_llm(config.llm, tokenizer), config.llm)
+        model = AVSRModel.build(config, tokenizer, llm)
+    return cast_frozen(model, dtype).to(device)
 
 
-def make_batch(size: int, rng: random.Random, image_size: int, streams) -> dict:
-    durations = [min(12.0, max(1.0, rng.gammavariate(4.0, 4.5 / 4.0))) for _ in range(size)]
+def lrs3_durations(count: int, rng: random.Random) -> list[float]:
+    """LRS3-like clip lengths: 1-12 s, mean about 4.5 s."""
+    return [min(12.0, max(1.0, rng.gammavariate(4.0, 4.5 / 4.0))) for _ in range(count)]
+
+
+def make_batch(durations: list[float], rng: random.Random, image_size: int, streams) -> dict:
+    size = len(durations)
     batch = {"ids": [f"u{i}" for i in range(size)],
              "texts": [" ".join(sample_sentence(rng) for _ in range(max(1, round(3 * d / 6)))) for d in durations]}
     if "audio" in streams:
@@ -83,6 +90,20 @@ def make_batch(size: int, rng: random.Random, image_size: int, streams) -> dict:
         batch["video_lengths"] = torch.tensor(lengths)
     batch["seconds"] = sum(durations)
     return batch
+
+
+def make_batches(durations: list[float], size: int, rng: random.Random, image_size: int, streams,
+                 bucketed: bool) -> list[dict]:
+    """Batches of ``durations``: in drawn order (naive) or sorted by length, as the bucket sampler does."""
+    order = sorted(durations) if bucketed else list(durations)
+    return [make_batch(order[i:i + size], rng, image_size, streams) for i in range(0, len(order), size)]
+
+
+def padding_fraction(batches: list[dict]) -> float:
+    key = "audio_lengths" if "audio_lengths" in batches[0] else "video_lengths"
+    real = sum(int(b[key].sum()) for b in batches)
+    padded = sum(len(b[key]) * int(b[key].max()) for b in batches)
+    return 1 - real / padded
 
 
 def to_device(batch: dict, device) -> dict:
@@ -116,11 +137,7 @@ def train_rate(model, batches, device, dtype, steps: int) -> dict:
                                   fused=device.type == "cuda")
 
     def step(batch):
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            loss = model(batch)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        train_step(model, optimizer, batch, device, dtype)
 
     step(batches[0])  # warm-up
     counter = FlopCounterMode(display=False)
@@ -144,11 +161,11 @@ def train_rate(model, batches, device, dtype, steps: int) -> dict:
             "flops_per_utt": flops_per_utt}
 
 
-def decode_rate(model, batches, device, dtype, beam: int, batch_size: int, new_tokens: int) -> float:
+def decode_rate(model, batches, device, beam: int, batch_size: int, new_tokens: int) -> float:
+    """Utterances/s of ``model.generate`` (under its ``inference_dtype``) at ``batch_size``."""
     model.eval()
     warm = {k: (v[:batch_size] if torch.is_tensor(v) or isinstance(v, list) else v) for k, v in batches[0].items()}
-    with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-        model.generate(warm, beam_size=beam, max_new_tokens=2)  # kernel selection and handles, not timed
+    model.generate(warm, beam_size=beam, max_new_tokens=2)  # kernel selection and handles, not timed
     utts = 0
     sync(device)
     start = time.perf_counter()
@@ -156,24 +173,115 @@ def decode_rate(model, batches, device, dtype, beam: int, batch_size: int, new_t
         rows = [{k: (v[i:i + batch_size] if torch.is_tensor(v) or isinstance(v, list) else v)
                  for k, v in batch.items()} for i in range(0, len(batch["ids"]), batch_size)]
         for row in rows:
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                model.generate(row, beam_size=beam, max_new_tokens=new_tokens)
+            model.generate(row, beam_size=beam, max_new_tokens=new_tokens)
             utts += len(row["ids"])
     sync(device)
     return utts / (time.perf_counter() - start)
+
+
+def cached_batches(model, batches, device, dtype) -> list[dict]:
+    """The batches as the feature cache serves them: encoder outputs instead of media, on the device."""
+    out = []
+    with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+        for batch in batches:
+            cached = {key: batch[key] for key in ("ids", "texts", "seconds")}
+            for stream in model.streams:
+                features, mask = model._features(stream, batch)
+                cached[f"{stream}_features"], cached[f"{stream}_features_lengths"] = features, mask.sum(1)
+            out.append(cached)
+    return out
+
+
+def cache_read_rate(batch: dict, streams, repeats: int = 5) -> float:
+    """Utterances per second one core reads from a FeatureCache on local disk (page cache warm)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        utterances = [Utterance(uid, Path(tmp) / f"{uid}.mp4", None) for uid in batch["ids"]]
+        cache = FeatureCache(Path(tmp), {stream: "bench" for stream in streams}, utterances)
+        for stream in streams:
+            features = batch[f"{stream}_features"]
+            lengths = batch[f"{stream}_features_lengths"]
+            cache.put(stream, batch["ids"], features, torch.arange(features.shape[1], device=features.device)[None]
+                      < lengths[:, None])
+        start = time.perf_counter()
+        for _ in range(repeats):
+            items = [{s: cache.get(s, u) for s in streams} for u in utterances]
+        assert all(v is not None for item in items for v in item.values())
+        return repeats * len(utterances) / (time.perf_counter() - start)
+
+
+def profile_summary(model, batch, device, dtype, new_tokens: int) -> None:
+    """Where a training step and a beam-5 decode of one batch spend their time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    sort = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    for name, work in (("training step", lambda: train_step(model, optimizer, batch, device, dtype)),
+                       ("beam-5 decode", lambda: model.eval() and model.generate(batch, beam_size=5,
+                                                                                 max_new_tokens=new_tokens))):
+        model.train()
+        work()  # warm-up
+        sync(device)
+        with profile(activities=activities) as prof:
+            work()
+            sync(device)
+        print(f"--- profile: {name} ---")
+        print(prof.key_averages().table(sort_by=sort, row_limit=18, max_name_column_width=60))
+
+
+def train_step(model, optimizer, batch, device, dtype) -> None:
+    with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+        loss = model(batch)
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def measure(model, batches, device, dtype, steps: int, decode_batch: int | None, new_tokens: int) -> dict:
+    result = train_rate(model, batches, device, dtype, steps)
+    if decode_batch:
+        for beam, key in ((1, "greedy"), (5, "beam5")):
+            model.inference_dtype = dtype
+            result[key] = decode_rate(model, batches, device, beam, decode_batch, new_tokens)
+    return result
+
+
+LINES = (("utt_s", "train utt/s", ".1f"), ("audio_s_s", "train audio-s/s", ".1f"),
+         ("peak_gib", "train peak GiB", ".1f"), ("mfu", "train MFU", ".3f"),
+         ("greedy", "decode greedy utt/s", ".1f"), ("beam5", "decode beam5 utt/s", ".1f"))
+
+
+def report(modality: str, results: dict, peak: float) -> None:
+    ours, naive = results["ours"], results["naive"]
+    useful = ours["flops_per_utt"]  # FLOPs the work needs; the naive run's padding is not useful work
+    for result in results.values():
+        result["mfu"] = result["utt_s"] * result.get("useful_flops", useful) / peak
+    print(f"{modality:5s} model GFLOP per training utterance: ours {useful / 1e9:.1f}, "
+          f"naive {naive['flops_per_utt'] / 1e9:.1f}; padding ours {ours['padding']:.1%}, "
+          f"naive {naive['padding']:.1%}")
+    for key, label, fmt in LINES:
+        ratio = ours[key] / naive[key] if naive[key] and naive[key] == naive[key] else float("nan")
+        print(f"{modality:5s} {label:22s} ours {ours[key]:{fmt}}  naive {naive[key]:{fmt}}  ratio {ratio:.2f}")
+    for name, result in results.items():
+        if name not in ("ours", "naive"):
+            print(f"{modality:5s} {name:14s} train utt/s {result['utt_s']:.1f}  peak GiB {result['peak_gib']:.1f}  "
+                  f"MFU {result['mfu']:.3f}" + (f"  read utt/s/core {result['read']:.0f}" if "read" in result else ""))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny dimensions on the CPU")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batches", type=int, default=6, help="distinct batches per modality (a bucketing pool)")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--modalities", default="audio,video,both")
     parser.add_argument("--new-tokens", type=int, default=24)
+    parser.add_argument("--small-image", type=int, default=None, help="also train with CLIP at this size (112)")
+    parser.add_argument("--profile", action="store_true", help="print a profile of the first modality")
     args = parser.parse_args()
     device = torch.device("cpu" if args.quick or not torch.cuda.is_available() else "cuda")
     base = QUICK if args.quick else REFERENCE
-    steps = args.steps or (3 if args.quick else 10)
+    steps = args.steps or (3 if args.quick else 12)
     rng = random.Random(0)
     torch.manual_seed(0)
     np.random.seed(0)
@@ -181,35 +289,42 @@ def main() -> None:
     peak = matmul_peak(device, args.quick)
     print(f"device {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}; torch {torch.__version__}; "
           f"matmul {'bf16' if device.type == 'cuda' else 'fp32'} {peak / 1e12:.1f} TFLOP/s")
-    fast_dtype = torch.bfloat16 if device.type == "cuda" else None
+    fast = torch.bfloat16 if device.type == "cuda" else None
+    image = base["video_encoder"]["vision_cfg"]["image_size"]
     for modality in args.modalities.split(","):
         streams = ("audio", "video") if modality == "both" else (modality,)
-        image = base["video_encoder"]["vision_cfg"]["image_size"]
-        batches = [make_batch(args.batch_size, rng, image, streams) for _ in range(3)]
-        batches = [to_device(b, device) for b in batches]
+        durations = lrs3_durations(args.batch_size * args.batches, rng)
+        bucketed = [to_device(b, device) for b in make_batches(durations, args.batch_size, rng, image, streams, True)]
+        drawn = [to_device(b, device) for b in make_batches(durations, args.batch_size, rng, image, streams, False)]
         results = {}
-        for name, naive, dtype in (("ours", False, fast_dtype), ("naive", True, None)):
-            model = build(model_config(base, modality, naive), tokenizer, device, dtype)
-            train = train_rate(model, batches, device, dtype, max(2, steps // 3) if naive else steps)
-            decode_batch = 1 if naive else args.batch_size
-            few = batches[:1] if naive else batches
-            greedy = decode_rate(model, few, device, dtype, 1, decode_batch, args.new_tokens)
-            beam = decode_rate(model, few, device, dtype, 5, decode_batch, args.new_tokens)
-            results[name] = {**train, "greedy": greedy, "beam5": beam}
-            del model
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-        ours, naive = results["ours"], results["naive"]
-        useful = ours["flops_per_utt"]  # FLOPs the work needs; the naive run's padding is not useful work
-        for result in (ours, naive):
-            result["mfu"] = result["utt_s"] * useful / peak
-        print(f"{modality:5s} model GFLOP per training utterance: ours {useful / 1e9:.1f}, "
-              f"naive {naive['flops_per_utt'] / 1e9:.1f}")
-        for key, label, fmt in (("utt_s", "train utt/s", ".1f"), ("audio_s_s", "train audio-s/s", ".1f"),
-                                ("peak_gib", "train peak GiB", ".1f"), ("mfu", "train MFU", ".3f"),
-                                ("greedy", "decode greedy utt/s", ".1f"), ("beam5", "decode beam5 utt/s", ".1f")):
-            ratio = ours[key] / naive[key] if naive[key] and naive[key] == naive[key] else float("nan")
-            print(f"{modality:5s} {label:22s} ours {ours[key]:{fmt}}  naive {naive[key]:{fmt}}  ratio {ratio:.2f}")
+        model = build(model_config(base, modality, False), tokenizer, device, fast)
+        if args.profile and not results and modality == args.modalities.split(",")[0]:
+            profile_summary(model, bucketed[0], device, fast, args.new_tokens)
+        results["ours"] = measure(model, bucketed, device, fast, steps, args.batch_size, args.new_tokens)
+        cached = cached_batches(model, bucketed, device, fast)
+        result = train_rate(model, cached, device, fast, steps)
+        read = cache_read_rate(cached[0], streams)
+        results["cached"] = {**result, "useful_flops": result["flops_per_utt"], "read": read}
+        model = cached = free(device)
+        model = build(model_config(base, modality, True), tokenizer, device, None)
+        results["naive"] = measure(model, drawn[:1], device, None, max(2, steps // 4), 1, args.new_tokens)
+        model = free(device)
+        for result, batches in ((results["ours"], bucketed), (results["naive"], drawn)):
+            result["padding"] = padding_fraction(batches)
+        if args.small_image and "video" in streams:
+            small = make_batches(durations, args.batch_size, rng, args.small_image, streams, True)
+            model = build(model_config(base, modality, False, args.small_image), tokenizer, device, fast)
+            result = train_rate(model, [to_device(b, device) for b in small], device, fast, steps)
+            results[f"clip@{args.small_image}px"] = {**result, "useful_flops": result["flops_per_utt"]}
+            model = free(device)
+        report(modality, results, peak)
+
+
+def free(device) -> None:
+    """Return GPU memory once the caller has dropped its model (assign the None this returns)."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 if __name__ == "__main__":

@@ -58,6 +58,7 @@ def _global(
 ConfigOption = typer.Option(None, "--config", "-c", help="YAML config file, or the name of a packaged one (tiny).")
 PrintConfigOption = typer.Option(False, "--print-config", help="Print the resolved config as YAML and exit.")
 DeviceOption = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:1, ...")
+PrecisionOption = typer.Option(None, "--precision", help="auto (bf16 on a GPU, fp32 on the CPU), bf16, fp16, fp32.")
 
 
 def _config_path(config: str | None) -> Path | None:
@@ -94,7 +95,9 @@ def train(
     max_epochs: int | None = typer.Option(None, "--max-epochs", "--max_epochs"),
     max_steps: int | None = typer.Option(None, "--max-steps", "--max_steps"),
     learning_rate: float | None = typer.Option(None, "--learning-rate", "--learning_rate", "--lr"),
-    precision: str | None = typer.Option(None, "--precision", help="auto, bf16, fp16 or fp32."),
+    precision: str | None = PrecisionOption,
+    video_image_size: int | None = typer.Option(
+        None, "--video-image-size", help="CLIP input size in px (e.g. 112 for mouth crops); positions interpolated."),
     save_steps: int | None = typer.Option(None, "--save-steps", "--save_steps", help="Checkpoint every N steps."),
     log_param_updates: bool = typer.Option(
         False, "--log-param-updates", "--log_param_updates", help="Log per-component parameter changes."
@@ -113,6 +116,7 @@ def train(
         "learning_rate": learning_rate, "precision": precision, "save_steps": save_steps,
         "log_param_updates": log_param_updates or None, "resume": resume, "seed": seed, "device": device,
         "feature_cache": feature_cache, "on_bad_sample": on_bad_sample,
+        "model.video_encoder.image_size": video_image_size,
     })
     if print_config:
         return _print_config(resolved)
@@ -140,6 +144,7 @@ def decode(
     single_file: list[Path] | None = typer.Option(None, "--single-file", "--single_file",
                                                      help="Transcribe this file instead (alias of transcribe)."),
     device: str | None = DeviceOption,
+    precision: str | None = PrecisionOption,
     print_config: bool = PrintConfigOption,
 ):
     """Decode a test set and report WER per modality and SNR."""
@@ -147,7 +152,7 @@ def decode(
         "model_path": model_path, "test_tsv": test_tsv, "test_wrd": test_wrd, "modality": modality,
         "output_dir": output_dir, "batch_size": batch_size, "beam_size": beam_size,
         "max_new_tokens": max_new_tokens, "snr_db": snr_db, "noise": noise, "normalizer": normalizer,
-        "verbose": verbose or None, "device": device,
+        "verbose": verbose or None, "device": device, "precision": precision,
     })
     if print_config:
         return _print_config(resolved)
@@ -167,11 +172,12 @@ def transcribe(
     model_path: Path = typer.Option(..., "--model-path", "--model_path", help="Checkpoint folder."),
     output_format: str = typer.Option("text", "--format", help="text or json."),
     device: str | None = DeviceOption,
+    precision: str | None = PrecisionOption,
 ):
     """Transcribe audio or video files with a checkpoint."""
     from .inference.transcribe import run_transcribe
 
-    resolved = _resolve("decode", None, {"model_path": model_path, "device": device})
+    resolved = _resolve("decode", None, {"model_path": model_path, "device": device, "precision": precision})
     run_transcribe(resolved, files, output_format=output_format)
 
 

@@ -157,6 +157,7 @@ class DecodeConfig(Strict):
     modality: Modality | None = None
     output_dir: Path = Path("decode")
     device: str = "auto"
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     batch_size: int = Field(default=8, ge=1)
     beam_size: int = Field(default=1, ge=1)
     max_new_tokens: int = Field(default=64, ge=1)

@@ -41,8 +41,11 @@ class AVDataset(Dataset):
     kept in memory after their first decoding: small corpora then pay ffmpeg once, not every epoch."""
 
     def __init__(self, utterances: Sequence[Utterance], streams: Sequence[str], image_size: int | None,
-                 fps: float = 25.0, cache_bytes: int = 0, augment=None):
+                 fps: float = 25.0, cache_bytes: int = 0, augment=None, features=None):
         self.augment = augment  # e.g. noise.NoiseAugmentation, applied after the cache
+        self.features = features  # a features.FeatureCache: cached streams skip media decoding
+        if features is not None:
+            cache_bytes = 0  # the feature cache replaces the in-memory media cache
         self.epoch = 0
         self.utterances = list(utterances)
         self.streams = tuple(streams)
@@ -68,13 +71,17 @@ class AVDataset(Dataset):
     def _decode(self, index: int) -> dict:
         utt = self.utterances[index]
         item = {"id": utt.id, "text": utt.text or ""}
+        for stream in self.streams:
+            cached = self.features.get(stream, utt) if self.features is not None else None
+            if cached is not None:
+                item[f"{stream}_features"] = cached
         try:
-            if "audio" in self.streams:
+            if "audio" in self.streams and "audio_features" not in item:
                 source = utt.audio or utt.video  # a video file's soundtrack serves as audio
                 if source is None:
                     raise MediaError(utt.id, "no audio path in the manifest")
                 item["audio"] = load_audio(source)
-            if "video" in self.streams:
+            if "video" in self.streams and "video_features" not in item:
                 if utt.video is None:
                     raise MediaError(utt.id, "no video path in the manifest")
                 item["video"] = load_video(utt.video, self.image_size, self.fps)
@@ -83,16 +90,27 @@ class AVDataset(Dataset):
         return item
 
 
-def pad_stack(arrays: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_stack(arrays: list[np.ndarray | torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Zero-pad arrays along their first axis into one tensor, with their lengths."""
-    lengths = [len(a) for a in arrays]
-    out = np.zeros((len(arrays), max(lengths), *arrays[0].shape[1:]), arrays[0].dtype)
-    for row, array in enumerate(arrays):
-        out[row, : len(array)] = array
-    return torch.from_numpy(out), torch.tensor(lengths)
+    tensors = [torch.as_tensor(a) for a in arrays]
+    lengths = [len(t) for t in tensors]
+    out = tensors[0].new_zeros((len(tensors), max(lengths), *tensors[0].shape[1:]))
+    for row, tensor in enumerate(tensors):
+        out[row, : len(tensor)] = tensor
+    return out, torch.tensor(lengths)
+
+
+def _pad_present(values: list) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``pad_stack`` where some rows may be None (length 0); None if every row is."""
+    present = next((v for v in values if v is not None), None)
+    if present is None:
+        return None
+    return pad_stack([present[:0] if v is None else v for v in values])
 
 
 def collate(items: list[dict]) -> dict:
+    """Padded streams of the good items. A stream's rows come as media (``audio``) or, from the
+    feature cache, as encoder output (``audio_features``); a row missing from one has length 0 there."""
     good = [item for item in items if "error" not in item]
     batch = {
         "order": [item["id"] for item in items],  # good and bad, as the loader gave them
@@ -100,9 +118,10 @@ def collate(items: list[dict]) -> dict:
         "texts": [item["text"] for item in good],
         "bad": [(item["id"], item["error"]) for item in items if "error" in item],
     }
-    for stream in ("audio", "video"):
-        if good and stream in good[0]:
-            batch[stream], batch[f"{stream}_lengths"] = pad_stack([item[stream] for item in good])
+    for key in ("audio", "video", "audio_features", "video_features"):
+        padded = _pad_present([item.get(key) for item in good])
+        if padded is not None:
+            batch[key], batch[f"{key}_lengths"] = padded
     return batch
 
 

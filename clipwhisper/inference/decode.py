@@ -20,6 +20,7 @@ from ..errors import ConfigError
 from ..manifest import Utterance, read_manifest
 from ..media import load_audio
 from ..model.avsr import AVSRModel, streams_of
+from ..model.precision import for_inference
 from ..noise import mix_at_snr
 from ..training.loop import pick_device
 from ..training.report import console, status
@@ -107,7 +108,7 @@ def run_decode(config: DecodeConfig) -> int:
         hyps = HypsFile(output / "hyps.jsonl")
     except OSError as exc:
         raise ConfigError(str(output), [f"cannot write the output folder: {exc.strerror or exc}"]) from None
-    model = load_checkpoint(config.model_path, pick_device(config.device))
+    model = for_inference(load_checkpoint(config.model_path, pick_device(config.device)), config.precision)
     with torch.inference_mode():
         for snr in config.snr_db:
             decode_cell(model, utterances, modality, snr, config, hyps, noise)

@@ -120,17 +120,20 @@ class Transcriber:
         return self.transcribe_media(media, modality or media.modality)[0]
 
 
-def load(path: str | Path, device: str = "auto", beam_size: int = 1) -> Transcriber:
+def load(path: str | Path, device: str = "auto", beam_size: int = 1, precision: str = "auto") -> Transcriber:
+    """A checkpoint ready to transcribe: bf16 on a GPU, fp32 on the CPU unless ``precision`` says otherwise."""
     from ..model.checkpoint import load_checkpoint
+    from ..model.precision import for_inference
     from ..training.loop import pick_device
 
-    return Transcriber(load_checkpoint(Path(path), pick_device(device)), beam_size=beam_size)
+    model = for_inference(load_checkpoint(Path(path), pick_device(device)), precision)
+    return Transcriber(model, beam_size=beam_size)
 
 
 def run_transcribe(config, files: list[Path], output_format: str = "text") -> None:
     if output_format not in ("text", "json"):
         raise typer.BadParameter(f"--format must be text or json, not {output_format!r}")
-    transcriber = load(config.model_path, config.device, beam_size=config.beam_size)
+    transcriber = load(config.model_path, config.device, beam_size=config.beam_size, precision=config.precision)
     results = []
     for path in files:
         media, modality = transcriber.read(path)

@@ -2,7 +2,10 @@
 
 Whisper's encoder asserts a 30-s input; we run its layers ourselves with the
 positional embedding sliced to the real length, which is several times
-cheaper for short clips. ``pad_to_30s`` keeps the original behaviour.
+cheaper for short clips, and with attention masked to each clip's own frames,
+so a clip's features do not depend on what it is batched with (decoding at any
+batch size gives the same text; cached features equal fresh ones).
+``pad_to_30s`` keeps the original behaviour: 30-s input, padding attended.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from ..errors import CheckpointError
 
 N_FFT, HOP_LENGTH, SAMPLE_RATE = 400, 160, 16_000
 MAX_SAMPLES = 30 * SAMPLE_RATE
+FRAME = 2 * HOP_LENGTH  # samples per encoder output frame
 DIM_KEYS = ("n_mels", "n_audio_ctx", "n_audio_state", "n_audio_head", "n_audio_layer")
 
 
@@ -41,6 +45,17 @@ def _load_pt(path: Path) -> tuple[nn.Module, dict[str, int]]:
     encoder = _encoder_from_dims(dims)
     encoder.load_state_dict(state)
     return encoder, dims
+
+
+def _masked_block(block: nn.Module, x: torch.Tensor, attend: torch.Tensor) -> torch.Tensor:
+    """openai-whisper's ``ResidualAttentionBlock`` with a key mask; ``attend`` is ``(B, 1, 1, T)``."""
+    attn, (batch, steps, width) = block.attn, x.shape
+    h = block.attn_ln(x)
+    q, k, v = (proj(h).view(batch, steps, attn.n_head, -1).transpose(1, 2) for proj in (attn.query, attn.key,
+                                                                                        attn.value))
+    mixed = F.scaled_dot_product_attention(q, k, v, attn_mask=attend)
+    x = x + attn.out(mixed.transpose(1, 2).reshape(batch, steps, width))
+    return x + block.mlp(block.mlp_ln(x))
 
 
 def _load_named(name: str) -> tuple[nn.Module, dict[str, int]]:
@@ -79,7 +94,7 @@ class WhisperAudioEncoder(nn.Module):
 
     @property
     def max_samples(self) -> int:
-        return self.dims["n_audio_ctx"] * 2 * HOP_LENGTH
+        return self.dims["n_audio_ctx"] * FRAME
 
     def log_mel(self, audio: torch.Tensor) -> torch.Tensor:
         """Whisper's log-mel for a batch ``(B, N)``, normalised per utterance (not over the batch)."""
@@ -91,16 +106,31 @@ class WhisperAudioEncoder(nn.Module):
 
     def forward(self, audio: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``audio (B, N)`` float32 at 16 kHz with sample ``lengths`` -> features ``(B, T, D)`` at 50 Hz, mask."""
-        target = self.max_samples if self.pad_to_30s else math.ceil(audio.shape[1] / (2 * HOP_LENGTH)) * 2 * HOP_LENGTH
-        audio = F.pad(audio, (0, target - audio.shape[1]))
-        mel = self.log_mel(audio)[..., : target // HOP_LENGTH]
+        frames = torch.div(lengths + FRAME - 1, FRAME, rounding_mode="floor")
+        if self.pad_to_30s:
+            mel = self.log_mel(F.pad(audio, (0, self.max_samples - audio.shape[1])))
+            x = self._stem(mel[..., : self.max_samples // HOP_LENGTH], None)
+        else:
+            mel = self._own_length_mels(audio, lengths)
+            x = self._stem(mel, torch.arange(mel.shape[-1], device=mel.device)[None, :] < 2 * frames[:, None])
+        mask = torch.arange(x.shape[1], device=x.device)[None, :] < frames[:, None]
+        for block in self.encoder.blocks:
+            x = block(x) if self.pad_to_30s else _masked_block(block, x, mask[:, None, None, :])
+        return self.encoder.ln_post(x), mask
+
+    def _own_length_mels(self, audio: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Each clip's log-mel as if it were alone: padded to a whole encoder frame, zeros after that."""
+        own = [max(1, math.ceil(n / FRAME)) * FRAME for n in lengths.tolist()]
+        mels = [self.log_mel(F.pad(row[:n], (0, size - n))[None])[0, :, : size // HOP_LENGTH]
+                for row, n, size in zip(audio, lengths.tolist(), own)]
+        width = max(mel.shape[-1] for mel in mels)
+        return torch.stack([F.pad(mel, (0, width - mel.shape[-1])) for mel in mels])
+
+    def _stem(self, mel: torch.Tensor, mel_mask: torch.Tensor | None) -> torch.Tensor:
+        """Whisper's two convolutions and positions; past ``mel_mask`` the second sees zeros, as when alone."""
         dtype = next(self.encoder.parameters()).dtype
         x = F.gelu(self.encoder.conv1(mel.to(dtype)))
+        if mel_mask is not None:
+            x = x * mel_mask[:, None, :]
         x = F.gelu(self.encoder.conv2(x)).permute(0, 2, 1)
-        x = (x + self.encoder.positional_embedding[: x.shape[1]]).to(x.dtype)
-        for block in self.encoder.blocks:
-            x = block(x)
-        x = self.encoder.ln_post(x)
-        frames = torch.div(lengths + 2 * HOP_LENGTH - 1, 2 * HOP_LENGTH, rounding_mode="floor")
-        mask = torch.arange(x.shape[1], device=x.device)[None, :] < frames[:, None]
-        return x, mask
+        return (x + self.encoder.positional_embedding[: x.shape[1]]).to(x.dtype)

@@ -1,10 +1,10 @@
 """The assembled model: encoders -> connectors -> fusion -> causal LLM.
 
-Sequence: ``[BOS] prompt <modality block> transcript EOS``. Labels are -100
-everywhere but the transcript and EOS; the transcript enters only as
-teacher-forced targets. Every item has the same prefix length (the modality
-block is padded with masked tokens), so generation needs no left padding,
-and positions come from the attention mask exactly as ``generate`` computes them.
+Sequence: ``[BOS] prompt <modality block> transcript EOS``. The loss covers
+the transcript and EOS only; the transcript enters as teacher-forced targets.
+Every item has the same prefix length (the modality block is padded with
+masked tokens), so generation needs no left padding, and positions come from
+the attention mask exactly as ``generate`` computes them.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.profiler import record_function
 
 from ..config import ModelConfig
 from .audio_encoder import WhisperAudioEncoder
@@ -27,12 +29,20 @@ def streams_of(modality: str) -> tuple[str, ...]:
     return STREAMS if modality == "both" else (modality,)
 
 
+def has_stream(batch: dict, stream: str) -> bool:
+    """Whether a batch carries ``stream``, as media or as cached encoder features."""
+    return batch.get(stream) is not None or batch.get(f"{stream}_features") is not None
+
+
 def positions_from_mask(mask: torch.Tensor) -> torch.Tensor:
     """What transformers' ``generate`` uses: the count of attended tokens before each one."""
     return (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
 
 
 class AVSRModel(nn.Module):
+    inference_dtype: torch.dtype | None = None  # set by precision.for_inference
+    feature_sink = None  # called with what a frozen encoder computed, e.g. features.FeatureCache.put
+
     def __init__(self, config: ModelConfig, tokenizer, llm: nn.Module,
                  audio_encoder: WhisperAudioEncoder | None, video_encoder: ClipVideoEncoder | None):
         super().__init__()
@@ -85,23 +95,45 @@ class AVSRModel(nn.Module):
 
     # -- inputs ---------------------------------------------------------------------------------
     def _stream_tokens(self, stream: str, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        encoder = self.audio_encoder if stream == "audio" else self.video_encoder
         connector = self.audio_connector if stream == "audio" else self.video_connector
         size = len(batch["ids"])
-        if batch.get(stream) is None:  # not in this batch: an empty, masked block
-            hidden = self.llm.get_input_embeddings().embedding_dim
+        if not has_stream(batch, stream):
+            hidden = self.llm.get_input_embeddings().embedding_dim  # not in this batch: an empty, masked block
             return torch.zeros(size, 0, hidden, device=self.device), torch.zeros(size, 0, dtype=torch.bool,
                                                                                 device=self.device)
+        return connector(*self._features(stream, batch))
+
+    def _features(self, stream: str, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoder output for every row: from the feature cache where the batch carries it, else encoded."""
+        if batch.get(f"{stream}_features") is None:
+            return self._encode(stream, batch[stream], batch[f"{stream}_lengths"], batch["ids"])
+        features = batch[f"{stream}_features"].to(self.device, non_blocking=True)
+        lengths = batch[f"{stream}_features_lengths"].to(self.device)
+        if batch.get(stream) is not None:  # some rows not cached yet: encode those, merge them in
+            todo = batch[f"{stream}_lengths"] > 0
+            rows = todo.nonzero().flatten().tolist()
+            new, new_mask = self._encode(stream, batch[stream][todo], batch[f"{stream}_lengths"][todo],
+                                         [batch["ids"][row] for row in rows])
+            width = max(features.shape[1], new.shape[1])
+            features = F.pad(features, (0, 0, 0, width - features.shape[1])).to(new.dtype)
+            features[rows] = F.pad(new, (0, 0, 0, width - new.shape[1]))
+            lengths[rows] = new_mask.sum(1)
+        return features, torch.arange(features.shape[1], device=self.device)[None, :] < lengths[:, None]
+
+    def _encode(self, stream: str, media: torch.Tensor, lengths: torch.Tensor, ids: list[str]):
+        encoder = self.audio_encoder if stream == "audio" else self.video_encoder
         frozen = self.encoder_is_frozen(encoder)
-        with torch.no_grad() if frozen else contextlib.nullcontext():
-            features, mask = encoder(batch[stream].to(self.device), batch[f"{stream}_lengths"].to(self.device))
-        return connector(features, mask)
+        with torch.no_grad() if frozen else contextlib.nullcontext(), record_function(f"encode {stream}"):
+            features, mask = encoder(media.to(self.device), lengths.to(self.device))
+        if frozen and self.feature_sink is not None:
+            self.feature_sink(stream, ids, features, mask)
+        return features, mask
 
     def _keep(self, batch: dict, modality: str) -> dict[str, torch.Tensor]:
         """Which items use which stream: the requested modality, minus modality dropout in training."""
         size = len(batch["ids"])
         wanted = streams_of(modality)
-        keep = {s: torch.full((size,), s in wanted and batch.get(s) is not None, device=self.device)
+        keep = {s: torch.full((size,), s in wanted and has_stream(batch, s), device=self.device)
                 for s in self.streams}
         if self.training and len(self.streams) == 2 and modality == "both":
             draw = torch.rand(size, device=self.device)
@@ -131,22 +163,31 @@ class AVSRModel(nn.Module):
         prefix, prefix_mask = self.prefix(batch, modality)
         targets = self.target_ids(batch["texts"])
         size, width = len(targets), max(len(t) for t in targets)
-        ids = torch.full((size, width), self.tokenizer.pad_token_id, dtype=torch.long, device=self.device)
-        target_mask = torch.zeros(size, width, dtype=torch.bool, device=self.device)
-        for row, target in enumerate(targets):
-            ids[row, : len(target)] = torch.tensor(target, device=self.device)
+        ids = torch.full((size, width), self.tokenizer.pad_token_id, dtype=torch.long)
+        target_mask = torch.zeros(size, width, dtype=torch.bool)
+        for row, target in enumerate(targets):  # built on the host: one copy to the device, not one per row
+            ids[row, : len(target)] = torch.tensor(target)
             target_mask[row, : len(target)] = True
+        ids, target_mask = ids.to(self.device, non_blocking=True), target_mask.to(self.device, non_blocking=True)
         embeds = torch.cat([prefix, self.llm.get_input_embeddings()(ids)], dim=1)
         mask = torch.cat([prefix_mask, target_mask], dim=1)
-        labels = torch.cat([torch.full(prefix_mask.shape, IGNORE_INDEX, device=self.device),
-                            ids.masked_fill(~target_mask, IGNORE_INDEX)], dim=1)
-        out = self.llm(inputs_embeds=embeds, attention_mask=mask.long(), position_ids=positions_from_mask(mask),
-                       labels=labels)
-        return out.loss
+        # Logits only where a target is predicted (the last prefix position onwards): with a 128k
+        # vocabulary, logits over the whole modality block would cost more memory than the LLM itself.
+        with record_function("llm"):
+            out = self.llm(inputs_embeds=embeds, attention_mask=mask.long(), position_ids=positions_from_mask(mask),
+                           logits_to_keep=width + 1)
+        logits = out.logits[:, :-1].float()
+        labels = ids.masked_fill(~target_mask, IGNORE_INDEX)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.view(-1), ignore_index=IGNORE_INDEX)
 
     @torch.no_grad()
     def generate(self, batch: dict, modality: str | None = None, beam_size: int = 1,
                  max_new_tokens: int = 64) -> list[str]:
+        dtype = self.inference_dtype
+        with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
+            return self._generate(batch, modality, beam_size, max_new_tokens)
+
+    def _generate(self, batch: dict, modality: str | None, beam_size: int, max_new_tokens: int) -> list[str]:
         prefix, mask = self.prefix(batch, modality)
         output = self.llm.generate(
             inputs_embeds=prefix, attention_mask=mask.long(), num_beams=beam_size, do_sample=False,

@@ -15,9 +15,11 @@ from torch.utils.data import DataLoader
 from ..config import TrainConfig, to_yaml
 from ..dataset import AVDataset, BucketBatchSampler, collate, duration_s
 from ..errors import ClipWhisperError, MediaError
+from ..features import FeatureCache, build_feature_cache
 from ..media import load_audio
 from ..model.avsr import AVSRModel, streams_of
 from ..model.checkpoint import load_checkpoint, save_checkpoint
+from ..model.precision import autocast_dtype, cast_frozen
 from ..noise import NoiseAugmentation
 from . import report
 from .checks import load_splits
@@ -46,12 +48,6 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    if precision == "auto":
-        precision = "bf16" if device.type == "cuda" else "fp32"
-    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[precision]
 
 
 def seed_everything(seed: int) -> None:
@@ -86,14 +82,16 @@ class Trainer:
             self.model = load_checkpoint(self.resume_from, self.device)
         else:
             self.model = build_model(config, [u.text for u in self.splits[config.data.train_split]])
-        self.model.to(self.device).train()
         self.streams = streams_of(config.model.modality)
+        train, valid = self.splits[config.data.train_split], self.splits[config.data.valid_split]
+        augment = self._augmentation()
+        self.features = self._feature_cache([*train, *valid], augmented=augment is not None)
+        cast_frozen(self.model, self.amp_dtype).to(self.device).train()
+        self.model.feature_sink = self.features.put if self.features else None
         image_size = self.model.video_encoder.image_size if self.model.video_encoder else None
-        train = self.splits[config.data.train_split]
         cache = int(config.data.media_cache_gb * 2**30)
-        self.train_set = AVDataset(train, self.streams, image_size, config.data.fps, cache, self._augmentation())
-        self.valid_set = AVDataset(self.splits[config.data.valid_split], self.streams, image_size, config.data.fps,
-                                   cache)
+        self.train_set = AVDataset(train, self.streams, image_size, config.data.fps, cache, augment, self.features)
+        self.valid_set = AVDataset(valid, self.streams, image_size, config.data.fps, cache, features=self.features)
         self.sampler = BucketBatchSampler([duration_s(u, config.data.fps) for u in train], config.batch_size,
                                           config.seed)
         self.batches_per_epoch = len(self.sampler.batches())
@@ -116,6 +114,15 @@ class Trainer:
             return None
         data = self.config.data
         return NoiseAugmentation(load_audio(noise_file), data.noise_prob, data.noise_snr_db, self.config.seed)
+
+    def _feature_cache(self, utterances, augmented: bool) -> FeatureCache | None:
+        if self.config.feature_cache is None:
+            return None
+        cache, notes = build_feature_cache(self.config.feature_cache, self.model, utterances, self.config.data.fps,
+                                           self.amp_dtype, augmented)
+        for note in notes:
+            report.status.print(f"[yellow]feature cache: {note}[/yellow]")
+        return cache
 
     def _resume_source(self) -> Path | None:
         if self.config.resume == "auto":
@@ -166,6 +173,7 @@ class Trainer:
             self._save_step()
         final = save_checkpoint(self.model, self.run.path / "final", info=self._info())
         self._report_bad_samples()
+        self._report_feature_cache()
         return final
 
     def _accumulation_groups(self, loader):
@@ -270,6 +278,11 @@ class Trainer:
         save_checkpoint(self.model, folder, info=self._info(), write_state=write_state)
         self.run.prune(self.config.keep_last)
         return folder
+
+    def _report_feature_cache(self) -> None:
+        if self.features is not None and self.features.streams:
+            report.status.print(f"feature cache {self.features.root}: {self.features.writes} encoder outputs "
+                                f"stored this run ({', '.join(self.features.streams)})")
 
     def _report_bad_samples(self) -> None:
         if self.progress.bad_samples:

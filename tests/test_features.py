@@ -1,0 +1,107 @@
+"""The encoder-feature cache: reuse, exactness, invalidation; and batch-independent audio features."""
+
+import os
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from clipwhisper.config import AudioEncoderConfig
+from clipwhisper.dataset import collate
+from clipwhisper.features import FeatureCache, build_feature_cache
+from clipwhisper.manifest import read_manifest
+from clipwhisper.model.audio_encoder import WhisperAudioEncoder
+from clipwhisper.training.loop import Trainer
+
+from test_train import log_records, tiny
+
+FROZEN = {"model.audio_encoder.trainable": False, "model.video_encoder.trainable": False}
+
+
+def test_audio_features_do_not_depend_on_the_batch():
+    torch.manual_seed(0)
+    dims = {"n_mels": 80, "n_audio_ctx": 1500, "n_audio_state": 64, "n_audio_head": 4, "n_audio_layer": 2}
+    encoder = WhisperAudioEncoder.build(AudioEncoderConfig(name=None, dims=dims)).eval()
+    lengths = torch.tensor([32000, 16000, 15_901])
+    audio = torch.randn(3, 32000) * 0.1 * (torch.arange(32000)[None, :] < lengths[:, None])
+    with torch.no_grad():
+        batched, mask = encoder(audio, lengths)
+        for row in (1, 2):
+            alone, alone_mask = encoder(audio[row:row + 1, : lengths[row]], lengths[row:row + 1])
+            assert int(mask[row].sum()) == int(alone_mask.sum()) == 50
+            torch.testing.assert_close(batched[row, :50], alone[0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def cached_runs(synth_corpus, tmp_path_factory):
+    """Three runs of 2 epochs: filling the cache, without it, and reusing it."""
+    root = tmp_path_factory.mktemp("cache")
+    cache, runs, trainers = root / "features", {}, {}
+    for name, feature_cache in (("fill", cache), ("plain", None), ("reuse", cache)):
+        trainer = Trainer(tiny(synth_corpus, root / name, max_epochs=2, eval_steps=100, feature_cache=feature_cache,
+                               **FROZEN))
+        trainer.fit()
+        runs[name], trainers[name] = root / name, trainer
+    return cache, runs, trainers
+
+
+def test_cached_training_equals_uncached_training(cached_runs):
+    _, runs, _ = cached_runs
+    losses = {name: [r["loss"] for r in log_records(run)] for name, run in runs.items()}
+    assert len(losses["plain"]) == 24  # 96 training utterances, batch 8, 2 epochs
+    for name in ("fill", "reuse"):
+        assert losses[name] == pytest.approx(losses["plain"], rel=1e-4)
+
+
+def test_a_second_run_reads_every_feature_and_encodes_nothing(cached_runs, synth_corpus):
+    cache, _, trainers = cached_runs
+    utterances = len(read_manifest(synth_corpus / "train.tsv")) + len(read_manifest(synth_corpus / "valid.tsv"))
+    files = {folder.name.split("-")[0]: len(list(folder.glob("*.safetensors"))) for folder in cache.iterdir()}
+    assert files == {"audio": utterances, "video": utterances}
+    assert trainers["fill"].features.writes >= 2 * utterances
+    assert trainers["reuse"].features.writes == 0
+    assert trainers["plain"].features is None
+
+
+def test_a_partly_cached_batch_encodes_the_rest_and_matches(cached_runs, synth_corpus, tmp_path):
+    cache, _, trainers = cached_runs
+    model = trainers["plain"].model.eval()
+    partial = tmp_path / "partial"
+    shutil.copytree(cache, partial)
+    utterances = read_manifest(synth_corpus / "valid.tsv")[:4]
+    features, _ = build_feature_cache(partial, model, utterances, 25.0, None, audio_augmented=False)
+    for utterance in utterances[::2]:  # rows 0 and 2 must be encoded again
+        for stream in ("audio", "video"):
+            os.remove(features._file(stream, utterance))
+    fresh = trainers["plain"].valid_set
+    cached = type(fresh)(utterances, fresh.streams, fresh.image_size, features=features)
+    plain_batch = collate([fresh[i] for i in range(4)])
+    mixed_batch = collate([cached[i] for i in range(4)])
+    assert mixed_batch["audio_lengths"].tolist()[1::2] == [0, 0]
+    with torch.no_grad():
+        for stream in ("audio", "video"):
+            want, want_mask = model._features(stream, plain_batch)
+            got, got_mask = model._features(stream, mixed_batch)
+            assert torch.equal(want_mask, got_mask)
+            torch.testing.assert_close(got * got_mask[..., None], want * want_mask[..., None], atol=1e-5, rtol=1e-5)
+
+
+def test_an_edited_media_file_or_other_settings_miss_the_cache(cached_runs, synth_corpus, tmp_path):
+    cache, _, trainers = cached_runs
+    model = trainers["plain"].model
+    utterances = read_manifest(synth_corpus / "valid.tsv")[:1]
+    features, notes = build_feature_cache(cache, model, utterances, 25.0, None, audio_augmented=False)
+    assert notes == [] and features.get("audio", utterances[0]) is not None
+    stored = load_file(features._file("audio", utterances[0]))["features"]
+    assert stored.shape[1] == model.audio_encoder.output_size
+    media = tmp_path / "copy.wav"
+    shutil.copy(utterances[0].audio, media)
+    moved = type(utterances[0])(utterances[0].id, utterances[0].video, media)
+    assert FeatureCache(cache, {"audio": next(iter(features.folders.values())).name.split("-")[1]},
+                        [moved]).get("audio", moved) is None
+    other_rate, _ = build_feature_cache(cache, model, utterances, 30.0, None, audio_augmented=False)
+    assert other_rate.folders["video"] != features.folders["video"]
+    assert other_rate.folders["audio"] == features.folders["audio"]
+    augmented, notes = build_feature_cache(cache, model, utterances, 25.0, None, audio_augmented=True)
+    assert augmented.streams == ("video",) and "noise augmentation" in notes[0]
