@@ -14,6 +14,7 @@ utterance are counted by torch's FlopCounterMode on our configuration (the naive
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import random
 import tempfile
@@ -28,7 +29,7 @@ from clipwhisper.features import FeatureCache
 from clipwhisper.manifest import Utterance
 from clipwhisper.model.avsr import AVSRModel
 from clipwhisper.model.llm import apply_finetuning, build_base_llm
-from clipwhisper.model.precision import cast_frozen
+from clipwhisper.model.precision import cast_frozen, for_inference
 from clipwhisper.model.tokenizer import train_tokenizer
 from clipwhisper.synth.grammar import sample_sentence
 
@@ -162,7 +163,7 @@ def train_rate(model, batches, device, dtype, steps: int) -> dict:
 
 
 def decode_rate(model, batches, device, beam: int, batch_size: int, new_tokens: int) -> float:
-    """Utterances/s of ``model.generate`` (under its ``inference_dtype``) at ``batch_size``."""
+    """Utterances/s of ``model.generate`` at ``batch_size``."""
     model.eval()
     warm = {k: (v[:batch_size] if torch.is_tensor(v) or isinstance(v, list) else v) for k, v in batches[0].items()}
     model.generate(warm, beam_size=beam, max_new_tokens=2)  # kernel selection and handles, not timed
@@ -209,24 +210,20 @@ def cache_read_rate(batch: dict, streams, repeats: int = 5) -> float:
         return repeats * len(utterances) / (time.perf_counter() - start)
 
 
-def profile_summary(model, batch, device, dtype, new_tokens: int) -> None:
-    """Where a training step and a beam-5 decode of one batch spend their time."""
-    from torch.profiler import ProfilerActivity, profile
+def profile(name: str, work, device) -> None:
+    """Where ``work()`` spends its time: the top operators by device time and by host time."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    sort = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    for name, work in (("training step", lambda: train_step(model, optimizer, batch, device, dtype)),
-                       ("beam-5 decode", lambda: model.eval() and model.generate(batch, beam_size=5,
-                                                                                 max_new_tokens=new_tokens))):
-        model.train()
-        work()  # warm-up
+    work()  # warm-up
+    sync(device)
+    with torch_profile(activities=activities) as prof:
+        work()
         sync(device)
-        with profile(activities=activities) as prof:
-            work()
-            sync(device)
-        print(f"--- profile: {name} ---")
-        print(prof.key_averages().table(sort_by=sort, row_limit=18, max_name_column_width=60))
+    for key in ("cuda_time_total" if device.type == "cuda" else "cpu_time_total", "self_cpu_time_total"):
+        print(f"--- profile: {name}, by {key} ---")
+        print(prof.key_averages().table(sort_by=key, row_limit=15, max_name_column_width=50))
 
 
 def train_step(model, optimizer, batch, device, dtype) -> None:
@@ -237,13 +234,9 @@ def train_step(model, optimizer, batch, device, dtype) -> None:
     optimizer.zero_grad(set_to_none=True)
 
 
-def measure(model, batches, device, dtype, steps: int, decode_batch: int | None, new_tokens: int) -> dict:
-    result = train_rate(model, batches, device, dtype, steps)
-    if decode_batch:
-        for beam, key in ((1, "greedy"), (5, "beam5")):
-            model.inference_dtype = dtype
-            result[key] = decode_rate(model, batches, device, beam, decode_batch, new_tokens)
-    return result
+def decode_rates(model, batches, device, batch_size: int, new_tokens: int) -> dict:
+    return {key: decode_rate(model, batches, device, beam, batch_size, new_tokens)
+            for beam, key in ((1, "greedy"), (5, "beam5"))}
 
 
 LINES = (("utt_s", "train utt/s", ".1f"), ("audio_s_s", "train audio-s/s", ".1f"),
@@ -272,7 +265,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny dimensions on the CPU")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--batches", type=int, default=6, help="distinct batches per modality (a bucketing pool)")
+    parser.add_argument("--batches", type=int, default=None, help="distinct batches per modality (bucketing pool)")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--modalities", default="audio,video,both")
     parser.add_argument("--new-tokens", type=int, default=24)
@@ -281,7 +274,8 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device("cpu" if args.quick or not torch.cuda.is_available() else "cuda")
     base = QUICK if args.quick else REFERENCE
-    steps = args.steps or (3 if args.quick else 12)
+    steps = args.steps or (2 if args.quick else 12)
+    args.batches = args.batches or (3 if args.quick else 6)
     rng = random.Random(0)
     torch.manual_seed(0)
     np.random.seed(0)
@@ -298,16 +292,26 @@ def main() -> None:
         drawn = [to_device(b, device) for b in make_batches(durations, args.batch_size, rng, image, streams, False)]
         results = {}
         model = build(model_config(base, modality, False), tokenizer, device, fast)
-        if args.profile and not results and modality == args.modalities.split(",")[0]:
-            profile_summary(model, bucketed[0], device, fast, args.new_tokens)
-        results["ours"] = measure(model, bucketed, device, fast, steps, args.batch_size, args.new_tokens)
+        results["ours"] = train_rate(model, bucketed, device, fast, steps)
         cached = cached_batches(model, bucketed, device, fast)
         result = train_rate(model, cached, device, fast, steps)
-        read = cache_read_rate(cached[0], streams)
-        results["cached"] = {**result, "useful_flops": result["flops_per_utt"], "read": read}
-        model = cached = free(device)
+        results["cached"] = {**result, "useful_flops": result["flops_per_utt"],
+                             "read": cache_read_rate(cached[0], streams)}
+        cached = None
+        middle = bucketed[len(bucketed) // 2]
+        if args.profile:
+            optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+            profile(f"{modality} training step, {len(middle['ids'])} utterances",
+                    functools.partial(train_step, model, optimizer, middle, device, fast), device)
+        for_inference(model, "bf16" if fast else "fp32")  # as clipwhisper decode prepares a checkpoint
+        results["ours"].update(decode_rates(model, bucketed, device, args.batch_size, args.new_tokens))
+        if args.profile:
+            profile(f"{modality} beam-5 decode, {len(middle['ids'])} utterances",
+                    functools.partial(model.generate, middle, beam_size=5, max_new_tokens=args.new_tokens), device)
+        model = free(device)
         model = build(model_config(base, modality, True), tokenizer, device, None)
-        results["naive"] = measure(model, drawn[:1], device, None, max(2, steps // 4), 1, args.new_tokens)
+        results["naive"] = train_rate(model, drawn[:2], device, None, max(2, steps // 4))
+        results["naive"].update(decode_rates(model.eval(), drawn[:1], device, 1, args.new_tokens))
         model = free(device)
         for result, batches in ((results["ours"], bucketed), (results["naive"], drawn)):
             result["padding"] = padding_fraction(batches)

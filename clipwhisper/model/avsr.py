@@ -40,7 +40,6 @@ def positions_from_mask(mask: torch.Tensor) -> torch.Tensor:
 
 
 class AVSRModel(nn.Module):
-    inference_dtype: torch.dtype | None = None  # set by precision.for_inference
     feature_sink = None  # called with what a frozen encoder computed, e.g. features.FeatureCache.put
 
     def __init__(self, config: ModelConfig, tokenizer, llm: nn.Module,
@@ -123,7 +122,11 @@ class AVSRModel(nn.Module):
     def _encode(self, stream: str, media: torch.Tensor, lengths: torch.Tensor, ids: list[str]):
         encoder = self.audio_encoder if stream == "audio" else self.video_encoder
         frozen = self.encoder_is_frozen(encoder)
-        with torch.no_grad() if frozen else contextlib.nullcontext(), record_function(f"encode {stream}"):
+        context = contextlib.ExitStack()
+        if frozen:  # no gradients, and its weights' own dtype rather than autocast (precision.py says why)
+            context.enter_context(torch.no_grad())
+            context.enter_context(torch.autocast(self.device.type, enabled=False))
+        with context, record_function(f"encode {stream}"):
             features, mask = encoder(media.to(self.device), lengths.to(self.device))
         if frozen and self.feature_sink is not None:
             self.feature_sink(stream, ids, features, mask)
@@ -183,11 +186,6 @@ class AVSRModel(nn.Module):
     @torch.no_grad()
     def generate(self, batch: dict, modality: str | None = None, beam_size: int = 1,
                  max_new_tokens: int = 64) -> list[str]:
-        dtype = self.inference_dtype
-        with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
-            return self._generate(batch, modality, beam_size, max_new_tokens)
-
-    def _generate(self, batch: dict, modality: str | None, beam_size: int, max_new_tokens: int) -> list[str]:
         prefix, mask = self.prefix(batch, modality)
         output = self.llm.generate(
             inputs_embeds=prefix, attention_mask=mask.long(), num_beams=beam_size, do_sample=False,
