@@ -29,7 +29,7 @@ from clipwhisper.features import FeatureCache
 from clipwhisper.manifest import Utterance
 from clipwhisper.model.avsr import AVSRModel
 from clipwhisper.model.llm import apply_finetuning, build_base_llm
-from clipwhisper.model.precision import cast_frozen, for_inference
+from clipwhisper.model.precision import cast_frozen, configure_kernels, for_inference
 from clipwhisper.model.tokenizer import train_tokenizer
 from clipwhisper.synth.grammar import sample_sentence
 
@@ -63,7 +63,8 @@ def model_config(base: dict, modality: str, naive: bool, image_size: int | None 
 
 
 def build(config: ModelConfig, tokenizer, device, dtype) -> AVSRModel:
-    """As ``clipwhisper train`` builds it: frozen parts cast to the autocast dtype, LayerNorms fp32."""
+    """As ``clipwhisper train`` builds it: frozen parts cast to the autocast dtype, the same kernel choices."""
+    configure_kernels()
     with torch.device(device):  # initialise in place: a 1B model is slow to initialise on the CPU
         llm = apply_finetuning(build_base_llm(config.llm, tokenizer), config.llm)
         model = AVSRModel.build(config, tokenizer, llm)

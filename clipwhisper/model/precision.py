@@ -15,6 +15,17 @@ import torch
 from torch import nn
 
 
+def configure_kernels() -> None:
+    """Process-wide kernel choices for variable-length batches on a GPU.
+
+    cuDNN's attention builds an execution plan for each new sequence length, and
+    every batch and every generated token brings one; flash and memory-efficient
+    attention need no plan. TF32 matmuls for whatever still runs in fp32."""
+    torch.backends.cuda.enable_cudnn_sdp(False)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+
+
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """``auto`` is bf16 on a GPU and fp32 (no autocast) on the CPU."""
     if precision == "auto":
@@ -38,6 +49,7 @@ def cast_frozen(model: nn.Module, dtype: torch.dtype | None) -> nn.Module:
 def for_inference(model: nn.Module, precision: str = "auto") -> nn.Module:
     """Frozen, LoRA merged into the base weights (fewer kernels per generated token), and cast once:
     generation then runs in that dtype without autocast."""
+    configure_kernels()
     if hasattr(model.llm, "merge_and_unload"):
         model.llm = model.llm.merge_and_unload()
     model.eval().requires_grad_(False)

@@ -19,7 +19,7 @@ from ..features import FeatureCache, build_feature_cache
 from ..media import load_audio
 from ..model.avsr import AVSRModel, streams_of
 from ..model.checkpoint import load_checkpoint, save_checkpoint
-from ..model.precision import autocast_dtype, cast_frozen
+from ..model.precision import autocast_dtype, cast_frozen, configure_kernels
 from ..noise import NoiseAugmentation
 from . import report
 from .checks import load_splits
@@ -76,6 +76,7 @@ class Trainer:
         self.run = RunFolder(config.output_path)
         self.device = pick_device(config.device)
         self.amp_dtype = autocast_dtype(config.precision, self.device)
+        configure_kernels()
         seed_everything(config.seed)
         self.resume_from = self._resume_source()
         if self.resume_from:
