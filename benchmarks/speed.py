@@ -109,7 +109,9 @@ def padding_fraction(batches: list[dict]) -> float:
 
 
 def to_device(batch: dict, device) -> dict:
-    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+    """Media on the device; lengths stay on the host, as the data loader delivers them."""
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) and not k.endswith("lengths") else v
+            for k, v in batch.items()}
 
 
 def sync(device) -> None:

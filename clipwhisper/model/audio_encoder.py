@@ -106,7 +106,8 @@ class WhisperAudioEncoder(nn.Module):
 
     def forward(self, audio: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``audio (B, N)`` float32 at 16 kHz with sample ``lengths`` -> features ``(B, T, D)`` at 50 Hz, mask."""
-        frames = torch.div(lengths + FRAME - 1, FRAME, rounding_mode="floor")
+        lengths = lengths.cpu()  # sizes are decided on the host: no device sync
+        frames = torch.div(lengths + FRAME - 1, FRAME, rounding_mode="floor").to(audio.device, non_blocking=True)
         if self.pad_to_30s:
             mel = self.log_mel(F.pad(audio, (0, self.max_samples - audio.shape[1])))
             x = self._stem(mel[..., : self.max_samples // HOP_LENGTH], None)

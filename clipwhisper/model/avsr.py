@@ -127,7 +127,7 @@ class AVSRModel(nn.Module):
             context.enter_context(torch.no_grad())
             context.enter_context(torch.autocast(self.device.type, enabled=False))
         with context, record_function(f"encode {stream}"):
-            features, mask = encoder(media.to(self.device), lengths.to(self.device))
+            features, mask = encoder(media.to(self.device, non_blocking=True), lengths)
         if frozen and self.feature_sink is not None:
             self.feature_sink(stream, ids, features, mask)
         return features, mask

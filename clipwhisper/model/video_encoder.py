@@ -55,16 +55,19 @@ class ClipVideoEncoder(nn.Module):
     def forward(self, frames: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``frames (B, T, H, W, 3)`` uint8 with frame ``lengths`` -> ``(B, T, D)``, mask.
 
-        Only real frames are encoded, packed across the batch in chunks of ``chunk_frames``."""
+        Only real frames are encoded, packed across the batch in chunks of ``chunk_frames``. Their
+        positions come from the lengths on the host: no device sync, so the host can queue the LLM's
+        kernels while CLIP runs."""
         batch, steps = frames.shape[:2]
-        mask = torch.arange(steps, device=frames.device)[None, :] < lengths[:, None]
-        real = frames[mask]
+        lengths = lengths.cpu()
+        real = torch.cat([row * steps + torch.arange(int(n)) for row, n in enumerate(lengths)])
+        real = real.to(frames.device, non_blocking=True)
         dtype = next(self.visual.parameters()).dtype
         outputs = []
-        for chunk in real.split(self.chunk_frames):
+        for chunk in frames.flatten(0, 1).index_select(0, real).split(self.chunk_frames):
             pixels = chunk.permute(0, 3, 1, 2).float().div(255.0)
             outputs.append(self.visual(((pixels - self.mean) / self.std).to(dtype)))
         encoded = torch.cat(outputs) if outputs else frames.new_zeros((0, self.output_size), dtype=dtype)
-        features = encoded.new_zeros((batch, steps, encoded.shape[-1]))
-        features[mask] = encoded
-        return features, mask
+        features = encoded.new_zeros((batch * steps, encoded.shape[-1])).index_copy_(0, real, encoded)
+        mask = torch.arange(steps)[None, :] < lengths[:, None]
+        return features.view(batch, steps, -1), mask.to(frames.device, non_blocking=True)

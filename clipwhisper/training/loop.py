@@ -200,11 +200,14 @@ class Trainer:
                 continue
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
                 loss = self.model(batch) * (len(batch["ids"]) / total_items)
-            if not torch.isfinite(loss):
+            # backward before the finiteness check: reading the loss waits for the device, and the host
+            # should queue the backward first. A non-finite loss's gradients are discarded below.
+            self.scaler.scale(loss).backward()
+            value = float(loss.detach())
+            if not math.isfinite(value):
                 finite = False
                 break
-            self.scaler.scale(loss).backward()
-            loss_sum += float(loss.detach())
+            loss_sum += value
         if not finite:
             self.optimizer.zero_grad(set_to_none=True)
             return self._skip_step()
