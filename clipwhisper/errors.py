@@ -2,7 +2,8 @@
 
 Exit codes: 2 for usage and configuration problems (fix the command or the
 config and run again), 1 for runtime problems (bad media, a broken checkpoint,
-a failed utterance). Anything else is a bug and shows its traceback.
+a failed utterance), 130 and 143 for training stopped by SIGINT and SIGTERM
+after saving a checkpoint. Anything else is a bug and shows its traceback.
 """
 
 from __future__ import annotations
@@ -54,3 +55,11 @@ class CheckpointError(ClipWhisperError):
     def __init__(self, path, message: str):
         self.path = path
         super().__init__(f"{path}: {message}")
+
+
+class Interrupted(ClipWhisperError):
+    """Stopped by SIGINT (Ctrl-C) or SIGTERM after saving; exit 128 + the signal number, as shells report."""
+
+    def __init__(self, signal_number: int, message: str):
+        self.exit_code = 128 + signal_number
+        super().__init__(message)

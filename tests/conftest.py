@@ -31,3 +31,15 @@ def synth_corpus(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("corpus")
     synthesise(out, SynthOptions(utterances=120, seed=7, image_size=48))
     return out
+
+
+@pytest.fixture(scope="session")
+def checkpoint(synth_corpus, tmp_path_factory):
+    """A tiny `both` checkpoint trained for 12 steps on the session corpus."""
+    from clipwhisper.config import TrainConfig, nested, packaged_config, resolve
+    from clipwhisper.training.loop import run_training
+
+    out = tmp_path_factory.mktemp("decode_run")
+    run_training(resolve(TrainConfig, packaged_config("tiny"), nested({
+        "data.path": synth_corpus, "output_path": out, "max_steps": 12, "learning_rate": 3e-3, "warmup_steps": 2})))
+    return out / "final"

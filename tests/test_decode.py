@@ -11,23 +11,13 @@ from typer.testing import CliRunner
 
 import clipwhisper
 from clipwhisper.cli import app
-from clipwhisper.config import TrainConfig, nested, packaged_config, resolve
 from clipwhisper.inference.transcribe import join_overlapping, windows
 from clipwhisper.manifest import read_manifest, write_manifest
 from clipwhisper.media import SAMPLE_RATE, load_audio, write_wav
 from clipwhisper.metrics import char_errors, word_errors
 from clipwhisper.noise import mix_at_snr
-from clipwhisper.training.loop import run_training
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def checkpoint(synth_corpus, tmp_path_factory):
-    out = tmp_path_factory.mktemp("decode_run")
-    run_training(resolve(TrainConfig, packaged_config("tiny"), nested({
-        "data.path": synth_corpus, "output_path": out, "max_steps": 12, "learning_rate": 3e-3, "warmup_steps": 2})))
-    return out / "final"
 
 
 def decode(*args):

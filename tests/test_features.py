@@ -6,6 +6,7 @@ import shutil
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_train import log_records, tiny
 
 from clipwhisper.config import AudioEncoderConfig
 from clipwhisper.dataset import collate
@@ -13,8 +14,6 @@ from clipwhisper.features import FeatureCache, build_feature_cache
 from clipwhisper.manifest import read_manifest
 from clipwhisper.model.audio_encoder import WhisperAudioEncoder
 from clipwhisper.training.loop import Trainer
-
-from test_train import log_records, tiny
 
 FROZEN = {"model.audio_encoder.trainable": False, "model.video_encoder.trainable": False}
 

@@ -6,6 +6,7 @@ import shutil
 import open_clip
 import pytest
 import torch
+from conftest import make_media
 from safetensors import safe_open
 from typer.testing import CliRunner
 
@@ -271,22 +272,33 @@ def test_labels_cover_only_the_transcript_and_eos(both_run, synth_corpus):
 
 
 def test_bad_samples_are_skipped_and_listed_or_fail_the_run(synth_corpus, tmp_path):
+    """5 of 96 training files (5%) broken in five ways: one epoch completes and lists exactly those."""
     data = tmp_path / "data"
     data.mkdir()
-    train = read_manifest(synth_corpus / "train.tsv")[:16]
-    broken = tmp_path / "broken.wav"
-    broken.write_bytes(b"RIFF" + b"\x00" * 100)
-    train[5] = type(train[5])(train[5].id, train[5].video, broken, train[5].n_video_frames,
-                              train[5].n_audio_samples, train[5].text)
+    train = read_manifest(synth_corpus / "train.tsv")
+    assert len(train) == 96
+    kinds = {"empty.mp4": b"", "garbage.mp4": b"RIFF" + b"\x00" * 100,
+             "truncated.mp4": train[0].video.read_bytes()[:2000], "header_only.mp4": train[0].video.read_bytes()[:48]}
+    broken = {}
+    for row, (name, content) in zip((5, 20, 41, 66), kinds.items()):
+        (tmp_path / name).write_bytes(content)
+        broken[row] = tmp_path / name
+    broken[90] = make_media(tmp_path / "sound_only.mp4", video=False)  # no video stream for `both`
+    for row, path in broken.items():
+        train[row] = type(train[row])(train[row].id, path, path, train[row].n_video_frames,
+                                      train[row].n_audio_samples, train[row].text)
     write_manifest(data / "train.tsv", tmp_path, train, wrd=data / "train.wrd")
     shutil.copy(synth_corpus / "valid.tsv", data / "valid.tsv")
     shutil.copy(synth_corpus / "valid.wrd", data / "valid.wrd")
-    args = ["train", "-c", "tiny", "--data-path", str(data), "--modality", "audio", "--max-steps", "2",
-            "--output-path"]
+    args = ["train", "-c", "tiny", "--data-path", str(data), "--max-epochs", "1", "--output-path"]
     result = CliRunner().invoke(app, [*args, str(tmp_path / "skip")])
     assert result.exit_code == 0, result.output
-    [bad] = [json.loads(line) for line in (tmp_path / "skip" / "bad_samples.jsonl").read_text().splitlines()]
-    assert bad["id"] == train[5].id and "broken.wav" in bad["error"]
-    assert "1 bad samples skipped" in result.stderr
+    bad = [json.loads(line) for line in (tmp_path / "skip" / "bad_samples.jsonl").read_text().splitlines()]
+    assert sorted(b["id"] for b in bad) == sorted(train[row].id for row in broken)
+    for record in bad:
+        path = next(p for row, p in broken.items() if train[row].id == record["id"])
+        assert str(path) in record["error"]
+    assert "5 bad samples skipped" in result.stderr
+    assert json.loads((tmp_path / "skip" / "final" / "config.json").read_text())["step"] == 12  # every batch
     failed = CliRunner().invoke(app, [*args, str(tmp_path / "fail"), "--on-bad-sample", "fail"])
-    assert failed.exit_code == 1 and "broken.wav" in failed.stderr
+    assert failed.exit_code == 1 and any(str(p) in failed.stderr for p in broken.values())

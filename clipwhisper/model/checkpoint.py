@@ -67,14 +67,28 @@ def _llm_parts(model: AVSRModel) -> tuple[torch.nn.Module, bool]:
 
 
 def save_checkpoint(model: AVSRModel, folder: Path, info: dict | None = None, write_state=None) -> Path:
-    """Write ``folder`` atomically. ``write_state(path)`` adds ``train_state/`` before the rename."""
+    """Write ``folder`` atomically: into a temporary folder, renamed when complete. ``write_state(path)``
+    adds ``train_state/`` before the rename. A failed write (a full disk) removes the temporary folder
+    and leaves every earlier checkpoint as it was."""
+    folder = Path(folder)
+    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        _write_folder(model, tmp, info, write_state)
+        _replace(tmp, folder)
+    except (OSError, SafetensorError) as exc:  # safetensors reports a failed write as its own error
+        shutil.rmtree(tmp, ignore_errors=True)
+        reason = getattr(exc, "strerror", None) or exc
+        raise CheckpointError(folder, f"could not write the checkpoint ({reason}); earlier checkpoints are intact") \
+            from None
+    return folder
+
+
+def _write_folder(model: AVSRModel, tmp: Path, info: dict | None, write_state) -> None:
     from .llm import quiet_transformers
 
     quiet_transformers()
-    folder = Path(folder)
-    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     base, has_adapter = _llm_parts(model)
     config = saved_config(model)
     full_llm = config.llm.finetune == "full" or config.llm.config is not None
@@ -90,8 +104,6 @@ def save_checkpoint(model: AVSRModel, folder: Path, info: dict | None = None, wr
                 "llm_weights": "llm" if full_llm else None, "adapter": "adapter" if has_adapter else None,
                 **(info or {})}
     _write_json(tmp / CONFIG_FILE, manifest)  # written last: its presence marks a complete folder
-    _replace(tmp, folder)
-    return folder
 
 
 def _write_json(path: Path, data: dict) -> None:

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from ..config import TrainConfig, to_yaml
 from ..dataset import AVDataset, BucketBatchSampler, collate, duration_s
-from ..errors import ClipWhisperError, MediaError
+from ..errors import ClipWhisperError, Interrupted, MediaError
 from ..features import FeatureCache, build_feature_cache
 from ..media import load_audio
 from ..model.avsr import AVSRModel, streams_of
@@ -28,6 +28,7 @@ from .optim import configure_optimizer, configure_scheduler
 from .params import UpdateTracker, component_rows
 from .run_folder import RunFolder
 from .state import load_train_state, save_train_state
+from .stop_signals import stop_requests
 
 
 class TrainingError(ClipWhisperError):
@@ -107,7 +108,8 @@ class Trainer:
             saved = load_train_state(self.resume_from / "train_state", optimizer=self.optimizer,
                                      scheduler=self.scheduler, scaler=self.scaler)
             self.progress = Progress(**saved)
-            self.run.truncate_log_after(self.progress.step)
+        for log in ("train_log.jsonl", "bad_samples.jsonl"):  # what a killed run logged after its checkpoint
+            self.run.truncate_log_after(self.progress.step, log)
 
     def _augmentation(self) -> NoiseAugmentation | None:
         noise_file = self.config.data.noise_file()
@@ -149,8 +151,8 @@ class Trainer:
         tracker = UpdateTracker(self.model.components()) if config.log_param_updates else None
         valid_loader = self._loader(self.valid_set)
         losses: list[float] = []
-        with report.make_progress(self.total_steps, progress.step) as bar:
-            while progress.step < self.total_steps and progress.epoch < config.max_epochs:
+        with report.make_progress(self.total_steps, progress.step) as bar, stop_requests() as stop:
+            while progress.step < self.total_steps and progress.epoch < config.max_epochs and not stop:
                 self.sampler.set_epoch(progress.epoch, skip=progress.batches_done)
                 self.train_set.epoch = progress.epoch
                 for group in self._accumulation_groups(self._loader(self.train_set, self.sampler)):
@@ -160,8 +162,10 @@ class Trainer:
                         losses.append(loss)
                         bar.advance(loss, self.scheduler.get_last_lr()[0], sum(len(b["ids"]) for b in group))
                         self._after_step(losses, tracker, valid_loader)
-                    if progress.step >= self.total_steps:
+                    if progress.step >= self.total_steps or stop:
                         break
+                if stop:
+                    self._stop(stop.signal_number)
                 if progress.batches_done >= self.batches_per_epoch:
                     progress.epoch += 1
                     progress.batches_done = 0
@@ -176,6 +180,12 @@ class Trainer:
         self._report_bad_samples()
         self._report_feature_cache()
         return final
+
+    def _stop(self, signal_number: int) -> None:
+        folder = self._save_step()
+        self.run.log({"event": "stopped", "step": self.progress.step, "signal": signal_number})
+        raise Interrupted(signal_number, f"stopped by signal {signal_number} at step {self.progress.step}; saved "
+                                         f"{folder}; continue with --resume auto")
 
     def _accumulation_groups(self, loader):
         group = []
@@ -238,7 +248,8 @@ class Trainer:
             if self.config.on_bad_sample == "fail":
                 raise MediaError(uid, error)
             self.progress.bad_samples += 1
-            self.run.log({"id": uid, "error": error, "step": self.progress.step}, name="bad_samples.jsonl")
+            # logged under the step being made, so a resume from the step before drops and redoes it
+            self.run.log({"id": uid, "error": error, "step": self.progress.step + 1}, name="bad_samples.jsonl")
 
     def _after_step(self, losses: list[float], tracker, valid_loader) -> None:
         config, step = self.config, self.progress.step

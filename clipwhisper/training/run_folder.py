@@ -10,10 +10,27 @@ from pathlib import Path
 STEP_PATTERN = re.compile(r"^step-(\d{6,})$")
 
 
+TMP_PATTERN = re.compile(r"^\.(.+)\.(tmp|old)-\d+$")  # what save_checkpoint writes before its renames
+
+
 class RunFolder:
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.path.mkdir(parents=True, exist_ok=True)  # preflight (checks.py) reported any failure already
+        self.recover()
+
+    def recover(self) -> None:
+        """Tidy after a killed run: a half-written ``.X.tmp-PID`` is removed; a ``.X.old-PID`` left between
+        the two renames of a replacement (``best/``, ``final/``) is put back if ``X`` is missing."""
+        for child in self.path.iterdir():
+            match = TMP_PATTERN.match(child.name)
+            if not match:
+                continue
+            target = self.path / match.group(1)
+            if match.group(2) == "old" and not target.exists():
+                child.rename(target)
+            else:
+                shutil.rmtree(child, ignore_errors=True)
 
     def step_dir(self, step: int) -> Path:
         return self.path / f"step-{step:06d}"
@@ -40,7 +57,7 @@ class RunFolder:
             out.write(json.dumps(record) + "\n")
 
     def truncate_log_after(self, step: int, name: str = "train_log.jsonl") -> None:
-        """On resume, drop records written after the checkpoint, so the log reads as one straight run."""
+        """Drop records written after the step this run starts from, so the log reads as one straight run."""
         path = self.path / name
         if not path.exists():
             return

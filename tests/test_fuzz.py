@@ -1,0 +1,100 @@
+"""Fuzzing the parsers that read user files: whatever the bytes, only the documented errors come out."""
+
+import json
+import struct
+import tempfile
+from pathlib import Path
+
+import torch
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from safetensors.torch import save
+
+from clipwhisper.config import TrainConfig, resolve
+from clipwhisper.errors import CheckpointError, ConfigError, ManifestError
+from clipwhisper.manifest import read_manifest
+from clipwhisper.model.checkpoint import load_weights_file, read_checkpoint_config
+
+MANY = settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# Lines that look like manifests, so the fuzzer reaches past the first check as well as failing it.
+tsv_field = st.one_of(st.text(max_size=8), st.integers(-5, 10**6).map(str), st.sampled_from(["", "a.wav", "v.mp4"]))
+tsv_line = st.lists(tsv_field, min_size=0, max_size=7).map("\t".join)
+tsv_text = st.lists(tsv_line, max_size=6).map("\n".join)
+
+
+def written(data: bytes, name: str) -> Path:
+    folder = Path(tempfile.mkdtemp())
+    path = folder / name
+    path.write_bytes(data)
+    return path
+
+
+@MANY
+@given(tsv=st.one_of(st.binary(max_size=300), tsv_text.map(str.encode)), wrd=st.binary(max_size=200))
+def test_manifest_reader(tsv, wrd):
+    path = written(tsv, "set.tsv")
+    path.with_suffix(".wrd").write_bytes(wrd)
+    try:
+        utterances = read_manifest(path)
+    except ManifestError as exc:
+        assert str(path.with_suffix("")) in str(exc)  # names set.tsv or set.wrd
+        return
+    assert len(utterances) == len({u.id for u in utterances})
+    assert all(u.n_video_frames >= 0 and u.n_audio_samples >= 0 for u in utterances)
+
+
+yaml_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=10)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=12), inner, max_size=3)),
+    max_leaves=8,
+)
+config_keys = st.sampled_from(["batch_size", "learning_rate", "data", "model", "precision", "max_epochs", "seed",
+                               "warmup_steps", "typo_key", "feature_cache", "on_bad_sample"])
+
+
+@MANY
+@given(document=st.one_of(
+    st.dictionaries(config_keys, yaml_values, max_size=4).map(lambda d: yaml.safe_dump(d).encode()),
+    st.binary(max_size=200),
+))
+def test_config_loader(document):
+    path = written(document, "config.yaml")
+    try:
+        config = resolve(TrainConfig, path)
+    except ConfigError as exc:
+        assert str(path) in str(exc)
+        return
+    assert isinstance(config, TrainConfig)
+
+
+def safetensors_bytes() -> bytes:
+    return save({"weight": torch.arange(12, dtype=torch.float32).reshape(3, 4)})
+
+
+@MANY
+@given(data=st.one_of(
+    st.binary(max_size=300),
+    st.integers(0, len(safetensors_bytes())).map(lambda n: safetensors_bytes()[:n]),  # truncated
+    st.integers(2**20, 2**63 - 1).map(lambda n: struct.pack("<Q", n) + b"{}"),  # enormous header length
+    st.binary(min_size=1, max_size=40).map(lambda junk: struct.pack("<Q", len(junk)) + junk),  # junk header
+))
+def test_checkpoint_weights_loader(data):
+    path = written(data, "model.safetensors")
+    try:
+        tensors = load_weights_file(path)
+    except CheckpointError as exc:
+        assert str(path) in str(exc)
+        return
+    assert all(torch.is_tensor(t) for t in tensors.values())
+
+
+@MANY
+@given(manifest=st.one_of(st.binary(max_size=200), yaml_values.map(lambda v: json.dumps(v).encode())))
+def test_checkpoint_config_reader(manifest):
+    folder = written(manifest, "config.json").parent
+    try:
+        read_checkpoint_config(folder)
+    except CheckpointError as exc:
+        assert str(folder) in str(exc)
