@@ -11,6 +11,7 @@ batch size gives the same text; cached features equal fresh ones).
 from __future__ import annotations
 
 import math
+import pickle  # for its error class only: the file is read by torch.load(weights_only=True)
 from pathlib import Path
 
 import torch
@@ -40,8 +41,9 @@ def _load_pt(path: Path) -> tuple[nn.Module, dict[str, int]]:
         dims = {key: int(checkpoint["dims"][key]) for key in DIM_KEYS}
         prefix = "encoder."
         state = {k[len(prefix):]: v for k, v in checkpoint["model_state_dict"].items() if k.startswith(prefix)}
-    except (OSError, RuntimeError, KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(path, f"not an openai-whisper checkpoint: {exc}") from exc
+    except (OSError, RuntimeError, KeyError, TypeError, ValueError, pickle.UnpicklingError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(path, f"not an openai-whisper checkpoint: {first_line}") from None
     encoder = _encoder_from_dims(dims)
     encoder.load_state_dict(state)
     return encoder, dims
