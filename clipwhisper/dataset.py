@@ -128,15 +128,18 @@ def collate(items: list[dict]) -> dict:
 class BucketBatchSampler(Sampler[list[int]]):
     """Batches of similar duration (less padding), in a shuffled order fixed by ``seed`` and epoch.
 
-    ``skip`` batches at the start of the epoch are left out, for an exact resume."""
+    ``skip`` batches at the start of the epoch are left out, for an exact resume. With ``world``
+    processes, the batches are global batches of ``world * batch_size`` and each rank takes every
+    ``world``-th item of each (balanced lengths); together the ranks see what one process would."""
 
     def __init__(self, durations: Sequence[float], batch_size: int, seed: int, shuffle: bool = True,
-                 bucket_batches: int = 50):
+                 bucket_batches: int = 50, rank: int = 0, world: int = 1):
         self.durations = list(durations)
-        self.batch_size = batch_size
+        self.rank, self.world = rank, world
+        self.batch_size = batch_size * world
         self.seed = seed
         self.shuffle = shuffle
-        self.bucket = batch_size * bucket_batches
+        self.bucket = self.batch_size * bucket_batches
         self.epoch = 0
         self.skip = 0
 
@@ -154,6 +157,8 @@ class BucketBatchSampler(Sampler[list[int]]):
             batches.extend(bucket[i:i + self.batch_size] for i in range(0, len(bucket), self.batch_size))
         if self.shuffle:
             rng.shuffle(batches)
+        if self.world > 1:  # every rank needs an item in every batch, or the gradient all-reduce would wait
+            batches = [batch[self.rank::self.world] for batch in batches if len(batch) >= self.world]
         return batches
 
     def __iter__(self) -> Iterator[list[int]]:

@@ -156,13 +156,17 @@ class AVSRModel(nn.Module):
         prompt_mask = torch.ones(size, len(self.prompt_ids), dtype=torch.bool, device=self.device)
         return torch.cat([prompt, block.to(prompt.dtype)], dim=1), torch.cat([prompt_mask, block_mask], dim=1)
 
+    def target_tokens(self, texts: list[str]) -> int:
+        """How many tokens the loss covers for ``texts``."""
+        return sum(len(ids) for ids in self.target_ids(texts))
+
     def target_ids(self, texts: list[str]) -> list[list[int]]:
         encoded = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
         return [ids + [self.tokenizer.eos_token_id] for ids in encoded]
 
     # -- training and decoding ------------------------------------------------------------------
-    def forward(self, batch: dict, modality: str | None = None) -> torch.Tensor:
-        """Mean cross-entropy over transcript and EOS tokens."""
+    def forward(self, batch: dict, modality: str | None = None, reduction: str = "mean") -> torch.Tensor:
+        """Cross-entropy over transcript and EOS tokens: their mean, or (``reduction="sum"``) their sum."""
         prefix, prefix_mask = self.prefix(batch, modality)
         targets = self.target_ids(batch["texts"])
         size, width = len(targets), max(len(t) for t in targets)
@@ -181,7 +185,8 @@ class AVSRModel(nn.Module):
                            logits_to_keep=width + 1)
         logits = out.logits[:, :-1].float()
         labels = ids.masked_fill(~target_mask, IGNORE_INDEX)
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.view(-1), ignore_index=IGNORE_INDEX)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.view(-1), ignore_index=IGNORE_INDEX,
+                               reduction=reduction)
 
     @torch.no_grad()
     def generate(self, batch: dict, modality: str | None = None, beam_size: int = 1,

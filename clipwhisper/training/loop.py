@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
+import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ from ..model.precision import autocast_dtype, cast_frozen, configure_kernels
 from ..noise import NoiseAugmentation
 from . import report
 from .checks import load_splits
+from .distributed import Distributed
 from .evaluate import evaluate
 from .optim import configure_optimizer, configure_scheduler
 from .params import UpdateTracker, component_rows
@@ -74,12 +77,14 @@ class Trainer:
     def __init__(self, config: TrainConfig):
         self.config = config
         self.splits = load_splits(config)  # every check before any model loads
-        self.run = RunFolder(config.output_path)
-        self.device = pick_device(config.device)
+        self.dist = Distributed.from_env(config.device)
+        report.quiet_unless(self.dist.is_main)
+        self.run = RunFolder(config.output_path, writable=self.dist.is_main)
+        self.device = self.dist.device(config.device)
         self.amp_dtype = autocast_dtype(config.precision, self.device)
         configure_kernels()
         seed_everything(config.seed)
-        self.resume_from = self._resume_source()
+        self.resume_from = self.dist.broadcast(self._resume_source())
         if self.resume_from:
             self.model = load_checkpoint(self.resume_from, self.device)
         else:
@@ -95,10 +100,16 @@ class Trainer:
         self.train_set = AVDataset(train, self.streams, image_size, config.data.fps, cache, augment, self.features)
         self.valid_set = AVDataset(valid, self.streams, image_size, config.data.fps, cache, features=self.features)
         self.sampler = BucketBatchSampler([duration_s(u, config.data.fps) for u in train], config.batch_size,
-                                          config.seed)
+                                          config.seed, rank=self.dist.rank, world=self.dist.world)
         self.batches_per_epoch = len(self.sampler.batches())
         self.steps_per_epoch = math.ceil(self.batches_per_epoch / config.grad_accum)
         self.total_steps = config.max_steps or config.max_epochs * self.steps_per_epoch
+        self.ddp = self.model  # what the training forward calls: the model, or its DDP wrapper
+        if self.dist.world > 1:  # DDP all-reduces the gradients of trainable parameters only
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.ddp = DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == "cuda"
+                                               else None)
         self.optimizer = configure_optimizer(self.model, config, self.device)
         self.scheduler = configure_scheduler(self.optimizer, config, self.total_steps)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
@@ -144,7 +155,8 @@ class Trainer:
     # -- the loop -------------------------------------------------------------------------------
     def fit(self) -> Path:
         config, progress = self.config, self.progress
-        (self.run.path / "config.yaml").write_text(to_yaml(config), encoding="utf-8")
+        if self.dist.is_main:
+            (self.run.path / "config.yaml").write_text(to_yaml(config), encoding="utf-8")
         report.console.print(report.parameter_table(component_rows(self.model.components())))
         if self.resume_from:
             report.console.print(f"resumed from {self.resume_from} at step {progress.step}")
@@ -162,10 +174,10 @@ class Trainer:
                         losses.append(loss)
                         bar.advance(loss, self.scheduler.get_last_lr()[0], sum(len(b["ids"]) for b in group))
                         self._after_step(losses, tracker, valid_loader)
-                    if progress.step >= self.total_steps or stop:
+                    if progress.step >= self.total_steps or self._stopping(stop):
                         break
-                if stop:
-                    self._stop(stop.signal_number)
+                if self._stopping(stop):
+                    self._stop(stop.signal_number or signal.SIGTERM)
                 if progress.batches_done >= self.batches_per_epoch:
                     progress.epoch += 1
                     progress.batches_done = 0
@@ -176,10 +188,14 @@ class Trainer:
             self._evaluate(losses, valid_loader)
         if not (self.run.step_dir(progress.step) / "config.json").exists():
             self._save_step()
-        final = save_checkpoint(self.model, self.run.path / "final", info=self._info())
+        final = self._save(self.run.path / "final", info=self._info())
         self._report_bad_samples()
         self._report_feature_cache()
         return final
+
+    def _stopping(self, stop) -> bool:
+        """Whether any rank was asked to stop: all ranks must stop at the same step to save together."""
+        return self.dist.total(float(bool(stop)), self.device) > 0 if self.dist.world > 1 else bool(stop)
 
     def _stop(self, signal_number: int) -> None:
         folder = self._save_step()
@@ -198,27 +214,29 @@ class Trainer:
             yield group
 
     def _optimizer_step(self, group: list[dict]) -> float | None:
-        """One optimizer step over the group's micro-batches; None if skipped (no data or non-finite loss)."""
-        total_items = sum(len(b["ids"]) for b in group)
+        """One optimizer step over the group's micro-batches (on every rank); None if skipped (no data or a
+        non-finite loss). The loss is the mean over all target tokens of the step, whatever the split into
+        micro-batches and ranks, so N ranks at batch b train as one process at batch N*b."""
         for batch in group:
             self._record_bad(batch)
-        if total_items == 0:
+        if sum(len(b["ids"]) for b in group) == 0:
             return None
-        loss_sum, finite = 0.0, True
-        for batch in group:
+        tokens = self.dist.total(sum(self.model.target_tokens(b["texts"]) for b in group if b["ids"]), self.device)
+        loss_sum = 0.0
+        for index, batch in enumerate(group):
             if not batch["ids"]:
                 continue
-            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                loss = self.model(batch) * (len(batch["ids"]) / total_items)
-            # backward before the finiteness check: reading the loss waits for the device, and the host
+            last = index == len(group) - 1
+            sync = self.ddp.no_sync() if self.ddp is not self.model and not last else contextlib.nullcontext()
+            with sync, torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                loss = self.ddp(batch, reduction="sum") * (self.dist.world / tokens)  # DDP averages over ranks
+            # backward before reading the loss: reading waits for the device, and the host
             # should queue the backward first. A non-finite loss's gradients are discarded below.
-            self.scaler.scale(loss).backward()
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                finite = False
-                break
-            loss_sum += value
-        if not finite:
+            with sync:
+                self.scaler.scale(loss).backward()
+            loss_sum += float(loss.detach()) / self.dist.world
+        loss_sum = self.dist.total(loss_sum, self.device)  # the same on every rank, so all ranks skip together
+        if not math.isfinite(loss_sum):
             self.optimizer.zero_grad(set_to_none=True)
             return self._skip_step()
         self.progress.skipped_steps = 0
@@ -268,6 +286,9 @@ class Trainer:
 
     def _evaluate(self, losses: list[float], valid_loader) -> None:
         self.last_eval_step = self.progress.step
+        if not self.dist.is_main:  # rank 0 evaluates and saves best/; the others wait for it
+            self.dist.barrier()
+            return
         metrics = evaluate(self.model, valid_loader, self.device.type, self.amp_dtype)
         train_loss = sum(losses[-self.steps_per_epoch:]) / max(1, len(losses[-self.steps_per_epoch:]))
         self.run.log({"event": "eval", "step": self.progress.step, "epoch": self.progress.epoch,
@@ -278,6 +299,7 @@ class Trainer:
         if best is None or metrics["valid_wer"] < best:
             self.progress.best_wer = metrics["valid_wer"]
             save_checkpoint(self.model, self.run.path / "best", info=self._info(metrics))
+        self.dist.barrier()
 
     def _info(self, metrics: dict | None = None) -> dict:
         return {"step": self.progress.step, "epoch": self.progress.epoch, "best_valid_wer": self.progress.best_wer,
@@ -290,8 +312,15 @@ class Trainer:
             save_train_state(path, optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler,
                              progress=asdict(self.progress))
 
-        save_checkpoint(self.model, folder, info=self._info(), write_state=write_state)
+        self._save(folder, info=self._info(), write_state=write_state)
         self.run.prune(self.config.keep_last)
+        return folder
+
+    def _save(self, folder: Path, **options) -> Path:
+        """Rank 0 writes; every rank waits until the folder is complete."""
+        if self.dist.is_main:
+            save_checkpoint(self.model, folder, **options)
+        self.dist.barrier()
         return folder
 
     def _report_feature_cache(self) -> None:

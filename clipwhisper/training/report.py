@@ -11,6 +11,11 @@ console = Console()
 status = Console(stderr=True)
 
 
+def quiet_unless(main: bool) -> None:
+    """In a distributed run only rank 0 prints."""
+    console.quiet = status.quiet = not main
+
+
 def parameter_table(rows: list[dict]) -> Table:
     table = Table(title="Model components")
     for column in ("component", "parameters", "trainable", "dtype", "device"):

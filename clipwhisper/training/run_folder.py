@@ -14,10 +14,13 @@ TMP_PATTERN = re.compile(r"^\.(.+)\.(tmp|old)-\d+$")  # what save_checkpoint wri
 
 
 class RunFolder:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, writable: bool = True):
+        """``writable=False`` for the ranks other than 0 of a distributed run: they read, never write."""
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)  # preflight (checks.py) reported any failure already
-        self.recover()
+        self.writable = writable
+        if writable:
+            self.path.mkdir(parents=True, exist_ok=True)  # preflight (checks.py) reported any failure already
+            self.recover()
 
     def recover(self) -> None:
         """Tidy after a killed run: a half-written ``.X.tmp-PID`` is removed; a ``.X.old-PID`` left between
@@ -49,17 +52,21 @@ class RunFolder:
         return steps[-1] if steps else None
 
     def prune(self, keep_last: int) -> None:
+        if not self.writable:
+            return
         for old in self.complete_steps()[:-keep_last]:
             shutil.rmtree(old, ignore_errors=True)
 
     def log(self, record: dict, name: str = "train_log.jsonl") -> None:
+        if not self.writable:
+            return
         with open(self.path / name, "a", encoding="utf-8") as out:
             out.write(json.dumps(record) + "\n")
 
     def truncate_log_after(self, step: int, name: str = "train_log.jsonl") -> None:
         """Drop records written after the step this run starts from, so the log reads as one straight run."""
         path = self.path / name
-        if not path.exists():
+        if not self.writable or not path.exists():
             return
         kept = [line for line in path.read_text(encoding="utf-8").splitlines()
                 if line.strip() and json.loads(line).get("step", 0) <= step]

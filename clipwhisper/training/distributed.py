@@ -1,0 +1,63 @@
+"""Training on several processes with PyTorch's own engine: ``torchrun`` sets the environment, we read it.
+
+One process per GPU (NCCL), or per CPU worker (gloo). Rank 0 prints, logs and
+writes checkpoints; the others wait for it at the points where files change.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Distributed:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_env(cls, device_name: str) -> Distributed:
+        """The process group torchrun describes (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``), or one process."""
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world == 1:
+            return cls()
+        use_cuda = device_name in ("auto", "cuda") and torch.cuda.is_available()
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if use_cuda else "gloo")
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if use_cuda:
+            torch.cuda.set_device(local)
+        return cls(dist.get_rank(), world, local)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def device(self, name: str) -> torch.device:
+        if name == "auto":
+            name = "cuda" if torch.cuda.is_available() else "cpu"
+        return torch.device(f"cuda:{self.local_rank}") if name == "cuda" and self.world > 1 else torch.device(name)
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    def broadcast(self, value):
+        """Rank 0's ``value`` on every rank (e.g. the checkpoint ``--resume auto`` picked)."""
+        if self.world == 1:
+            return value
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def total(self, value: float, device: torch.device) -> float:
+        """The sum of ``value`` over ranks."""
+        if self.world == 1:
+            return value
+        tensor = torch.tensor([value], dtype=torch.float64, device=device)
+        dist.all_reduce(tensor)
+        return float(tensor)
