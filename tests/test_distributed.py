@@ -67,3 +67,20 @@ def test_a_two_rank_checkpoint_resumes_on_one_process(single, ddp, synth_corpus,
 def test_modality_dropout_under_ddp_has_no_unused_parameters(synth_corpus, tmp_path):
     train(synth_corpus, tmp_path / "dropout", 2, 4, 4)  # tiny drops audio or video for half the items
     assert len(log_records(tmp_path / "dropout")) == 4
+
+
+def test_sharded_decode_equals_single_process_decode(checkpoint, synth_corpus, tmp_path):
+    def decode(out, ranks):
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}"] \
+            if ranks > 1 else [sys.executable]
+        command = [*launcher, "-m", "clipwhisper", "decode", "--model-path", str(checkpoint), "--test-tsv",
+                   str(synth_corpus / "test.tsv"), "--output-dir", str(out), "--batch-size", "4",
+                   "--snr-db", "clean", "--snr-db", "0", "--noise", str(synth_corpus / "noise" / "babble.wav")]
+        result = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-3000:]
+
+    decode(tmp_path / "one", 1)
+    decode(tmp_path / "two", 2)
+    assert (tmp_path / "two" / "hyps.jsonl").read_text() == (tmp_path / "one" / "hyps.jsonl").read_text()
+    assert (tmp_path / "two" / "summary.json").read_text() == (tmp_path / "one" / "summary.json").read_text()
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["hyps.jsonl", "summary.json"]

@@ -22,10 +22,11 @@ from ..media import load_audio
 from ..model.avsr import AVSRModel, streams_of
 from ..model.precision import for_inference
 from ..noise import mix_at_snr
-from ..training.loop import pick_device
+from ..training.distributed import Distributed
 from ..training.report import console, status
 from .compat import check_modality
 from .records import HypsFile, make_record
+from .sharding import merge, rank_hyps
 from .summary import summarise, summary_table
 
 
@@ -103,16 +104,21 @@ def run_decode(config: DecodeConfig) -> int:
                                                  "(or use transcribe for files without references)"])
     noise = load_audio(config.noise) if config.noise else None
     output = Path(config.output_dir)
+    dist = Distributed.from_env(config.device)  # under torchrun, each rank decodes every N-th utterance
     try:
         output.mkdir(parents=True, exist_ok=True)
-        hyps = HypsFile(output / "hyps.jsonl")
+        hyps = rank_hyps(output, dist.rank) if dist.world > 1 else HypsFile(output / "hyps.jsonl")
     except OSError as exc:
         raise ConfigError(str(output), [f"cannot write the output folder: {exc.strerror or exc}"]) from None
-    model = for_inference(load_checkpoint(config.model_path, pick_device(config.device)), config.precision)
+    model = for_inference(load_checkpoint(config.model_path, dist.device(config.device)), config.precision)
     with torch.inference_mode():
         for snr in config.snr_db:
-            decode_cell(model, utterances, modality, snr, config, hyps, noise)
-    return finish(output, hyps.records)
+            decode_cell(model, utterances[dist.rank::dist.world], modality, snr, config, hyps, noise)
+    if dist.world == 1:
+        return finish(output, hyps.records)
+    dist.barrier()
+    code = finish(output, merge(output, dist.world, utterances, modality, config.snr_db)) if dist.is_main else 0
+    return int(dist.broadcast(code))
 
 
 def finish(output: Path, records: list[dict]) -> int:

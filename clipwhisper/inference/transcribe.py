@@ -124,7 +124,7 @@ def load(path: str | Path, device: str = "auto", beam_size: int = 1, precision: 
     """A checkpoint ready to transcribe: bf16 on a GPU, fp32 on the CPU unless ``precision`` says otherwise."""
     from ..model.checkpoint import load_checkpoint
     from ..model.precision import for_inference
-    from ..training.loop import pick_device
+    from ..training.distributed import pick_device
 
     model = for_inference(load_checkpoint(Path(path), pick_device(device)), precision)
     return Transcriber(model, beam_size=beam_size)

@@ -13,6 +13,13 @@ import torch
 import torch.distributed as dist
 
 
+def pick_device(name: str) -> torch.device:
+    """``auto`` is the GPU when there is one."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
 @dataclass(frozen=True)
 class Distributed:
     rank: int = 0
@@ -38,9 +45,9 @@ class Distributed:
         return self.rank == 0
 
     def device(self, name: str) -> torch.device:
-        if name == "auto":
-            name = "cuda" if torch.cuda.is_available() else "cpu"
-        return torch.device(f"cuda:{self.local_rank}") if name == "cuda" and self.world > 1 else torch.device(name)
+        """This process's device: its own GPU (``LOCAL_RANK``) when several share a node."""
+        device = pick_device(name)
+        return torch.device("cuda", self.local_rank) if device.type == "cuda" and self.world > 1 else device
 
     def barrier(self) -> None:
         if self.world > 1:
