@@ -302,3 +302,19 @@ def test_bad_samples_are_skipped_and_listed_or_fail_the_run(synth_corpus, tmp_pa
     assert json.loads((tmp_path / "skip" / "final" / "config.json").read_text())["step"] == 12  # every batch
     failed = CliRunner().invoke(app, [*args, str(tmp_path / "fail"), "--on-bad-sample", "fail"])
     assert failed.exit_code == 1 and any(str(p) in failed.stderr for p in broken.values())
+
+
+def test_video_image_size_interpolates_pretrained_positions(local_pretrained):
+    """--video-image-size on a pretrained open_clip file: 48 px weights run at 32 px (patch 16: 3x3 -> 2x2)."""
+    from clipwhisper.config import VideoEncoderConfig
+    from clipwhisper.model.video_encoder import ClipVideoEncoder
+
+    settings = {"name": "cw-test-vit", "pretrained": str(local_pretrained / "clip.pt"), "vision_cfg": None}
+    full = ClipVideoEncoder.build(VideoEncoderConfig(**settings))
+    small = ClipVideoEncoder.build(VideoEncoderConfig(**settings, image_size=32))
+    assert (full.image_size, small.image_size) == (48, 32)
+    assert small.visual.positional_embedding.shape[0] == 1 + 2 * 2
+    torch.testing.assert_close(small.visual.conv1.weight, full.visual.conv1.weight)  # the same pretrained weights
+    frames = torch.randint(0, 256, (1, 3, 32, 32, 3), dtype=torch.uint8)
+    features, mask = small.eval()(frames, torch.tensor([3]))
+    assert features.shape == (1, 3, small.output_size) and mask.all()
