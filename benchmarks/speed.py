@@ -271,7 +271,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=None, help="distinct batches per modality (bucketing pool)")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--modalities", default="audio,video,both")
-    parser.add_argument("--new-tokens", type=int, default=24)
+    parser.add_argument("--new-tokens", type=int, default=None, help="tokens generated per utterance (24; 12 quick)")
     parser.add_argument("--small-image", type=int, default=None, help="also train with CLIP at this size (112)")
     parser.add_argument("--profile", action="store_true", help="print a profile of the first modality")
     args = parser.parse_args()
@@ -279,6 +279,7 @@ def main() -> None:
     base = QUICK if args.quick else REFERENCE
     steps = args.steps or (2 if args.quick else 12)
     args.batches = args.batches or (3 if args.quick else 6)
+    args.new_tokens = args.new_tokens or (12 if args.quick else 24)
     rng = random.Random(0)
     torch.manual_seed(0)
     np.random.seed(0)
