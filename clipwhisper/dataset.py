@@ -77,14 +77,13 @@ class AVDataset(Dataset):
                 item[f"{stream}_features"] = cached
         try:
             if "audio" in self.streams and "audio_features" not in item:
-                source = utt.audio or utt.video  # a video file's soundtrack serves as audio
-                if source is None:
+                if utt.media("audio") is None:
                     raise MediaError(utt.id, "no audio path in the manifest")
-                item["audio"] = load_audio(source)
+                item["audio"] = load_audio(utt.media("audio"))
             if "video" in self.streams and "video_features" not in item:
-                if utt.video is None:
+                if utt.media("video") is None:
                     raise MediaError(utt.id, "no video path in the manifest")
-                item["video"] = load_video(utt.video, self.image_size, self.fps)
+                item["video"] = load_video(utt.media("video"), self.image_size, self.fps)
         except MediaError as exc:
             return {"id": utt.id, "text": item["text"], "error": str(exc)}
         return item

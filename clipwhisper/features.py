@@ -39,10 +39,6 @@ def encoder_fingerprint(encoder: nn.Module, settings: dict) -> str:
     return digest.hexdigest()
 
 
-def _media(utterance: Utterance, stream: str) -> Path | None:
-    return (utterance.audio or utterance.video) if stream == "audio" else utterance.video
-
-
 class FeatureCache:
     """Features per (stream, utterance) for the streams given fingerprints."""
 
@@ -62,7 +58,7 @@ class FeatureCache:
         return tuple(self.folders)
 
     def _file(self, stream: str, utterance: Utterance) -> Path:
-        media = _media(utterance, stream)
+        media = utterance.media(stream)
         stat = media.stat() if media is not None and media.exists() else None
         identity = f"{utterance.id}\0{media}\0{stat.st_size if stat else -1}\0{stat.st_mtime_ns if stat else -1}"
         return self.folders[stream] / f"{hashlib.blake2b(identity.encode(), digest_size=16).hexdigest()}.safetensors"

@@ -27,8 +27,9 @@ class Utterance:
     n_audio_samples: int = 0
     text: str | None = None
 
-    def has(self, stream: str) -> bool:
-        return (self.audio if stream == "audio" else self.video) is not None
+    def media(self, stream: str) -> Path | None:
+        """The file a stream comes from: a video file's soundtrack serves as audio when there is no wav."""
+        return (self.audio or self.video) if stream == "audio" else self.video
 
 
 def _decoded_lines(path: Path) -> list[str]:

@@ -12,18 +12,14 @@ from ..model.avsr import streams_of
 SHOWN_MISSING = 3
 
 
-def _media_path(utterance: Utterance, stream: str) -> Path | None:
-    return (utterance.audio or utterance.video) if stream == "audio" else utterance.video  # video's soundtrack
-
-
 def _stream_problems(split: str, utterances: list[Utterance], streams: tuple[str, ...]) -> list[str]:
     problems = []
     for stream in streams:
-        lacking = [u.id for u in utterances if _media_path(u, stream) is None]
+        lacking = [u.id for u in utterances if u.media(stream) is None]
         if lacking:
             problems.append(f"{split}: {len(lacking)} utterances have no {stream} path (first: {lacking[0]}) "
                             f"but modality needs {stream}")
-    used = {str(path) for u in utterances for stream in streams if (path := _media_path(u, stream)) is not None}
+    used = {str(path) for u in utterances for stream in streams if (path := u.media(stream)) is not None}
     missing = sorted(path for path in used if not Path(path).exists())
     if missing:
         shown = ", ".join(missing[:SHOWN_MISSING]) + (", ..." if len(missing) > SHOWN_MISSING else "")
