@@ -161,6 +161,7 @@ class Trainer:
             while progress.step < self.total_steps and progress.epoch < config.max_epochs and not stop:
                 self.sampler.set_epoch(progress.epoch, skip=progress.batches_done)
                 self.train_set.epoch = progress.epoch
+                stopping = False
                 for group in self._accumulation_groups(self._loader(self.train_set, self.sampler)):
                     loss = self._optimizer_step(group)
                     progress.batches_done += len(group)
@@ -168,9 +169,10 @@ class Trainer:
                         losses.append(loss)
                         bar.advance(loss, self.scheduler.get_last_lr()[0], sum(len(b["ids"]) for b in group))
                         self._after_step(losses, tracker, valid_loader)
-                    if progress.step >= self.total_steps or self._stopping(stop):
+                    stopping = self._stopping(stop)
+                    if progress.step >= self.total_steps or stopping:
                         break
-                if self._stopping(stop):
+                if stopping:
                     self._stop(stop.signal_number or signal.SIGTERM)
                 if progress.batches_done >= self.batches_per_epoch:
                     progress.epoch += 1
@@ -222,11 +224,11 @@ class Trainer:
                 continue
             last = index == len(group) - 1
             sync = self.ddp.no_sync() if self.ddp is not self.model and not last else contextlib.nullcontext()
-            with sync, torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                loss = self.ddp(batch, reduction="sum") * (self.dist.world / tokens)  # DDP averages over ranks
-            # backward before reading the loss: reading waits for the device, and the host
-            # should queue the backward first. A non-finite loss's gradients are discarded below.
-            with sync:
+            with sync:  # one entry: no_sync() is a single-use context manager
+                with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                    loss = self.ddp(batch, reduction="sum") * (self.dist.world / tokens)  # DDP averages over ranks
+                # backward before reading the loss: reading waits for the device, and the host
+                # should queue the backward first. A non-finite loss's gradients are discarded below.
                 self.scaler.scale(loss).backward()
             loss_sum += float(loss.detach()) / self.dist.world
         loss_sum = self.dist.total(loss_sum, self.device)  # the same on every rank, so all ranks skip together
