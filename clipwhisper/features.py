@@ -6,10 +6,8 @@ settings (image size, mel bins, 30-s padding...), the frame rate and the dtype
 they were computed in; change any and a new folder is used. The key covers the
 utterance: its id and its media file's path, size and modification time, so an
 edited file is encoded again. Files are written atomically (temp file, rename):
-a killed run leaves no half-written entry.
-
-Audio features are those of the batch the utterance was first encoded in
-(Whisper attends over the batch's padding, which length bucketing keeps short).
+a killed run leaves no half-written entry. An entry equals what the encoder
+would compute now: the encoders' output does not depend on the batch.
 """
 
 from __future__ import annotations
@@ -51,7 +49,7 @@ class FeatureCache:
         except OSError as exc:
             raise ConfigError(str(self.root), [f"cannot create the feature cache: {exc.strerror or exc}"]) from None
         self.utterances = {u.id: u for u in utterances}
-        self.hits = self.writes = self.damaged = 0
+        self.writes = 0
 
     @property
     def streams(self) -> tuple[str, ...]:
@@ -73,9 +71,7 @@ class FeatureCache:
         except FileNotFoundError:
             return None
         except (OSError, SafetensorError, KeyError):
-            self.damaged += 1  # e.g. a disk error: encoding again replaces the entry
-            return None
-        self.hits += 1
+            return None  # damaged (e.g. a disk error): encoding again replaces the entry
         return features
 
     def put(self, stream: str, ids: Sequence[str], features: torch.Tensor, mask: torch.Tensor) -> None:

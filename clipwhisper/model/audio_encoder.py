@@ -123,9 +123,10 @@ class WhisperAudioEncoder(nn.Module):
 
     def _own_length_mels(self, audio: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Each clip's log-mel as if it were alone: padded to a whole encoder frame, zeros after that."""
-        own = [max(1, math.ceil(n / FRAME)) * FRAME for n in lengths.tolist()]
+        sizes = lengths.tolist()
+        own = [max(1, math.ceil(n / FRAME)) * FRAME for n in sizes]
         mels = [self.log_mel(F.pad(row[:n], (0, size - n))[None])[0, :, : size // HOP_LENGTH]
-                for row, n, size in zip(audio, lengths.tolist(), own)]
+                for row, n, size in zip(audio, sizes, own)]
         width = max(mel.shape[-1] for mel in mels)
         return torch.stack([F.pad(mel, (0, width - mel.shape[-1])) for mel in mels])
 

@@ -59,9 +59,8 @@ class ClipVideoEncoder(nn.Module):
         positions come from the lengths on the host: no device sync, so the host can queue the LLM's
         kernels while CLIP runs."""
         batch, steps = frames.shape[:2]
-        lengths = lengths.cpu()
-        real = torch.cat([row * steps + torch.arange(int(n)) for row, n in enumerate(lengths)])
-        real = real.to(frames.device, non_blocking=True)
+        mask = torch.arange(steps)[None, :] < lengths.cpu()[:, None]
+        real = mask.flatten().nonzero().flatten().to(frames.device, non_blocking=True)
         dtype = next(self.visual.parameters()).dtype
         outputs = []
         for chunk in frames.flatten(0, 1).index_select(0, real).split(self.chunk_frames):
@@ -69,5 +68,4 @@ class ClipVideoEncoder(nn.Module):
             outputs.append(self.visual(((pixels - self.mean) / self.std).to(dtype)))
         encoded = torch.cat(outputs) if outputs else frames.new_zeros((0, self.output_size), dtype=dtype)
         features = encoded.new_zeros((batch * steps, encoded.shape[-1])).index_copy_(0, real, encoded)
-        mask = torch.arange(steps)[None, :] < lengths[:, None]
         return features.view(batch, steps, -1), mask.to(frames.device, non_blocking=True)
