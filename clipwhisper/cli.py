@@ -107,6 +107,7 @@ def train(
     device: str | None = DeviceOption,
     feature_cache: Path | None = typer.Option(None, "--feature-cache", help="Cache frozen encoder outputs here."),
     on_bad_sample: str | None = typer.Option(None, "--on-bad-sample", help="skip (default) or fail."),
+    strategy: str | None = typer.Option(None, "--strategy", help="Under torchrun: ddp (default) or fsdp."),
     print_config: bool = PrintConfigOption,
 ):
     """Train an audio, video or audio-visual model; writes a run folder with checkpoints."""
@@ -116,7 +117,7 @@ def train(
         "learning_rate": learning_rate, "precision": precision, "save_steps": save_steps,
         "log_param_updates": log_param_updates or None, "resume": resume, "seed": seed, "device": device,
         "feature_cache": feature_cache, "on_bad_sample": on_bad_sample,
-        "model.video_encoder.image_size": video_image_size,
+        "strategy": strategy, "model.video_encoder.image_size": video_image_size,
     })
     if print_config:
         return _print_config(resolved)

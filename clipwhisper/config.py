@@ -148,6 +148,13 @@ class TrainConfig(Strict):
     on_bad_sample: Literal["skip", "fail"] = "skip"
     resume: str | None = Field(default=None, description="'auto' or a checkpoint folder")
     feature_cache: Path | None = None
+    strategy: Literal["ddp", "fsdp"] = Field(default="ddp", description="under torchrun: replicate or shard")
+
+    @model_validator(mode="after")
+    def _fsdp_without_fp16(self):
+        if self.strategy == "fsdp" and self.precision == "fp16":
+            raise ValueError("strategy fsdp trains in bf16 or fp32; fp16 needs a loss scaler FSDP does not share")
+        return self
 
 
 class DecodeConfig(Strict):

@@ -271,8 +271,8 @@ def test_labels_cover_only_the_transcript_and_eos(both_run, synth_corpus):
     assert loss.item() == pytest.approx(total / count, rel=1e-4)
 
 
-def test_bad_samples_are_skipped_and_listed_or_fail_the_run(synth_corpus, tmp_path):
-    """5 of 96 training files (5%) broken in five ways: one epoch completes and lists exactly those."""
+def broken_corpus(synth_corpus, tmp_path):
+    """The session corpus with 5 of its 96 training files (5%) broken in five ways: (folder, {id: file})."""
     data = tmp_path / "data"
     data.mkdir()
     train = read_manifest(synth_corpus / "train.tsv")
@@ -290,14 +290,22 @@ def test_bad_samples_are_skipped_and_listed_or_fail_the_run(synth_corpus, tmp_pa
     write_manifest(data / "train.tsv", tmp_path, train, wrd=data / "train.wrd")
     shutil.copy(synth_corpus / "valid.tsv", data / "valid.tsv")
     shutil.copy(synth_corpus / "valid.wrd", data / "valid.wrd")
+    return data, {train[row].id: path for row, path in broken.items()}
+
+
+def bad_sample_records(run):
+    return [json.loads(line) for line in (run / "bad_samples.jsonl").read_text().splitlines()]
+
+
+def test_bad_samples_are_skipped_and_listed_or_fail_the_run(synth_corpus, tmp_path):
+    """One epoch over a corpus with 5% broken files completes and lists exactly those."""
+    data, broken = broken_corpus(synth_corpus, tmp_path)
     args = ["train", "-c", "tiny", "--data-path", str(data), "--max-epochs", "1", "--output-path"]
     result = CliRunner().invoke(app, [*args, str(tmp_path / "skip")])
     assert result.exit_code == 0, result.output
-    bad = [json.loads(line) for line in (tmp_path / "skip" / "bad_samples.jsonl").read_text().splitlines()]
-    assert sorted(b["id"] for b in bad) == sorted(train[row].id for row in broken)
-    for record in bad:
-        path = next(p for row, p in broken.items() if train[row].id == record["id"])
-        assert str(path) in record["error"]
+    bad = bad_sample_records(tmp_path / "skip")
+    assert sorted(b["id"] for b in bad) == sorted(broken)
+    assert all(str(broken[record["id"]]) in record["error"] for record in bad)
     assert "5 bad samples skipped" in result.stderr
     assert json.loads((tmp_path / "skip" / "final" / "config.json").read_text())["step"] == 12  # every batch
     failed = CliRunner().invoke(app, [*args, str(tmp_path / "fail"), "--on-bad-sample", "fail"])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -21,6 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from ..config import ModelConfig
 from ..errors import CheckpointError
+from ..training.fsdp import full
 from .avsr import AVSRModel
 
 FORMAT = "clipwhisper-checkpoint"
@@ -48,14 +50,33 @@ def saved_config(model: AVSRModel) -> ModelConfig:
     return config
 
 
-def _weights(model: AVSRModel) -> dict[str, torch.Tensor]:
+def _whole(named) -> dict[str, torch.Tensor]:
+    """Whole tensors on the CPU (gathered from the ranks' shards under FSDP)."""
+    return {key: full(value).detach().cpu().contiguous() for key, value in named}
+
+
+@dataclass
+class Contents:
+    """A checkpoint's tensors in memory: gathered on every rank under FSDP, written by rank 0."""
+    weights: dict[str, torch.Tensor]  # connectors, fusion, and encoders saved here
+    adapter: dict[str, torch.Tensor] | None  # the peft model's trainable tensors
+    llm: dict[str, torch.Tensor] | None  # the whole LLM, when it is saved (trained in full or built from a config)
+
+
+def gather(model: AVSRModel) -> Contents:
+    """What ``save_checkpoint`` writes. Under FSDP a collective: every rank must call it."""
     names = ["audio connector", "video connector", "fusion"] + [n for n in ENCODERS if _saves_encoder(model, n)]
-    tensors = {}
+    weights = {}
     for name, module in model.components().items():
         if name in names:
-            for key, value in module.state_dict().items():
-                tensors[f"{name.replace(' ', '_')}.{key}"] = value.detach().contiguous().cpu()
-    return tensors
+            weights.update(_whole((f"{name.replace(' ', '_')}.{key}", value)
+                                  for key, value in module.state_dict().items()))
+    base, has_adapter = _llm_parts(model)
+    config = saved_config(model)
+    trainable = {name for name, param in model.llm.named_parameters() if param.requires_grad}
+    adapter = _whole((k, v) for k, v in model.llm.state_dict().items() if k in trainable) if has_adapter else None
+    full_llm = config.llm.finetune == "full" or config.llm.config is not None
+    return Contents(weights, adapter, _whole(base.state_dict().items()) if full_llm else None)
 
 
 def _llm_parts(model: AVSRModel) -> tuple[torch.nn.Module, bool]:
@@ -66,16 +87,18 @@ def _llm_parts(model: AVSRModel) -> tuple[torch.nn.Module, bool]:
     return llm, False
 
 
-def save_checkpoint(model: AVSRModel, folder: Path, info: dict | None = None, write_state=None) -> Path:
+def save_checkpoint(model: AVSRModel, folder: Path, info: dict | None = None, write_state=None,
+                    contents: Contents | None = None) -> Path:
     """Write ``folder`` atomically: into a temporary folder, renamed when complete. ``write_state(path)``
     adds ``train_state/`` before the rename. A failed write (a full disk) removes the temporary folder
-    and leaves every earlier checkpoint as it was."""
+    and leaves every earlier checkpoint as it was. ``contents``: what ``gather`` returned, if it ran."""
     folder = Path(folder)
+    contents = contents or gather(model)
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     try:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        _write_folder(model, tmp, info, write_state)
+        _write_folder(model, contents, tmp, info, write_state)
         _replace(tmp, folder)
     except (OSError, SafetensorError) as exc:  # safetensors reports a failed write as its own error
         shutil.rmtree(tmp, ignore_errors=True)
@@ -85,24 +108,22 @@ def save_checkpoint(model: AVSRModel, folder: Path, info: dict | None = None, wr
     return folder
 
 
-def _write_folder(model: AVSRModel, tmp: Path, info: dict | None, write_state) -> None:
+def _write_folder(model: AVSRModel, contents: Contents, tmp: Path, info: dict | None, write_state) -> None:
     from .llm import quiet_transformers
 
     quiet_transformers()
-    base, has_adapter = _llm_parts(model)
-    config = saved_config(model)
-    full_llm = config.llm.finetune == "full" or config.llm.config is not None
-    if has_adapter:
-        model.llm.save_pretrained(str(tmp / "adapter"))
-    if full_llm:
-        base.save_pretrained(str(tmp / "llm"), safe_serialization=True)
+    base, _ = _llm_parts(model)
+    if contents.adapter is not None:
+        model.llm.save_pretrained(str(tmp / "adapter"), state_dict=contents.adapter)
+    if contents.llm is not None:
+        base.save_pretrained(str(tmp / "llm"), state_dict=contents.llm, safe_serialization=True)
     model.tokenizer.save_pretrained(str(tmp / "tokenizer"))
-    save_file(_weights(model), str(tmp / WEIGHTS_FILE))
+    save_file(contents.weights, str(tmp / WEIGHTS_FILE))
     if write_state is not None:
         write_state(tmp / "train_state")
-    manifest = {"format": FORMAT, "version": VERSION, "model": config.model_dump(mode="json"),
-                "llm_weights": "llm" if full_llm else None, "adapter": "adapter" if has_adapter else None,
-                **(info or {})}
+    manifest = {"format": FORMAT, "version": VERSION, "model": saved_config(model).model_dump(mode="json"),
+                "llm_weights": "llm" if contents.llm is not None else None,
+                "adapter": "adapter" if contents.adapter is not None else None, **(info or {})}
     _write_json(tmp / CONFIG_FILE, manifest)  # written last: its presence marks a complete folder
 
 

@@ -61,10 +61,22 @@ class Distributed:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
+    def gather_lists(self, items: list) -> list:
+        """Every rank's ``items``, concatenated in rank order, on every rank."""
+        if self.world == 1:
+            return items
+        lists = [None] * self.world
+        dist.all_gather_object(lists, items)
+        return [item for part in lists for item in part]
+
     def total(self, value: float, device: torch.device) -> float:
         """The sum of ``value`` over ranks."""
+        return self.totals([value], device)[0]
+
+    def totals(self, values: list[float], device: torch.device) -> list[float]:
+        """The element-wise sums of ``values`` over ranks, in one all-reduce."""
         if self.world == 1:
-            return value
-        tensor = torch.tensor([value], dtype=torch.float64, device=device)
+            return values
+        tensor = torch.tensor(values, dtype=torch.float64, device=device)
         dist.all_reduce(tensor)
-        return float(tensor)
+        return tensor.tolist()

@@ -20,17 +20,18 @@ from ..errors import ClipWhisperError, Interrupted, MediaError
 from ..features import FeatureCache, build_feature_cache
 from ..media import load_audio
 from ..model.avsr import AVSRModel, streams_of
-from ..model.checkpoint import load_checkpoint, save_checkpoint
+from ..model.checkpoint import gather, load_checkpoint, save_checkpoint
 from ..model.precision import autocast_dtype, cast_frozen, configure_kernels
 from ..noise import NoiseAugmentation
 from . import report
 from .checks import load_splits
 from .distributed import Distributed
 from .evaluate import evaluate
-from .optim import configure_optimizer, configure_scheduler
+from .fsdp import shard_model
+from .optim import clip_gradients, configure_optimizer, configure_scheduler
 from .params import UpdateTracker, component_rows
 from .run_folder import RunFolder
-from .state import load_train_state, save_train_state
+from .state import capture_train_state, load_train_state, write_train_state
 from .stop_signals import stop_requests
 
 
@@ -75,19 +76,25 @@ class Trainer:
         report.quiet_unless(self.dist.is_main)
         self.run = RunFolder(config.output_path, writable=self.dist.is_main)
         self.device = self.dist.device(config.device)
+        self.sharded = config.strategy == "fsdp" and self.dist.world > 1
         self.amp_dtype = autocast_dtype(config.precision, self.device)
         configure_kernels()
         seed_everything(config.seed)
         self.resume_from = self.dist.broadcast(self._resume_source())
         if self.resume_from:
-            self.model = load_checkpoint(self.resume_from, self.device)
+            self.model = load_checkpoint(self.resume_from, "cpu" if self.sharded else self.device)
         else:
             self.model = build_model(config, [u.text for u in self.splits[config.data.train_split]])
         self.streams = streams_of(config.model.modality)
         train, valid = self.splits[config.data.train_split], self.splits[config.data.valid_split]
         augment = self._augmentation()
         self.features = self._feature_cache([*train, *valid], augmented=augment is not None)
-        cast_frozen(self.model, self.amp_dtype).to(self.device).train()
+        cast_frozen(self.model, self.amp_dtype)
+        if self.sharded:  # each rank keeps its shards only, on its device
+            shard_model(self.model, self.device)
+        else:
+            self.model.to(self.device)
+        self.model.train()
         self.model.feature_sink = self.features.put if self.features else None
         image_size = self.model.video_encoder.image_size if self.model.video_encoder else None
         cache = int(config.data.media_cache_gb * 2**30)
@@ -99,7 +106,7 @@ class Trainer:
         self.steps_per_epoch = math.ceil(self.batches_per_epoch / config.grad_accum)
         self.total_steps = config.max_steps or config.max_epochs * self.steps_per_epoch
         self.ddp = self.model  # what the training forward calls: the model, or its DDP wrapper
-        if self.dist.world > 1:  # DDP all-reduces the gradients of trainable parameters only
+        if self.dist.world > 1 and not self.sharded:  # DDP all-reduces the gradients of trainable parameters only
             from torch.nn.parallel import DistributedDataParallel
 
             self.ddp = DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == "cuda"
@@ -213,18 +220,14 @@ class Trainer:
         """One optimizer step over the group's micro-batches (on every rank); None if skipped (no data or a
         non-finite loss). The loss is the mean over all target tokens of the step, whatever the split into
         micro-batches and ranks, so N ranks at batch b train as one process at batch N*b."""
-        for batch in group:
-            self._record_bad(batch)
-        if sum(len(b["ids"]) for b in group) == 0:
+        self._record_bad(group)
+        group = self._on_every_rank(group)
+        if not group:
             return None
-        tokens = self.dist.total(sum(self.model.target_tokens(b["texts"]) for b in group if b["ids"]), self.device)
+        tokens = self.dist.total(sum(self.model.target_tokens(b["texts"]) for b in group), self.device)
         loss_sum = 0.0
         for index, batch in enumerate(group):
-            if not batch["ids"]:
-                continue
-            last = index == len(group) - 1
-            sync = self.ddp.no_sync() if self.ddp is not self.model and not last else contextlib.nullcontext()
-            with sync:  # one entry: no_sync() is a single-use context manager
+            with self._gradient_sync(last=index == len(group) - 1):
                 with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
                     loss = self.ddp(batch, reduction="sum") * (self.dist.world / tokens)  # DDP averages over ranks
                 # backward before reading the loss: reading waits for the device, and the host
@@ -238,14 +241,32 @@ class Trainer:
         self.progress.skipped_steps = 0
         if self.config.grad_clip:
             self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad],
-                                           self.config.grad_clip)
+            clip_gradients([p for p in self.model.parameters() if p.requires_grad], self.config.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.progress.step += 1
         return loss_sum
+
+    def _on_every_rank(self, group: list[dict]) -> list[dict]:
+        """The micro-batches with items on every rank. The ranks must run the same forwards and backwards,
+        so one that bad samples emptied on some rank is left out on all (and logged)."""
+        filled = self.dist.totals([float(bool(batch["ids"])) for batch in group], self.device)
+        kept = [batch for batch, ranks in zip(group, filled) if ranks == self.dist.world]
+        dropped = sum(0 < ranks < self.dist.world for ranks in filled)
+        if dropped:
+            self.run.log({"event": "skipped_micro_batches", "step": self.progress.step + 1, "count": dropped,
+                          "reason": "only bad samples on some rank"})
+        return kept
+
+    def _gradient_sync(self, last: bool):
+        """Gradients are all-reduced (DDP) or reduce-scattered (FSDP) at a step's last micro-batch only."""
+        if self.sharded:
+            self.model.set_requires_gradient_sync(last)
+        elif self.ddp is not self.model and not last:
+            return self.ddp.no_sync()  # a single-use context manager: entered once
+        return contextlib.nullcontext()
 
     def _skip_step(self) -> None:
         self.progress.skipped_steps += 1
@@ -257,8 +278,9 @@ class Trainer:
                                 "learning rate or --precision bf16/fp32")
         return None
 
-    def _record_bad(self, batch: dict) -> None:
-        for uid, error in batch["bad"]:
+    def _record_bad(self, group: list[dict]) -> None:
+        """Every rank learns every rank's bad samples: rank 0 logs them all, and all ranks fail together."""
+        for uid, error in self.dist.gather_lists([item for batch in group for item in batch["bad"]]):
             if self.config.on_bad_sample == "fail":
                 raise MediaError(uid, error)
             self.progress.bad_samples += 1
@@ -281,11 +303,19 @@ class Trainer:
             self._save_step()
 
     def _evaluate(self, losses: list[float], valid_loader) -> None:
+        """Rank 0 evaluates while the others wait; under FSDP every rank runs the same batches (each forward
+        gathers shards from all ranks). A new best WER is saved to best/."""
         self.last_eval_step = self.progress.step
-        if not self.dist.is_main:  # rank 0 evaluates and saves best/; the others wait for it
-            self.dist.barrier()
-            return
-        metrics = evaluate(self.model, valid_loader, self.device.type, self.amp_dtype)
+        metrics = None
+        if self.dist.is_main or self.sharded:
+            metrics = evaluate(self.model, valid_loader, self.device.type, self.amp_dtype)
+        improved = self.dist.is_main and self._report_evaluation(losses, metrics)
+        improved, self.progress.best_wer = self.dist.broadcast((improved, self.progress.best_wer))
+        if improved:
+            self._save(self.run.path / "best", info=self._info(metrics))
+
+    def _report_evaluation(self, losses: list[float], metrics: dict) -> bool:
+        """Log and print; whether the WER is the best so far."""
         train_loss = sum(losses[-self.steps_per_epoch:]) / max(1, len(losses[-self.steps_per_epoch:]))
         self.run.log({"event": "eval", "step": self.progress.step, "epoch": self.progress.epoch,
                       "train_loss": train_loss, **metrics})
@@ -294,28 +324,30 @@ class Trainer:
         best = self.progress.best_wer
         if best is None or metrics["valid_wer"] < best:
             self.progress.best_wer = metrics["valid_wer"]
-            save_checkpoint(self.model, self.run.path / "best", info=self._info(metrics))
-        self.dist.barrier()
+            return True
+        return False
 
     def _info(self, metrics: dict | None = None) -> dict:
         return {"step": self.progress.step, "epoch": self.progress.epoch, "best_valid_wer": self.progress.best_wer,
                 **({"valid_wer": metrics["valid_wer"]} if metrics else {})}
 
     def _save_step(self) -> Path:
-        folder = self.run.step_dir(self.progress.step)
-
-        def write_state(path: Path) -> None:
-            save_train_state(path, optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler,
-                             progress=asdict(self.progress))
-
-        self._save(folder, info=self._info(), write_state=write_state)
+        folder = self._save(self.run.step_dir(self.progress.step), info=self._info(), with_state=True)
         self.run.prune(self.config.keep_last)
         return folder
 
-    def _save(self, folder: Path, **options) -> Path:
-        """Rank 0 writes; every rank waits until the folder is complete."""
+    def _save(self, folder: Path, info: dict, with_state: bool = False) -> Path:
+        """Rank 0 writes; every rank waits until the folder is complete. Under FSDP every rank first takes
+        part in gathering the whole tensors."""
+        if not (self.dist.is_main or self.sharded):
+            self.dist.barrier()
+            return folder
+        contents = gather(self.model)
+        state = capture_train_state(optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler,
+                                    progress=asdict(self.progress)) if with_state else None
         if self.dist.is_main:
-            save_checkpoint(self.model, folder, **options)
+            save_checkpoint(self.model, folder, info=info, contents=contents,
+                            write_state=(lambda path: write_train_state(path, state)) if state else None)
         self.dist.barrier()
         return folder
 

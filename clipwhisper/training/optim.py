@@ -7,6 +7,7 @@ import math
 import torch
 
 from ..config import TrainConfig
+from .fsdp import full
 
 
 def configure_optimizer(model: torch.nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
@@ -30,3 +31,9 @@ def lr_multiplier(step: int, warmup: int, total: int, floor: float = 0.1) -> flo
 def configure_scheduler(optimizer, config: TrainConfig, total_steps: int):
     warmup = min(config.warmup_steps, max(0, total_steps - 1))
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_multiplier(step, warmup, total_steps))
+
+
+def clip_gradients(params: list[torch.Tensor], max_norm: float) -> None:
+    """Scale the gradients to a total norm of at most ``max_norm``; under FSDP the norm covers all shards."""
+    norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+    torch.nn.utils.clip_grads_with_norm_(params, max_norm, full(norm))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .fsdp import full
+
 
 def component_rows(components: dict[str, nn.Module]) -> list[dict]:
     """One row per component; the LLM is split into its base and its LoRA weights."""
@@ -34,7 +36,8 @@ class UpdateTracker:
     """Norm of each component's change since the last report and how many tensors changed.
 
     Trainable tensors are copied; frozen ones keep a cheap fingerprint (sum and sum of
-    squares in float64), which is enough to show that they did not move at all."""
+    squares in float64), which is enough to show that they did not move at all. Under FSDP every rank
+    takes part (the whole tensors are gathered)."""
 
     def __init__(self, components: dict[str, nn.Module]):
         self.components = components
@@ -47,10 +50,10 @@ class UpdateTracker:
             for key, param in module.named_parameters():
                 data = param.detach()
                 if param.requires_grad:
-                    snap[name][key] = data.clone()
-                else:
+                    snap[name][key] = full(data).clone()
+                else:  # under FSDP the sums of a shard are reduced over the ranks by full()
                     wide = data.double()
-                    snap[name][key] = torch.stack([wide.sum(), (wide * wide).sum()])
+                    snap[name][key] = torch.stack([full(wide.sum()), full((wide * wide).sum())])
         return snap
 
     def report(self) -> dict[str, dict[str, float]]:

@@ -16,15 +16,17 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import CheckpointError
+from .fsdp import full, reshard_like
 
 
 def _optimizer_tensors(optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """Whole tensors, also under FSDP (gathered: every rank calls this), so N ranks' state resumes on M."""
     state = optimizer.state_dict()
     tensors, scalars = {}, {}
     for index, values in state["state"].items():
         for name, value in values.items():
             if torch.is_tensor(value):
-                tensors[f"optimizer.{index}.{name}"] = value.detach().cpu().contiguous()
+                tensors[f"optimizer.{index}.{name}"] = full(value).detach().cpu().contiguous()
             else:
                 scalars[f"{index}.{name}"] = value
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
@@ -40,16 +42,18 @@ def _restore_optimizer(optimizer, tensors: dict[str, torch.Tensor], meta: dict) 
         index, name = key.split(".", 1)
         state.setdefault(int(index), {})[name] = value
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    for param, values in optimizer.state.items():  # under FSDP: this rank's shard of each whole tensor
+        for name, value in values.items():
+            values[name] = reshard_like(value, param)
 
 
-def save_train_state(folder: Path, *, optimizer, scheduler, scaler, progress: dict) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
+def capture_train_state(*, optimizer, scheduler, scaler, progress: dict) -> tuple[dict, dict]:
+    """The state's tensors and the rest, in memory; ``write_train_state`` stores them."""
     tensors, optimizer_meta = _optimizer_tensors(optimizer)
     tensors["rng.torch"] = torch.get_rng_state()
     if torch.cuda.is_available():
         for index, value in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"rng.cuda.{index}"] = value
-    save_file(tensors, str(folder / "tensors.safetensors"))
     numpy_state = np.random.get_state()
     meta = {
         "progress": progress,
@@ -59,6 +63,13 @@ def save_train_state(folder: Path, *, optimizer, scheduler, scaler, progress: di
         "rng_python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
         "rng_numpy": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]],
     }
+    return tensors, meta
+
+
+def write_train_state(folder: Path, captured: tuple[dict, dict]) -> None:
+    tensors, meta = captured
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(folder / "tensors.safetensors"))
     (folder / "state.json").write_text(json.dumps(meta), encoding="utf-8")
 
 
