@@ -174,12 +174,30 @@ def transcribe(
     output_format: str = typer.Option("text", "--format", help="text or json."),
     device: str | None = DeviceOption,
     precision: str | None = PrecisionOption,
+    crop: str | None = typer.Option(None, "--prepare", help="Crop raw video first, as `prepare` does: mouth or face."),
 ):
     """Transcribe audio or video files with a checkpoint."""
     from .inference.transcribe import run_transcribe
 
     resolved = _resolve("decode", None, {"model_path": model_path, "device": device, "precision": precision})
-    run_transcribe(resolved, files, output_format=output_format)
+    run_transcribe(resolved, files, output_format=output_format, crop=crop)
+
+
+@app.command()
+@reports_errors
+def prepare(
+    inputs: list[Path] = typer.Argument(..., help="Video files, or folders searched for videos."),
+    out: Path = typer.Option(..., "--out", help="Output folder: video/, audio/, SPLIT.tsv, SPLIT.wrd."),
+    transcripts: Path | None = typer.Option(None, "--transcripts", help="'id text' lines (id: the file's stem)."),
+    crop: str = typer.Option("mouth", "--crop", help="mouth (96x96 around the mouth) or face."),
+    size: int = typer.Option(96, "--size", min=16, help="Crop size in pixels."),
+    split: str = typer.Option("test", "--split", help="The manifest's name."),
+    workers: int = typer.Option(0, "--workers", min=0, help="Processes (0: one per core)."),
+):
+    """Crop the mouth (or face) from your own videos and write 25 fps crops, 16 kHz wav and a manifest."""
+    from .prepare.command import run_prepare
+
+    run_prepare(inputs, out, transcripts, crop, size, split, workers)
 
 
 @app.command()

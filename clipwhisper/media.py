@@ -95,6 +95,16 @@ def load_video(path: Path | str, size: int, fps: float = VIDEO_FPS) -> np.ndarra
     return np.frombuffer(raw, dtype=np.uint8).reshape(-1, size, size, 3).copy()
 
 
+def frame_size(path: Path | str) -> tuple[int, int]:
+    """``(width, height)`` of the first frame as ffmpeg shows it (rotation applied): from a one-frame PPM."""
+    path = Path(path)
+    graph = ffmpeg.input(str(path)).output("pipe:", map="0:v:0", frames=1, format="image2pipe", vcodec="ppm")
+    header = _run(path, graph, "video").split(maxsplit=3)
+    if len(header) < 3 or header[0] != b"P6":
+        raise MediaError(path, "no video frame could be decoded")
+    return int(header[1]), int(header[2])
+
+
 def _pipe(graph, data: bytes, what: Path | str) -> bytes:
     try:
         out, _ = graph.run(cmd=ffmpeg_binary(), input=data, capture_stdout=True, capture_stderr=True)

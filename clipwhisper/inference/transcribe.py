@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import torch
 import typer
 
 from ..dataset import collate
-from ..errors import MediaError
+from ..errors import ConfigError, MediaError
 from ..media import SAMPLE_RATE, VIDEO_FPS, load_audio, load_video
 from ..model.avsr import AVSRModel
 
@@ -77,9 +78,12 @@ class Transcriber:
             return min(WINDOW_S, self.model.audio_encoder.max_samples / SAMPLE_RATE)
         return WINDOW_S
 
-    def read(self, path: Path) -> tuple[Media, str]:
-        """The streams of ``path`` that the model uses, and the modality they make."""
+    def read(self, path: Path, crop: str | None = None) -> tuple[Media, str]:
+        """The streams of ``path`` that the model uses, and the modality they make; with ``crop`` (mouth or
+        face) the video is a raw recording, cropped first as ``clipwhisper prepare`` does."""
         path = Path(path)
+        if crop is not None:
+            return self._read_cropped(path, crop)
         streams = self.model.streams
         media = Media()
         if "video" in streams:
@@ -94,6 +98,19 @@ class Transcriber:
             except MediaError as exc:
                 if "no audio stream" not in str(exc) or media.video is None:
                     raise
+        return media, media.modality
+
+    def _read_cropped(self, path: Path, crop: str) -> tuple[Media, str]:
+        from ..prepare.command import CROPS
+        from ..prepare.run import Options, prepare_one
+
+        if crop not in CROPS:
+            raise ConfigError("--prepare", [f"must be mouth or face, not {crop!r}"])
+        with tempfile.TemporaryDirectory() as folder:
+            record = prepare_one("clip", path, Options(Path(folder), crop))
+            media = Media(audio=load_audio(record["audio"]) if "audio" in self.model.streams else None,
+                          video=load_video(record["video"], self.model.video_encoder.image_size)
+                          if "video" in self.model.streams else None)
         return media, media.modality
 
     def _batch(self, media: Media, spans: list[tuple[float, float]]) -> dict:
@@ -130,13 +147,13 @@ def load(path: str | Path, device: str = "auto", beam_size: int = 1, precision: 
     return Transcriber(model, beam_size=beam_size)
 
 
-def run_transcribe(config, files: list[Path], output_format: str = "text") -> None:
+def run_transcribe(config, files: list[Path], output_format: str = "text", crop: str | None = None) -> None:
     if output_format not in ("text", "json"):
         raise typer.BadParameter(f"--format must be text or json, not {output_format!r}")
     transcriber = load(config.model_path, config.device, beam_size=config.beam_size, precision=config.precision)
     results = []
     for path in files:
-        media, modality = transcriber.read(path)
+        media, modality = transcriber.read(path, crop)
         text, segments = transcriber.transcribe_media(media, modality)
         results.append({"file": str(path), "modality": modality, "duration_s": round(media.duration_s, 3),
                         "segments": segments, "text": text})

@@ -1,0 +1,1 @@
+"""`clipwhisper prepare`: face and mouth crops and manifests from raw videos."""

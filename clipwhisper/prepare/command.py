@@ -1,0 +1,53 @@
+"""The ``prepare`` command's run: progress bar, manifest, summary of failures, exit code."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ..errors import ClipWhisperError, ConfigError
+from ..training.report import console, status
+from .run import Options, find_videos, prepare, read_transcripts, write_split
+
+CROPS = ("mouth", "face")
+
+
+class PrepareFailed(ClipWhisperError):
+    """Some videos could not be prepared (the others are in the manifest)."""
+
+
+def run_prepare(inputs: list[Path], out: Path, transcripts: Path | None, crop: str, size: int, split: str,
+                workers: int) -> Path:
+    if crop not in CROPS:
+        raise ConfigError("--crop", [f"must be mouth or face, not {crop!r}"])
+    videos = find_videos(inputs)
+    texts = read_transcripts(transcripts) if transcripts else None
+    options = Options(Path(out), crop, size)
+    columns = (TextColumn("preparing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=status, transient=True) as bar:
+        task = bar.add_task("prepare", total=len(videos))
+        outcome = prepare(videos, options, workers or os.cpu_count() or 1, lambda: bar.advance(task))
+    missing = write_split(options.out, split, outcome, videos, texts)
+    failures = {**outcome.failures, **{uid: f"{videos[uid]}: no transcript in {transcripts}" for uid in missing}}
+    _summary(options, split, len(videos), outcome.skipped, len(outcome.prepared) - len(missing), failures)
+    if failures:
+        raise PrepareFailed(f"{len(failures)} of {len(videos)} videos not in the manifest; listed in "
+                            f"{options.out / 'prepare_failures.jsonl'}")
+    return options.out / f"{split}.tsv"
+
+
+def _summary(options: Options, split: str, total: int, skipped: int, listed: int, failures: dict[str, str]) -> None:
+    table = Table(title=f"prepare → {options.out / split}.tsv ({options.crop} crops, {options.size} px)")
+    for column in ("videos", "in the manifest", "done before", "failed"):
+        table.add_column(column, justify="right")
+    table.add_row(str(total), str(listed), str(skipped), str(len(failures)))
+    console.print(table)
+    path = options.out / "prepare_failures.jsonl"
+    path.write_text("".join(json.dumps({"id": uid, "error": error}) + "\n" for uid, error in failures.items()),
+                    encoding="utf-8")
+    for uid, error in failures.items():
+        status.print(f"[yellow]{uid}: {error}[/yellow]")

@@ -1,0 +1,57 @@
+"""Synthetic talking-face videos that OpenCV's face detector finds, with the mouth's true position."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from clipwhisper.media import write_video, write_wav
+
+SKIN, LIPS = (220, 180, 150), (150, 40, 50)
+
+
+def face_frame(width: int, height: int, cx: float, cy: float, scale: float, mouth_open: float) -> np.ndarray:
+    import cv2
+
+    s = scale
+    img = np.full((height, width, 3), 60, np.uint8)
+
+    def ellipse(x, y, rx, ry, colour):
+        cv2.ellipse(img, (round(cx + x * s), round(cy + y * s)), (round(rx * s), round(ry * s)), 0, 0, 360, colour, -1)
+
+    ellipse(0, 0, 70, 92, SKIN)
+    for side in (-28, 28):
+        ellipse(side, -35, 18, 5, (70, 50, 40))  # brows
+        ellipse(side, -20, 13, 7, (30, 30, 30))  # eyes
+    ellipse(0, 18, 10, 5, (170, 130, 110))  # nose
+    ellipse(0, 48, 26, 4 + 14 * mouth_open, LIPS)
+    return cv2.GaussianBlur(img, (5, 5), 0)
+
+
+def face_video(path, seconds=2.0, width=320, height=240, sound=True) -> list[tuple[float, float]]:
+    """A face drifting across the frame, mouth opening and closing, at 25 fps (with a tone unless not
+    ``sound``); the mouth's centre in each frame."""
+    frames, mouths = [], []
+    count = round(seconds * 25)
+    scale = min(width, height) / 260
+    for t in range(count):
+        cx = width / 2 + 0.12 * width * np.sin(t / 9)
+        cy = height / 2 + 0.06 * height * np.cos(t / 11)
+        frames.append(face_frame(width, height, cx, cy, scale, 0.5 + 0.5 * np.sin(t / 2)))
+        mouths.append((cx, cy + 48 * scale))
+    audio = None
+    if sound:
+        audio = path.with_suffix(".tone.wav")
+        write_wav(audio, 0.3 * np.sin(2 * np.pi * 220 * np.arange(int(seconds * 16000)) / 16000).astype(np.float32))
+    write_video(path, np.stack(frames), audio=audio)
+    if audio:
+        audio.unlink()
+    return mouths
+
+
+def lips_centre(frame: np.ndarray) -> tuple[float, float] | None:
+    """Where the lip-coloured pixels of a crop are, ``(x, y)``."""
+    red = (frame[..., 0] > 110) & (frame[..., 1] < 90) & (frame[..., 2] < 100)
+    if red.sum() < 10:
+        return None
+    ys, xs = np.nonzero(red)
+    return float(xs.mean()), float(ys.mean())

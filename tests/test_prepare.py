@@ -1,0 +1,81 @@
+"""`clipwhisper prepare` and `transcribe --prepare` on synthetic face videos that OpenCV's detector finds."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import make_media
+from faces import face_video, lips_centre
+from typer.testing import CliRunner
+
+from clipwhisper.cli import app
+from clipwhisper.manifest import read_manifest
+from clipwhisper.media import load_video
+
+
+@pytest.fixture(scope="module")
+def raw_videos(tmp_path_factory):
+    """Two faces (landscape and portrait, 2 s), a video with no face and a face without sound."""
+    folder = tmp_path_factory.mktemp("raw")
+    (folder / "nested").mkdir()
+    mouths = {"landscape": face_video(folder / "landscape.mp4"),
+              "portrait": face_video(folder / "nested" / "portrait.mov", width=240, height=320)}
+    make_media(folder / "noface.mp4")  # the synthetic corpus's mouth-only frames: no face to find
+    face_video(folder / "silent.mp4", sound=False)
+    transcripts = folder / "text"
+    transcripts.write_text("landscape bin blue at f two now\nportrait lay red by g nine soon\n"
+                           "noface place white\nsilent set green\n", encoding="utf-8")
+    return folder, transcripts, mouths
+
+
+def run_prepare(raw_videos, out, *args):
+    folder, transcripts, _ = raw_videos
+    return CliRunner().invoke(app, ["prepare", str(folder), "--out", str(out), "--transcripts", str(transcripts),
+                                    "--workers", "2", *args])
+
+
+def test_prepare_crops_the_mouth_and_lists_failures(raw_videos, tmp_path):
+    result = run_prepare(raw_videos, tmp_path)
+    assert result.exit_code == 1  # two videos failed; the rest is written
+    assert "2 of 4 videos not in the manifest" in result.stderr
+    failures = {r["id"]: r["error"] for r in map(json.loads, (tmp_path / "prepare_failures.jsonl").open())}
+    assert "no face found" in failures["noface"] and "noface.mp4" in failures["noface"]
+    assert "no audio stream" in failures["silent"]
+    utterances = read_manifest(tmp_path / "test.tsv")
+    assert [(u.id, u.text) for u in utterances] == [("landscape", "bin blue at f two now"),
+                                                    ("portrait", "lay red by g nine soon")]
+    for utterance in utterances:
+        assert (utterance.n_video_frames, utterance.n_audio_samples) == (50, 32000)  # 2 s at 25 fps, 16 kHz
+        crops = load_video(utterance.video, 96)
+        assert crops.shape == (50, 96, 96, 3)
+        centres = np.array([lips_centre(frame) for frame in crops])
+        assert np.abs(centres - 48).max() < 10  # the mouth within 10% of the crop's centre in every frame
+
+
+def test_prepare_resumes_and_crops_faces(raw_videos, tmp_path):
+    run_prepare(raw_videos, tmp_path)
+    crop = tmp_path / "video" / "landscape.mp4"
+    written = crop.stat().st_mtime_ns
+    again = run_prepare(raw_videos, tmp_path)
+    assert crop.stat().st_mtime_ns == written  # done videos are skipped
+    assert "│      4 │               2 │           2 │      2 │" in again.stdout  # videos, listed, done before, failed
+    faces = run_prepare(raw_videos, tmp_path / "faces", "--crop", "face", "--size", "64")
+    assert faces.exit_code == 1
+    for utterance in read_manifest(tmp_path / "faces" / "test.tsv"):
+        centres = np.array([lips_centre(frame) for frame in load_video(utterance.video, 64)])
+        assert np.abs(centres[:, 0] - 32).max() < 8 and (centres[:, 1] > 35).all()  # mouth in the lower half
+
+
+def test_prepare_refuses_bad_options(raw_videos, tmp_path):
+    assert run_prepare(raw_videos, tmp_path, "--crop", "nose").exit_code == 2
+    missing = CliRunner().invoke(app, ["prepare", str(tmp_path / "nothing"), "--out", str(tmp_path)])
+    assert missing.exit_code == 2 and "no such file or folder" in missing.stderr
+
+
+def test_transcribe_prepare_crops_a_raw_video(raw_videos, checkpoint):
+    folder = raw_videos[0]
+    result = CliRunner().invoke(app, ["transcribe", str(folder / "landscape.mp4"), "--model-path", str(checkpoint),
+                                      "--prepare", "mouth", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)[0]
+    assert record["modality"] == "both" and record["duration_s"] == 2.0
