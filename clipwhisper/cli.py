@@ -200,6 +200,39 @@ def prepare(
     run_prepare(inputs, out, transcripts, crop, size, split, workers)
 
 
+manifest_app = typer.Typer(help="Convert and check manifests (AV-HuBERT TSV/WRD, auto_avsr CSV).",
+                            no_args_is_help=True)
+app.add_typer(manifest_app, name="manifest")
+
+
+@manifest_app.command("convert")
+@reports_errors
+def manifest_convert(
+    source: Path = typer.Argument(..., help="A .tsv (with its .wrd) or an auto_avsr .csv."),
+    target: Path = typer.Argument(..., help="The .csv or .tsv to write (a .tsv gets its .wrd)."),
+    spm: Path | None = typer.Option(None, "--spm", help="auto_avsr's SentencePiece model (NAME_units.txt beside)."),
+    dataset: str = typer.Option("data", "--dataset", help="The CSV's dataset column: paths are under ROOT/DATASET."),
+):
+    """Convert between AV-HuBERT TSV/WRD and auto_avsr CSV."""
+    from .manifest_commands import convert
+
+    typer.echo(f"wrote {target}: {convert(source, target, spm, dataset)} utterances")
+
+
+@manifest_app.command("check")
+@reports_errors
+def manifest_check(
+    manifest: Path = typer.Argument(..., help="A .tsv (with its .wrd) or an auto_avsr .csv."),
+    wrd: Path | None = typer.Option(None, "--wrd", help="Transcripts, if not the .wrd beside the TSV."),
+    files_only: bool = typer.Option(False, "--files-only", help="Check that files exist; do not decode them."),
+    workers: int = typer.Option(0, "--workers", min=0, help="Processes (0: one per core)."),
+):
+    """Check that every file exists and matches its counts; print hours, words and a duration histogram."""
+    from .manifest_commands import run_check
+
+    run_check(manifest, wrd, not files_only, workers)
+
+
 @app.command()
 @reports_errors
 def inspect(

@@ -32,7 +32,7 @@ class Utterance:
         return (self.audio or self.video) if stream == "audio" else self.video
 
 
-def _decoded_lines(path: Path) -> list[str]:
+def decoded_lines(path: Path) -> list[str]:
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -64,7 +64,7 @@ def _media_path(root: Path, value: str) -> Path | None:
 
 def read_tsv(path: Path) -> list[Utterance]:
     path = Path(path)
-    lines = _decoded_lines(path)
+    lines = decoded_lines(path)
     if not lines or not lines[0].strip():
         raise ManifestError(path, 1, "the first line must be the root folder")
     root = Path(lines[0].strip())
@@ -102,12 +102,19 @@ def read_tsv(path: Path) -> list[Utterance]:
 
 
 def read_wrd(path: Path) -> list[str]:
-    return [line.strip() for line in _decoded_lines(Path(path))]
+    return [line.strip() for line in decoded_lines(Path(path))]
 
 
 def read_manifest(tsv: Path, wrd: Path | None = None) -> list[Utterance]:
-    """Utterances of ``tsv`` with transcripts from ``wrd`` (default: the TSV's sibling ``.wrd``, if any)."""
+    """Utterances of ``tsv`` with transcripts from ``wrd`` (default: the TSV's sibling ``.wrd``, if any);
+    an auto_avsr ``.csv`` brings its own transcripts (see ``auto_avsr``)."""
     tsv = Path(tsv)
+    if tsv.suffix.lower() == ".csv":
+        from .auto_avsr import read_csv
+
+        if wrd is not None:
+            raise ManifestError(wrd, None, f"{tsv.name} is an auto_avsr CSV, which brings its own transcripts")
+        return read_csv(tsv)
     utterances = read_tsv(tsv)
     if wrd is None:
         wrd = tsv.with_suffix(".wrd")
@@ -125,8 +132,12 @@ def _with_text(utterance: Utterance, text: str) -> Utterance:
     return Utterance(**{**utterance.__dict__, "text": text})
 
 
-def split_paths(data_path: Path, split: str) -> tuple[Path, Path]:
-    return Path(data_path) / f"{split}.tsv", Path(data_path) / f"{split}.wrd"
+def split_paths(data_path: Path, split: str) -> tuple[Path, Path | None]:
+    """A split's manifest in ``data_path``: ``split.tsv`` and ``split.wrd``, else auto_avsr's ``split.csv``."""
+    tsv, csv = Path(data_path) / f"{split}.tsv", Path(data_path) / f"{split}.csv"
+    if not tsv.exists() and csv.exists():
+        return csv, None
+    return tsv, tsv.with_suffix(".wrd")
 
 
 def _relative(path: Path | None, root: Path) -> str:

@@ -50,4 +50,4 @@ def _summary(options: Options, split: str, total: int, skipped: int, listed: int
     path.write_text("".join(json.dumps({"id": uid, "error": error}) + "\n" for uid, error in failures.items()),
                     encoding="utf-8")
     for uid, error in failures.items():
-        status.print(f"[yellow]{uid}: {error}[/yellow]")
+        status.print(f"[yellow]{uid}: {error}[/yellow]", soft_wrap=True)

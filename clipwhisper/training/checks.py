@@ -38,8 +38,9 @@ def load_splits(config: TrainConfig) -> dict[str, list[Utterance]]:
     streams = streams_of(config.model.modality)
     for split in (config.data.train_split, config.data.valid_split):
         tsv, wrd = split_paths(config.data.path, split)
-        if not tsv.is_file() or not wrd.is_file():
-            problems.append(f"{split}: needs {tsv.name} and {wrd.name} in {config.data.path}")
+        if not tsv.is_file() or (wrd is not None and not wrd.is_file()):
+            problems.append(f"{split}: needs {split}.tsv and {split}.wrd (or auto_avsr's {split}.csv) in "
+                            f"{config.data.path}")
             continue
         try:
             splits[split] = read_manifest(tsv, wrd)
