@@ -11,6 +11,7 @@ from rich.table import Table
 from ..errors import CheckpointError
 from ..model.avsr import streams_of
 from ..model.checkpoint import CONFIG_FILE, WEIGHTS_FILE, read_checkpoint_config
+from ..training.curves import PLOTS, read_curves, sparkline
 from ..training.report import console
 
 GROUPS = {"audio_connector": "audio connector", "video_connector": "video connector", "fusion": "fusion",
@@ -143,7 +144,12 @@ def describe_run(folder: Path) -> dict:
                             "best_valid_wer": info.get("best_valid_wer"),
                             "resumable": (child / "train_state").is_dir()})
     partial = [p.name for p in folder.iterdir() if p.name.startswith(".") and ".tmp-" in p.name]
-    return {"path": str(folder), "kind": "run", "checkpoints": checkpoints, "interrupted_writes": partial}
+    curves = {name: {"points": len(points), "first": points[0][1], "last": points[-1][1],
+                     "best": min(v for _, v in points), "sparkline": sparkline([v for _, v in points])}
+              for name, points in read_curves(folder).items() if points}
+    plots = [name for name in PLOTS if (folder / name).is_file()]
+    return {"path": str(folder), "kind": "run", "checkpoints": checkpoints, "interrupted_writes": partial,
+            "curves": curves, "plots": plots}
 
 
 def run_inspect(path: Path, output_format: str = "table") -> None:
@@ -174,6 +180,7 @@ def _print(info: dict) -> None:
             wer = f"{100 * ck['valid_wer']:.2f}%" if ck.get("valid_wer") is not None else "-"
             table.add_row(ck["name"], str(ck["step"]), str(ck["epoch"]), wer, "yes" if ck["resumable"] else "no")
         console.print(table)
+        _print_curves(info)
         return
     console.print(f"[bold]{info['path']}[/bold]: modality {info['modality']}, fusion {info['fusion']}, "
                   f"LLM {info['llm']} ({info['finetune']}), prompt {info['prompt']!r}")
@@ -196,3 +203,16 @@ def _print(info: dict) -> None:
     console.print(files)
     console.print("[green]headers match the configuration[/green]" if not info["problems"] else
                   f"[red]{len(info['problems'])} problems[/red]")
+
+
+def _print_curves(info: dict) -> None:
+    if info["curves"]:
+        table = Table(title="Curves over steps (train_log.jsonl)")
+        for column in ("curve", "points", "first", "last", "lowest", ""):
+            table.add_column(column, justify="right" if column not in ("curve", "") else "left")
+        for name, curve in info["curves"].items():
+            table.add_row(name, str(curve["points"]), f"{curve['first']:.4g}", f"{curve['last']:.4g}",
+                          f"{curve['best']:.4g}", curve["sparkline"])
+        console.print(table)
+    if info["plots"]:
+        console.print("plots: " + ", ".join(str(Path(info["path"]) / name) for name in info["plots"]))

@@ -25,6 +25,7 @@ from ..model.precision import autocast_dtype, cast_frozen, configure_kernels
 from ..noise import NoiseAugmentation
 from . import report
 from .checks import load_splits
+from .curves import write_plots
 from .distributed import Distributed
 from .evaluate import evaluate
 from .fsdp import shard_model
@@ -321,6 +322,7 @@ class Trainer:
                       "train_loss": train_loss, **metrics})
         report.console.print(report.evaluation_table(self.progress.step, self.progress.epoch - 1, train_loss,
                                                      metrics))
+        write_plots(self.run.path)
         best = self.progress.best_wer
         if best is None or metrics["valid_wer"] < best:
             self.progress.best_wer = metrics["valid_wer"]
