@@ -200,6 +200,21 @@ def prepare(
     run_prepare(inputs, out, transcripts, crop, size, split, workers)
 
 
+@app.command()
+@reports_errors
+def export(
+    checkpoint: Path = typer.Argument(..., help="A checkpoint folder."),
+    out: Path = typer.Argument(..., help="The folder to write."),
+    merge_lora: bool = typer.Option(False, "--merge-lora", help="Merge the LoRA adapter into the LLM's weights."),
+):
+    """Copy a checkpoint with every pretrained part it references, so it loads offline."""
+    from .inference.export import export_checkpoint
+
+    folder = export_checkpoint(checkpoint, out, merge_lora)
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    typer.echo(f"exported {checkpoint} to {folder} ({size / 2**20:.1f} MiB): loads with no downloads")
+
+
 manifest_app = typer.Typer(help="Convert and check manifests (AV-HuBERT TSV/WRD, auto_avsr CSV).",
                             no_args_is_help=True)
 app.add_typer(manifest_app, name="manifest")

@@ -44,6 +44,8 @@ class VideoEncoderConfig(Strict):
     vision_cfg: dict[str, Any] | None = None
     embed_dim: int | None = None
     image_size: int | None = Field(default=None, ge=8, description="force_image_size; None keeps the model's")
+    mean: list[float] | None = Field(default=None, description="pixel normalisation; None: the pretrained tag's")
+    std: list[float] | None = None
     chunk_frames: int = Field(default=512, ge=1)
     trainable: bool = False
 

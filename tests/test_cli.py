@@ -4,7 +4,7 @@ from typer.testing import CliRunner
 from clipwhisper.cli import app
 
 runner = CliRunner()
-COMMANDS = ["train", "decode", "transcribe", "inspect", "synth"]
+COMMANDS = ["train", "decode", "transcribe", "inspect", "synth", "prepare", "export", "manifest"]
 
 
 def test_top_level_help_lists_every_command():

@@ -31,22 +31,31 @@ CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 ENCODERS = {"whisper": "audio_encoder", "clip": "video_encoder"}
 
 
-def _saves_encoder(model: AVSRModel, name: str) -> bool:
+def _saves_encoder(model: AVSRModel, name: str, portable: bool = False) -> bool:
+    """Whether the folder holds the encoder's weights: built from dimensions, trained, or a portable export."""
     module = model.components().get(name)
     if module is None:
         return False
     settings = getattr(model.config, ENCODERS[name])
     built_from_dims = settings.dims if name == "whisper" else settings.vision_cfg
-    return bool(built_from_dims) or not model.encoder_is_frozen(module)
+    return portable or bool(built_from_dims) or not model.encoder_is_frozen(module)
 
 
-def saved_config(model: AVSRModel) -> ModelConfig:
-    """The config to rebuild ``model`` from its folder: encoders saved here are rebuilt without weights."""
+def saved_config(model: AVSRModel, portable: bool = False) -> ModelConfig:
+    """The config to rebuild ``model`` from its folder: encoders saved here are rebuilt without weights,
+    and ``portable`` writes out CLIP's architecture so that not even its name's config is needed."""
     config = model.config.model_copy(deep=True)
-    if _saves_encoder(model, "whisper"):
+    if _saves_encoder(model, "whisper", portable):
         config.audio_encoder.dims = dict(model.audio_encoder.dims)
-    if _saves_encoder(model, "clip") and not config.video_encoder.vision_cfg:
-        config.video_encoder.pretrained = None
+    clip = config.video_encoder
+    if _saves_encoder(model, "clip", portable):
+        clip.pretrained = None
+        clip.mean, clip.std = model.video_encoder.mean.flatten().tolist(), model.video_encoder.std.flatten().tolist()
+    if portable and model.video_encoder is not None and not clip.vision_cfg:
+        import open_clip
+
+        architecture = open_clip.get_model_config(clip.name)
+        clip.vision_cfg, clip.embed_dim = architecture["vision_cfg"], architecture["embed_dim"]
     return config
 
 
@@ -61,22 +70,31 @@ class Contents:
     weights: dict[str, torch.Tensor]  # connectors, fusion, and encoders saved here
     adapter: dict[str, torch.Tensor] | None  # the peft model's trainable tensors
     llm: dict[str, torch.Tensor] | None  # the whole LLM, when it is saved (trained in full or built from a config)
+    config: ModelConfig  # what rebuilds the model from the folder
 
 
-def gather(model: AVSRModel) -> Contents:
-    """What ``save_checkpoint`` writes. Under FSDP a collective: every rank must call it."""
-    names = ["audio connector", "video connector", "fusion"] + [n for n in ENCODERS if _saves_encoder(model, n)]
+def gather(model: AVSRModel, portable: bool = False) -> Contents:
+    """What ``save_checkpoint`` writes (``portable``: every part, nothing referenced). Under FSDP a collective:
+    every rank must call it."""
+    names = ["audio connector", "video connector", "fusion"] + [n for n in ENCODERS
+                                                                  if _saves_encoder(model, n, portable)]
     weights = {}
     for name, module in model.components().items():
         if name in names:
             weights.update(_whole((f"{name.replace(' ', '_')}.{key}", value)
                                   for key, value in module.state_dict().items()))
     base, has_adapter = _llm_parts(model)
-    config = saved_config(model)
+    config = saved_config(model, portable)
     trainable = {name for name, param in model.llm.named_parameters() if param.requires_grad}
     adapter = _whole((k, v) for k, v in model.llm.state_dict().items() if k in trainable) if has_adapter else None
-    full_llm = config.llm.finetune == "full" or config.llm.config is not None
-    return Contents(weights, adapter, _whole(base.state_dict().items()) if full_llm else None)
+    full_llm = portable or config.llm.finetune == "full" or config.llm.config is not None
+    return Contents(weights, adapter, _whole(_base_weights(base).items()) if full_llm else None, config)
+
+
+def _base_weights(base: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The LLM's own weights under their own names: peft wraps each adapted layer (``q_proj.base_layer``)
+    and adds its adapter's tensors (``lora_``) to the base model's state dict."""
+    return {key.replace(".base_layer", ""): value for key, value in base.state_dict().items() if "lora_" not in key}
 
 
 def _llm_parts(model: AVSRModel) -> tuple[torch.nn.Module, bool]:
@@ -88,12 +106,13 @@ def _llm_parts(model: AVSRModel) -> tuple[torch.nn.Module, bool]:
 
 
 def save_checkpoint(model: AVSRModel, folder: Path, info: dict | None = None, write_state=None,
-                    contents: Contents | None = None) -> Path:
+                    contents: Contents | None = None, portable: bool = False) -> Path:
     """Write ``folder`` atomically: into a temporary folder, renamed when complete. ``write_state(path)``
     adds ``train_state/`` before the rename. A failed write (a full disk) removes the temporary folder
-    and leaves every earlier checkpoint as it was. ``contents``: what ``gather`` returned, if it ran."""
+    and leaves every earlier checkpoint as it was. ``contents``: what ``gather`` returned, if it ran;
+    ``portable``: every pretrained part copied in, nothing referenced by name or path."""
     folder = Path(folder)
-    contents = contents or gather(model)
+    contents = contents or gather(model, portable)
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     try:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -121,7 +140,7 @@ def _write_folder(model: AVSRModel, contents: Contents, tmp: Path, info: dict | 
     save_file(contents.weights, str(tmp / WEIGHTS_FILE))
     if write_state is not None:
         write_state(tmp / "train_state")
-    manifest = {"format": FORMAT, "version": VERSION, "model": saved_config(model).model_dump(mode="json"),
+    manifest = {"format": FORMAT, "version": VERSION, "model": contents.config.model_dump(mode="json"),
                 "llm_weights": "llm" if contents.llm is not None else None,
                 "adapter": "adapter" if contents.adapter is not None else None, **(info or {})}
     _write_json(tmp / CONFIG_FILE, manifest)  # written last: its presence marks a complete folder

@@ -20,14 +20,15 @@ def _build_visual(config: VideoEncoderConfig) -> tuple[nn.Module, dict[str, Any]
         vision_cfg = dict(config.vision_cfg)
         if config.image_size:
             vision_cfg["image_size"] = config.image_size
-        model = open_clip.CLIP(embed_dim=config.embed_dim or vision_cfg["width"], vision_cfg=vision_cfg,
-                               text_cfg=_UNUSED_TEXT_CFG)
-        return model.visual, {"mean": open_clip.OPENAI_DATASET_MEAN, "std": open_clip.OPENAI_DATASET_STD}
-    model = open_clip.create_model(config.name, pretrained=config.pretrained, force_image_size=config.image_size)
-    preprocess = open_clip.get_model_preprocess_cfg(model)
-    mean = preprocess.get("mean", open_clip.OPENAI_DATASET_MEAN)
-    std = preprocess.get("std", open_clip.OPENAI_DATASET_STD)
-    return model.visual, {"mean": mean, "std": std}
+        visual = open_clip.CLIP(embed_dim=config.embed_dim or vision_cfg["width"], vision_cfg=vision_cfg,
+                                text_cfg=_UNUSED_TEXT_CFG).visual
+        preprocess = {}
+    else:
+        model = open_clip.create_model(config.name, pretrained=config.pretrained, force_image_size=config.image_size)
+        visual, preprocess = model.visual, open_clip.get_model_preprocess_cfg(model)
+    mean = config.mean or preprocess.get("mean", open_clip.OPENAI_DATASET_MEAN)
+    std = config.std or preprocess.get("std", open_clip.OPENAI_DATASET_STD)
+    return visual, {"mean": mean, "std": std}
 
 
 class ClipVideoEncoder(nn.Module):
