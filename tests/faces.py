@@ -21,23 +21,30 @@ def face_frame(width: int, height: int, cx: float, cy: float, scale: float, mout
     ellipse(0, 0, 70, 92, SKIN)
     for side in (-28, 28):
         ellipse(side, -35, 18, 5, (70, 50, 40))  # brows
-        ellipse(side, -20, 13, 7, (30, 30, 30))  # eyes
+        ellipse(side, -20, 14, 8, (245, 245, 240))  # eyes: white, dark iris and pupil
+        ellipse(side, -20, 6, 6, (60, 40, 30))
+        ellipse(side, -20, 3, 3, (10, 10, 10))
     ellipse(0, 18, 10, 5, (170, 130, 110))  # nose
     ellipse(0, 48, 26, 4 + 14 * mouth_open, LIPS)
     return cv2.GaussianBlur(img, (5, 5), 0)
 
 
-def face_video(path, seconds=2.0, width=320, height=240, sound=True) -> list[tuple[float, float]]:
-    """A face drifting across the frame, mouth opening and closing, at 25 fps (with a tone unless not
-    ``sound``); the mouth's centre in each frame."""
+def face_video(path, seconds=2.0, width=320, height=240, sound=True, roll=0.0) -> list[tuple[float, float]]:
+    """A face drifting across the frame, mouth opening and closing, head rolled by ``roll`` degrees
+    (counter-clockwise on screen), at 25 fps (with a tone unless not ``sound``); the mouth's centre in each
+    frame."""
+    import cv2
+
     frames, mouths = [], []
     count = round(seconds * 25)
     scale = min(width, height) / 260
     for t in range(count):
         cx = width / 2 + 0.12 * width * np.sin(t / 9)
         cy = height / 2 + 0.06 * height * np.cos(t / 11)
-        frames.append(face_frame(width, height, cx, cy, scale, 0.5 + 0.5 * np.sin(t / 2)))
-        mouths.append((cx, cy + 48 * scale))
+        frame = face_frame(width, height, cx, cy, scale, 0.5 + 0.5 * np.sin(t / 2))
+        turn = cv2.getRotationMatrix2D((cx, cy), roll, 1.0)
+        frames.append(cv2.warpAffine(frame, turn, (width, height), borderMode=cv2.BORDER_REPLICATE))
+        mouths.append(tuple(turn @ [cx, cy + 48 * scale, 1]))
     audio = None
     if sound:
         audio = path.with_suffix(".tone.wav")
@@ -55,3 +62,12 @@ def lips_centre(frame: np.ndarray) -> tuple[float, float] | None:
         return None
     ys, xs = np.nonzero(red)
     return float(xs.mean()), float(ys.mean())
+
+
+def lips_angle(frame: np.ndarray) -> float:
+    """The lips' long axis against the horizontal, in degrees."""
+    red = (frame[..., 0] > 110) & (frame[..., 1] < 90) & (frame[..., 2] < 100)
+    ys, xs = np.nonzero(red)
+    values, vectors = np.linalg.eigh(np.cov(np.stack([xs, ys])))
+    x, y = vectors[:, np.argmax(values)]
+    return float(np.degrees(np.arctan(y / x))) if x else 90.0

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 from conftest import make_media
-from faces import face_video, lips_centre
+from faces import face_video, lips_angle, lips_centre
 from typer.testing import CliRunner
 
 from clipwhisper.cli import app
@@ -79,3 +79,17 @@ def test_transcribe_prepare_crops_a_raw_video(raw_videos, checkpoint):
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)[0]
     assert record["modality"] == "both" and record["duration_s"] == 2.0
+
+
+def test_a_rolled_head_is_levelled(tmp_path):
+    """Head rolled 12 degrees: the eyes give the roll, so the crop is levelled and still centred on the mouth."""
+    from clipwhisper.prepare.run import Options, prepare_one
+
+    (tmp_path / "raw").mkdir()
+    face_video(tmp_path / "raw" / "rolled.mp4", roll=12)
+    face_video(tmp_path / "raw" / "level.mp4")
+    for name in ("rolled", "level"):
+        record = prepare_one(name, tmp_path / "raw" / f"{name}.mp4", Options(tmp_path / "out"))
+        crops = load_video(record["video"], 96)
+        assert max(abs(lips_angle(frame)) for frame in crops) < 4, name
+        assert np.abs(np.array([lips_centre(frame) for frame in crops]) - 48).max() < 10, name

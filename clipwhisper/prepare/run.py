@@ -94,15 +94,15 @@ def _frames(path: Path, width: int, height: int, grey_width: int | None = None):
 def track(path: Path, crop: str) -> list[tracking.Region]:
     width, height = frame_size(path)
     scale = width / tracking.DETECT_WIDTH
-    boxes, previous = [], None
+    detections, previous = [], None
     for small in _frames(path, width, height, grey_width=tracking.DETECT_WIDTH):
-        box = tracking.detect(small, previous)
-        boxes.append(None if box is None else box * scale)
-        previous = box if box is not None else previous
-    smoothed = tracking.fill_and_smooth(boxes)
+        found = tracking.detect(small, previous)
+        detections.append(None if found is None else found * [scale, scale, scale, scale, 1])
+        previous = found if found is not None else previous
+    smoothed = tracking.fill_and_smooth(detections)
     if smoothed is None:
-        raise MediaError(path, f"no face found in {len(boxes)} frames")
-    return [tracking.region(box, crop) for box in smoothed]
+        raise MediaError(path, f"no face found in {len(detections)} frames")
+    return [tracking.region(row, crop) for row in smoothed]
 
 
 def write_crops(path: Path, regions: list[tracking.Region], size: int, out: Path) -> int:
