@@ -194,6 +194,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(str(path), [f"expected a mapping at the top level, got {type(data).__name__}"])
+    odd = [key for key in data if not isinstance(key, str)]
+    if odd:
+        raise ConfigError(str(path), [f"keys must be names, got {odd[0]!r}"])
     return data
 
 
