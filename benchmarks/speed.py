@@ -28,6 +28,7 @@ from clipwhisper.config import ModelConfig
 from clipwhisper.features import FeatureCache
 from clipwhisper.manifest import Utterance
 from clipwhisper.model.avsr import AVSRModel
+from clipwhisper.model.compiled import compile_llm_layers
 from clipwhisper.model.llm import apply_finetuning, build_base_llm
 from clipwhisper.model.precision import cast_frozen, configure_kernels, for_inference
 from clipwhisper.model.tokenizer import train_tokenizer
@@ -133,7 +134,8 @@ def matmul_peak(device, quick: bool) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - start)
 
 
-def train_rate(model, batches, device, dtype, steps: int) -> dict:
+def train_rate(model, batches, device, dtype, steps: int, warmup: int = 1, count_flops: bool = True) -> dict:
+    """Training utterances/s after ``warmup`` steps (a compiled model warms up on every batch shape)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     model.train()
@@ -143,11 +145,14 @@ def train_rate(model, batches, device, dtype, steps: int) -> dict:
     def step(batch):
         train_step(model, optimizer, batch, device, dtype)
 
-    step(batches[0])  # warm-up
-    counter = FlopCounterMode(display=False)
-    with counter:
-        step(batches[1 % len(batches)])
-    flops_per_utt = counter.get_total_flops() / len(batches[1 % len(batches)]["ids"])
+    for batch in batches[:warmup]:
+        step(batch)
+    flops_per_utt = float("nan")
+    if count_flops:
+        counter = FlopCounterMode(display=False)
+        with counter:
+            step(batches[1 % len(batches)])
+        flops_per_utt = counter.get_total_flops() / len(batches[1 % len(batches)]["ids"])
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     sync(device)
@@ -274,6 +279,7 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=None, help="tokens generated per utterance (24; 12 quick)")
     parser.add_argument("--small-image", type=int, default=None, help="also train with CLIP at this size (112)")
     parser.add_argument("--profile", action="store_true", help="print a profile of the first modality")
+    parser.add_argument("--compile", action="store_true", help="also train with torch.compile'd LLM layers")
     args = parser.parse_args()
     device = torch.device("cpu" if args.quick or not torch.cuda.is_available() else "cuda")
     base = QUICK if args.quick else REFERENCE
@@ -319,11 +325,30 @@ def main() -> None:
         model = free(device)
         for result, batches in ((results["ours"], bucketed), (results["naive"], drawn)):
             result["padding"] = padding_fraction(batches)
+        if args.compile:  # a fresh model: compiled layers would recompile after decoding merges LoRA into them
+            model = build(model_config(base, modality, False), tokenizer, device, fast)
+            compile_llm_layers(model.llm)
+            started = time.perf_counter()
+            result = train_rate(model, bucketed, device, fast, steps, warmup=len(bucketed), count_flops=False)
+            print(f"{modality:5s} compile and warm-up over {len(bucketed)} batch shapes: "
+                  f"{time.perf_counter() - started:.0f} s in all")
+            results["ours+compile"] = result
+            cached = cached_batches(model, bucketed, device, fast)
+            results["cached+compile"] = {**train_rate(model, cached, device, fast, steps, warmup=len(cached),
+                                                      count_flops=False),
+                                         "useful_flops": results["cached"]["useful_flops"]}
+            cached = model = free(device)
         if args.small_image and "video" in streams:
             small = make_batches(durations, args.batch_size, rng, args.small_image, streams, True)
             model = build(model_config(base, modality, False, args.small_image), tokenizer, device, fast)
-            result = train_rate(model, [to_device(b, device) for b in small], device, fast, steps)
+            small = [to_device(b, device) for b in small]
+            result = train_rate(model, small, device, fast, steps)
             results[f"clip@{args.small_image}px"] = {**result, "useful_flops": result["flops_per_utt"]}
+            if args.compile:
+                compile_llm_layers(model.llm)
+                results[f"clip@{args.small_image}+compile"] = {
+                    **train_rate(model, small, device, fast, steps, warmup=len(small), count_flops=False),
+                    "useful_flops": result["flops_per_utt"]}
             model = free(device)
         report(modality, results, peak)
 

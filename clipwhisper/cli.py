@@ -108,6 +108,8 @@ def train(
     feature_cache: Path | None = typer.Option(None, "--feature-cache", help="Cache frozen encoder outputs here."),
     on_bad_sample: str | None = typer.Option(None, "--on-bad-sample", help="skip (default) or fail."),
     strategy: str | None = typer.Option(None, "--strategy", help="Under torchrun: ddp (default) or fsdp."),
+    compile_llm: bool | None = typer.Option(None, "--compile/--no-compile",
+                                            help="torch.compile the LLM's layers (default: on a GPU)."),
     print_config: bool = PrintConfigOption,
 ):
     """Train an audio, video or audio-visual model; writes a run folder with checkpoints."""
@@ -117,7 +119,7 @@ def train(
         "learning_rate": learning_rate, "precision": precision, "save_steps": save_steps,
         "log_param_updates": log_param_updates or None, "resume": resume, "seed": seed, "device": device,
         "feature_cache": feature_cache, "on_bad_sample": on_bad_sample,
-        "strategy": strategy, "model.video_encoder.image_size": video_image_size,
+        "strategy": strategy, "compile": compile_llm, "model.video_encoder.image_size": video_image_size,
     })
     if print_config:
         return _print_config(resolved)

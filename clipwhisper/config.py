@@ -151,6 +151,7 @@ class TrainConfig(Strict):
     resume: str | None = Field(default=None, description="'auto' or a checkpoint folder")
     feature_cache: Path | None = None
     strategy: Literal["ddp", "fsdp"] = Field(default="ddp", description="under torchrun: replicate or shard")
+    compile: bool | None = Field(default=None, description="torch.compile the LLM's layers; default: on a GPU")
 
     @model_validator(mode="after")
     def _fsdp_without_fp16(self):

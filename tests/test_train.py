@@ -326,3 +326,15 @@ def test_video_image_size_interpolates_pretrained_positions(local_pretrained):
     frames = torch.randint(0, 256, (1, 3, 32, 32, 3), dtype=torch.uint8)
     features, mask = small.eval()(frames, torch.tensor([3]))
     assert features.shape == (1, 3, small.output_size) and mask.all()
+
+
+def test_compiled_llm_layers_train_as_eager_ones(synth_corpus, tmp_path):
+    """--compile (the default on a GPU): the same losses as eager within float noise, and a plain checkpoint."""
+    runs = {}
+    for name, compiled in (("eager", False), ("compiled", True)):
+        config = tiny(synth_corpus, tmp_path / name, max_steps=3, compile=compiled,
+                      **{"model.fusion.audio_drop": 0, "model.fusion.video_drop": 0})
+        runs[name] = run_training(config).parent
+    compiled_losses = [r["loss"] for r in log_records(runs["compiled"])]
+    assert compiled_losses == pytest.approx([r["loss"] for r in log_records(runs["eager"])], rel=1e-4)
+    assert load_checkpoint(runs["compiled"] / "final") is not None

@@ -182,7 +182,7 @@ class AVSRModel(nn.Module):
         # vocabulary, logits over the whole modality block would cost more memory than the LLM itself.
         with record_function("llm"):
             out = self.llm(inputs_embeds=embeds, attention_mask=mask.long(), position_ids=positions_from_mask(mask),
-                           logits_to_keep=width + 1)
+                           logits_to_keep=width + 1, use_cache=False)  # no KV cache to fill in training
         logits = out.logits[:, :-1].float()
         labels = ids.masked_fill(~target_mask, IGNORE_INDEX)
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.view(-1), ignore_index=IGNORE_INDEX,

@@ -7,6 +7,7 @@ from pathlib import Path
 from torch import nn
 
 from ..config import LLMConfig
+from ..errors import ConfigError
 
 
 def quiet_transformers() -> None:
@@ -39,6 +40,16 @@ def build_base_llm(config: LLMConfig, tokenizer, weights: str | Path | None = No
         llm_config = AutoConfig.for_model(options.pop("model_type", "llama"), **options)
         return AutoModelForCausalLM.from_config(llm_config)
     return AutoModelForCausalLM.from_pretrained(config.name)
+
+
+def decoder_layers(llm: nn.Module) -> list[nn.Module]:
+    """The LLM's repeated blocks, found by transformers' own list of modules never to split."""
+    base = llm.get_base_model() if hasattr(llm, "get_base_model") else llm
+    names = set(getattr(base, "_no_split_modules", None) or [])
+    layers = [module for module in base.modules() if type(module).__name__ in names]
+    if not layers:
+        raise ConfigError("model.llm", [f"{type(base).__name__} names no decoder layer class (_no_split_modules)"])
+    return layers
 
 
 def apply_finetuning(llm: nn.Module, config: LLMConfig, adapter: str | Path | None = None) -> nn.Module:

@@ -20,16 +20,7 @@ import torch
 from torch import nn
 from torch.distributed.tensor import DTensor
 
-
-def decoder_layers(llm: nn.Module) -> list[nn.Module]:
-    """The LLM's repeated blocks, found by transformers' own list of modules never to split."""
-    base = llm.get_base_model() if hasattr(llm, "get_base_model") else llm
-    names = set(getattr(base, "_no_split_modules", None) or [])
-    layers = [module for module in base.modules() if type(module).__name__ in names]
-    if not layers:
-        raise ValueError(f"--strategy fsdp: {type(base).__name__} names no decoder layer class "
-                         "(_no_split_modules); use --strategy ddp")
-    return layers
+from ..model.llm import decoder_layers
 
 
 def shard_model(model: nn.Module, device: torch.device) -> nn.Module:

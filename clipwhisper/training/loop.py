@@ -21,6 +21,7 @@ from ..features import FeatureCache, build_feature_cache
 from ..media import load_audio
 from ..model.avsr import AVSRModel, streams_of
 from ..model.checkpoint import gather, load_checkpoint, save_checkpoint
+from ..model.compiled import compile_llm_layers
 from ..model.precision import autocast_dtype, cast_frozen, configure_kernels
 from ..noise import NoiseAugmentation
 from . import report
@@ -91,6 +92,8 @@ class Trainer:
         augment = self._augmentation()
         self.features = self._feature_cache([*train, *valid], augmented=augment is not None)
         cast_frozen(self.model, self.amp_dtype)
+        if config.compile if config.compile is not None else self.device.type == "cuda":
+            compile_llm_layers(self.model.llm)
         if self.sharded:  # each rank keeps its shards only, on its device
             shard_model(self.model, self.device)
         else:
