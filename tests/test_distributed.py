@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -151,3 +152,21 @@ def test_sharded_decode_equals_single_process_decode(checkpoint, synth_corpus, t
     assert (tmp_path / "two" / "hyps.jsonl").read_text() == (tmp_path / "one" / "hyps.jsonl").read_text()
     assert (tmp_path / "two" / "summary.json").read_text() == (tmp_path / "one" / "summary.json").read_text()
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["hyps.jsonl", "summary.json"]
+
+
+def test_the_scaling_benchmark_runs_and_agrees_across_process_counts(tmp_path):
+    """benchmarks/scaling.py (issue 9's measurements) in --quick mode: 2 ranks follow 1 rank's loss curve and
+    decode the same hypotheses."""
+    script = Path(__file__).parent.parent / "benchmarks" / "scaling.py"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    outputs = {}
+    for ranks in (1, 2):
+        outputs[ranks] = tmp_path / f"{ranks}.json"
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}",
+                   str(script), "--quick", "--global-batch", "8", "--batches", "2", "--steps", "3", "--warmup", "1",
+                   "--new-tokens", "6", "--out", str(outputs[ranks])]
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=script.parent)
+        assert result.returncode == 0, result.stderr[-3000:]
+    one, two = (json.loads(outputs[r].read_text()) for r in (1, 2))
+    assert two["losses"] == pytest.approx(one["losses"], rel=TOLERANCE) and len(one["losses"]) == 4
+    assert two["hyps"] == one["hyps"] and len(one["hyps"]) == 16
