@@ -91,14 +91,7 @@ class Trainer:
         train, valid = self.splits[config.data.train_split], self.splits[config.data.valid_split]
         augment = self._augmentation()
         self.features = self._feature_cache([*train, *valid], augmented=augment is not None)
-        cast_frozen(self.model, self.amp_dtype)
-        if config.compile if config.compile is not None else self.device.type == "cuda":
-            compile_llm_layers(self.model.llm)
-        if self.sharded:  # each rank keeps its shards only, on its device
-            shard_model(self.model, self.device)
-        else:
-            self.model.to(self.device)
-        self.model.train()
+        self.ddp = self._place_model()  # what the training forward calls: the model, or its DDP wrapper
         self.model.feature_sink = self.features.put if self.features else None
         image_size = self.model.video_encoder.image_size if self.model.video_encoder else None
         cache = int(config.data.media_cache_gb * 2**30)
@@ -109,12 +102,6 @@ class Trainer:
         self.batches_per_epoch = len(self.sampler.batches())
         self.steps_per_epoch = math.ceil(self.batches_per_epoch / config.grad_accum)
         self.total_steps = config.max_steps or config.max_epochs * self.steps_per_epoch
-        self.ddp = self.model  # what the training forward calls: the model, or its DDP wrapper
-        if self.dist.world > 1 and not self.sharded:  # DDP all-reduces the gradients of trainable parameters only
-            from torch.nn.parallel import DistributedDataParallel
-
-            self.ddp = DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == "cuda"
-                                               else None)
         self.optimizer = configure_optimizer(self.model, config, self.device)
         self.scheduler = configure_scheduler(self.optimizer, config, self.total_steps)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
@@ -126,6 +113,23 @@ class Trainer:
             self.progress = Progress(**saved)
         for log in ("train_log.jsonl", "bad_samples.jsonl"):  # what a killed run logged after its checkpoint
             self.run.truncate_log_after(self.progress.step, log)
+
+    def _place_model(self):
+        """Frozen parts cast, LLM layers compiled (on a GPU by default), the model on this rank's device: whole,
+        or sharded (FSDP). Returns what the training forward calls: the model, or its DDP wrapper."""
+        cast_frozen(self.model, self.amp_dtype)
+        if self.config.compile if self.config.compile is not None else self.device.type == "cuda":
+            compile_llm_layers(self.model.llm)
+        if self.sharded:  # each rank keeps its shards only, on its device
+            shard_model(self.model, self.device)
+        else:
+            self.model.to(self.device)
+        self.model.train()
+        if self.dist.world == 1 or self.sharded:
+            return self.model
+        from torch.nn.parallel import DistributedDataParallel  # all-reduces the trainable parameters' gradients
+
+        return DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == "cuda" else None)
 
     def _augmentation(self) -> NoiseAugmentation | None:
         noise_file = self.config.data.noise_file()
