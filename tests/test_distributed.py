@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +65,24 @@ def test_two_ranks_at_batch_4_train_as_one_process_at_batch_8(single, strategy, 
     assert result.stdout.count("training done") == 1  # and prints
     ours, theirs = weights(out / "final"), weights(single / "final")  # FSDP: gathered from the shards
     assert all(torch.allclose(ours[k], theirs[k], rtol=1e-3, atol=1e-5) for k in theirs)
+
+
+def test_two_nodes_train_as_one_process(single, synth_corpus, tmp_path):
+    """A multi-node launch (torchrun --nnodes 2, c10d rendezvous), both nodes on this host as two launchers."""
+    with socket.socket() as probe:
+        probe.bind(("localhost", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1",
+               "--rdzv-backend=c10d", f"--rdzv-endpoint=localhost:{port}", "--rdzv-id=clipwhisper-test",
+               "-m", "clipwhisper", "train", "-c", "tiny", "--data-path", str(synth_corpus), "--output-path",
+               str(tmp_path / "run"), "--batch-size", "4", "--max-steps", "12"]
+    env = {**os.environ, "CLIPWHISPER_LOG_EVERY": "1", "OMP_NUM_THREADS": "1", **NO_DROPOUT}
+    nodes = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    errors = [node.communicate(timeout=600)[1] for node in nodes]
+    assert all(node.returncode == 0 for node in nodes), errors[0][-2000:] + errors[1][-2000:]
+    assert [r["loss"] for r in log_records(tmp_path / "run")] == pytest.approx(
+        [r["loss"] for r in log_records(single)], rel=TOLERANCE)
 
 
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
