@@ -66,6 +66,16 @@ def test_prepare_resumes_and_crops_faces(raw_videos, tmp_path):
         assert np.abs(centres[:, 0] - 32).max() < 8 and (centres[:, 1] > 35).all()  # mouth in the lower half
 
 
+def test_an_output_folder_inside_the_input_folder_is_not_read_as_input(raw_videos, tmp_path):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    face_video(folder / "one.mp4")
+    for _ in range(2):  # the second run finds the first run's crops under videos/out/ and must ignore them
+        result = CliRunner().invoke(app, ["prepare", str(folder), "--out", str(folder / "out"), "--workers", "1"])
+        assert result.exit_code == 0, result.output
+    assert [u.id for u in read_manifest(folder / "out" / "test.tsv")] == ["one"]
+
+
 def test_prepare_refuses_bad_options(raw_videos, tmp_path):
     assert run_prepare(raw_videos, tmp_path, "--crop", "nose").exit_code == 2
     missing = CliRunner().invoke(app, ["prepare", str(tmp_path / "nothing"), "--out", str(tmp_path)])

@@ -24,7 +24,7 @@ def run_prepare(inputs: list[Path], out: Path, transcripts: Path | None, crop: s
                 workers: int) -> Path:
     if crop not in CROPS:
         raise ConfigError("--crop", [f"must be mouth or face, not {crop!r}"])
-    videos = find_videos(inputs)
+    videos = find_videos(inputs, out)
     texts = read_transcripts(transcripts) if transcripts else None
     options = Options(Path(out), crop, size)
     columns = (TextColumn("preparing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())

@@ -34,13 +34,16 @@ class Options:
     size: int = 96
 
 
-def find_videos(inputs: Iterable[Path]) -> dict[str, Path]:
-    """``{id: file}``: the files given, and the videos under the folders given; the id is the file's stem."""
+def find_videos(inputs: Iterable[Path], out: Path) -> dict[str, Path]:
+    """``{id: file}``: the files given, and the videos under the folders given (but not in ``out``, which may
+    lie inside one); the id is the file's stem."""
     videos: dict[str, Path] = {}
+    out = Path(out).resolve()
     for item in inputs:
         item = Path(item)
         if item.is_dir():
-            files = sorted(p for p in item.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+            files = sorted(p for p in item.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()
+                           and not p.resolve().is_relative_to(out))
         elif item.is_file():
             files = [item]
         else:
