@@ -11,7 +11,8 @@ from rich.table import Table
 
 from ..errors import ClipWhisperError, ConfigError
 from ..training.report import console, status
-from .run import Options, find_videos, prepare, read_transcripts, write_split
+from .inputs import find_videos, read_transcripts
+from .run import Options, prepare, write_split
 
 CROPS = ("mouth", "face")
 

@@ -1,30 +1,23 @@
 """``clipwhisper prepare``: raw videos -> 25 fps crop videos, 16 kHz wav and a TSV/WRD manifest.
 
-Each video is read twice with ffmpeg, never whole in memory: once small and grey
-to track the face, once at full size to cut the crops, which stream into the
-encoder. Outputs are written under temporary names and renamed, and a small JSON
-record per video marks it done, so a rerun skips finished videos and a killed
-run loses only the videos in flight. Videos are prepared in parallel processes.
+Outputs are written under temporary names and renamed, and a small JSON record
+per video marks it done, so a rerun skips finished videos and a killed run loses
+only the videos in flight. Videos are prepared in parallel processes.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-import ffmpeg
-import numpy as np
-
-from ..errors import ClipWhisperError, ConfigError, MediaError
+from ..errors import ClipWhisperError
 from ..manifest import Utterance, write_manifest
-from ..media import VIDEO_FPS, ffmpeg_binary, frame_size, load_audio, write_wav
-from . import tracking
-
-VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".mpg", ".mpeg", ".flv"}
+from ..media import load_audio, write_wav
+from .cropping import track, write_crops
 
 
 @dataclass(frozen=True)
@@ -32,100 +25,6 @@ class Options:
     out: Path
     crop: str = "mouth"
     size: int = 96
-
-
-def find_videos(inputs: Iterable[Path], out: Path) -> dict[str, Path]:
-    """``{id: file}``: the files given, and the videos under the folders given (but not in ``out``, which may
-    lie inside one); the id is the file's stem."""
-    videos: dict[str, Path] = {}
-    out = Path(out).resolve()
-    for item in inputs:
-        item = Path(item)
-        if item.is_dir():
-            files = sorted(p for p in item.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()
-                           and not p.resolve().is_relative_to(out))
-        elif item.is_file():
-            files = [item]
-        else:
-            raise ConfigError(str(item), ["no such file or folder"])
-        for file in files:
-            if file.stem in videos and videos[file.stem] != file:
-                raise ConfigError(str(file), [f"same name as {videos[file.stem]}: ids come from file names"])
-            videos[file.stem] = file
-    if not videos:
-        raise ConfigError(", ".join(map(str, inputs)), ["no video files found"])
-    return videos
-
-
-def read_transcripts(path: Path) -> dict[str, str]:
-    """Kaldi-style ``id text`` lines (the id is the video's file name without its extension)."""
-    texts = {}
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(path), [f"cannot read transcripts: {exc}"]) from None
-    for number, line in enumerate(lines, start=1):
-        if line.strip():
-            uid, _, text = line.strip().partition(" ")
-            if uid in texts:
-                raise ConfigError(f"{path}:{number}", [f"duplicate id {uid!r}"])
-            texts[uid] = text.strip()
-    return texts
-
-
-def _frames(path: Path, width: int, height: int, grey_width: int | None = None):
-    """Frames at 25 fps, one at a time: RGB at full size, or RGB scaled to ``grey_width`` wide."""
-    if grey_width:
-        height = max(2, round(height * grey_width / width / 2) * 2)
-        width = grey_width
-    graph = ffmpeg.input(str(path)).output("pipe:", map="0:v:0", vf=f"fps={VIDEO_FPS},scale={width}:{height}",
-                                           format="rawvideo", pix_fmt="rgb24").global_args("-loglevel", "error")
-    process = graph.run_async(cmd=ffmpeg_binary(), pipe_stdout=True, pipe_stderr=True)
-    size = width * height * 3
-    try:
-        while chunk := process.stdout.read(size):
-            if len(chunk) < size:
-                raise MediaError(path, "video ended inside a frame")
-            yield np.frombuffer(chunk, np.uint8).reshape(height, width, 3)
-    finally:
-        process.stdout.close()
-        error = process.stderr.read().decode("utf-8", "replace").strip()
-        if process.wait() != 0:
-            raise MediaError(path, error.splitlines()[0] if error else "ffmpeg could not decode the video")
-
-
-def track(path: Path, crop: str) -> list[tracking.Region]:
-    width, height = frame_size(path)
-    scale = width / tracking.DETECT_WIDTH
-    detections, previous = [], None
-    for small in _frames(path, width, height, grey_width=tracking.DETECT_WIDTH):
-        found = tracking.detect(small, previous)
-        detections.append(None if found is None else found * [scale, scale, scale, scale, 1])
-        previous = found if found is not None else previous
-    smoothed = tracking.fill_and_smooth(detections)
-    if smoothed is None:
-        raise MediaError(path, f"no face found in {len(detections)} frames")
-    return [tracking.region(row, crop) for row in smoothed]
-
-
-def write_crops(path: Path, regions: list[tracking.Region], size: int, out: Path) -> int:
-    """Cut the crops frame by frame and stream them into an H.264 encoder; the number of frames written."""
-    width, height = frame_size(path)
-    encoder = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{size}x{size}", framerate=VIDEO_FPS) \
-        .output(str(out), vcodec="libx264", pix_fmt="yuv420p", crf=18, preset="veryfast", threads=1, f="mp4") \
-        .overwrite_output().global_args("-loglevel", "error") \
-        .run_async(cmd=ffmpeg_binary(), pipe_stdin=True, pipe_stderr=True)
-    count = 0
-    try:
-        for frame, where in zip(_frames(path, width, height), regions):
-            encoder.stdin.write(np.ascontiguousarray(tracking.cut(frame, where, size)).tobytes())
-            count += 1
-    finally:
-        encoder.stdin.close()
-        error = encoder.stderr.read().decode("utf-8", "replace").strip()
-        if encoder.wait() != 0:
-            raise MediaError(out, error.splitlines()[0] if error else "ffmpeg could not encode the crops")
-    return count
 
 
 def prepare_one(uid: str, source: Path, options: Options) -> dict:

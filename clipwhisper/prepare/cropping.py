@@ -1,0 +1,68 @@
+"""One video through ffmpeg, never whole in memory: a small pass to track the face, a full-size pass whose
+crops stream into an H.264 encoder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ffmpeg
+import numpy as np
+
+from ..errors import MediaError
+from ..media import VIDEO_FPS, ffmpeg_binary, frame_size
+from . import tracking
+
+
+def frames(path: Path, width: int, height: int, scaled_width: int | None = None):
+    """RGB frames at 25 fps, one at a time: at full size, or scaled to ``scaled_width`` wide."""
+    if scaled_width:
+        height = max(2, round(height * scaled_width / width / 2) * 2)
+        width = scaled_width
+    graph = ffmpeg.input(str(path)).output("pipe:", map="0:v:0", vf=f"fps={VIDEO_FPS},scale={width}:{height}",
+                                           format="rawvideo", pix_fmt="rgb24").global_args("-loglevel", "error")
+    process = graph.run_async(cmd=ffmpeg_binary(), pipe_stdout=True, pipe_stderr=True)
+    size = width * height * 3
+    try:
+        while chunk := process.stdout.read(size):
+            if len(chunk) < size:
+                raise MediaError(path, "video ended inside a frame")
+            yield np.frombuffer(chunk, np.uint8).reshape(height, width, 3)
+    finally:
+        process.stdout.close()
+        error = process.stderr.read().decode("utf-8", "replace").strip()
+        if process.wait() != 0:
+            raise MediaError(path, error.splitlines()[0] if error else "ffmpeg could not decode the video")
+
+
+def track(path: Path, crop: str) -> list[tracking.Region]:
+    width, height = frame_size(path)
+    scale = width / tracking.DETECT_WIDTH
+    detections, previous = [], None
+    for small in frames(path, width, height, scaled_width=tracking.DETECT_WIDTH):
+        found = tracking.detect(small, previous)
+        detections.append(None if found is None else found * [scale, scale, scale, scale, 1])
+        previous = found if found is not None else previous
+    smoothed = tracking.fill_and_smooth(detections)
+    if smoothed is None:
+        raise MediaError(path, f"no face found in {len(detections)} frames")
+    return [tracking.region(row, crop) for row in smoothed]
+
+
+def write_crops(path: Path, regions: list[tracking.Region], size: int, out: Path) -> int:
+    """Cut the crops frame by frame and stream them into an H.264 encoder; the number of frames written."""
+    width, height = frame_size(path)
+    encoder = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{size}x{size}", framerate=VIDEO_FPS) \
+        .output(str(out), vcodec="libx264", pix_fmt="yuv420p", crf=18, preset="veryfast", threads=1, f="mp4") \
+        .overwrite_output().global_args("-loglevel", "error") \
+        .run_async(cmd=ffmpeg_binary(), pipe_stdin=True, pipe_stderr=True)
+    count = 0
+    try:
+        for frame, where in zip(frames(path, width, height), regions):
+            encoder.stdin.write(np.ascontiguousarray(tracking.cut(frame, where, size)).tobytes())
+            count += 1
+    finally:
+        encoder.stdin.close()
+        error = encoder.stderr.read().decode("utf-8", "replace").strip()
+        if encoder.wait() != 0:
+            raise MediaError(out, error.splitlines()[0] if error else "ffmpeg could not encode the crops")
+    return count
