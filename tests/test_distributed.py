@@ -108,6 +108,14 @@ def test_a_one_process_checkpoint_resumes_sharded_on_two_ranks(single, synth_cor
                                                                   rel=TOLERANCE)
 
 
+def test_fsdp_with_compiled_layers_trains_as_one_process(synth_corpus, tmp_path):
+    """On a GPU --compile is the default, so FSDP runs over compiled decoder layers (compiled, then sharded)."""
+    train(synth_corpus, tmp_path / "one", 1, 8, 3, NO_DROPOUT)
+    train(synth_corpus, tmp_path / "two", 2, 4, 3, NO_DROPOUT, args=["--strategy", "fsdp", "--compile"])
+    assert [r["loss"] for r in log_records(tmp_path / "two")] == pytest.approx(
+        [r["loss"] for r in log_records(tmp_path / "one")], rel=TOLERANCE)
+
+
 def test_fsdp_shards_a_frozen_base_with_its_lora_adapter(synth_corpus, tmp_path):
     """LoRA on a frozen LLM with frozen encoders: a unit holds frozen and trainable tensors. In fp32 the losses
     and logged parameter updates equal one process's; in bf16 (frozen parts bf16, trainable fp32) it trains
