@@ -206,7 +206,7 @@ class Trainer:
 
     def _stopping(self, stop) -> bool:
         """Whether any rank was asked to stop: all ranks must stop at the same step to save together."""
-        return self.dist.total(float(bool(stop)), self.device) > 0 if self.dist.world > 1 else bool(stop)
+        return self.dist.total(float(bool(stop)), self.device) > 0
 
     def _stop(self, signal_number: int) -> None:
         folder = self._save_step()
@@ -228,11 +228,9 @@ class Trainer:
         """One optimizer step over the group's micro-batches (on every rank); None if skipped (no data or a
         non-finite loss). The loss is the mean over all target tokens of the step, whatever the split into
         micro-batches and ranks, so N ranks at batch b train as one process at batch N*b."""
-        self._record_bad(group)
-        group = self._on_every_rank(group)
+        group, tokens = self._on_every_rank(group)
         if not group:
             return None
-        tokens = self.dist.total(sum(self.model.target_tokens(b["texts"]) for b in group), self.device)
         loss_sum = 0.0
         for index, batch in enumerate(group):
             with self._gradient_sync(last=index == len(group) - 1):
@@ -257,16 +255,23 @@ class Trainer:
         self.progress.step += 1
         return loss_sum
 
-    def _on_every_rank(self, group: list[dict]) -> list[dict]:
-        """The micro-batches with items on every rank. The ranks must run the same forwards and backwards,
-        so one that bad samples emptied on some rank is left out on all (and logged)."""
-        filled = self.dist.totals([float(bool(batch["ids"])) for batch in group], self.device)
-        kept = [batch for batch, ranks in zip(group, filled) if ranks == self.dist.world]
+    def _on_every_rank(self, group: list[dict]) -> tuple[list[dict], float]:
+        """The micro-batches with items on every rank, and their target tokens over all ranks; the ranks'
+        bad samples are recorded. The ranks must run the same forwards and backwards, so a micro-batch that
+        bad samples emptied on some rank is left out on all (and logged). One all-reduce carries the counts;
+        the bad samples themselves travel only when there are some."""
+        bad = [item for batch in group for item in batch["bad"]]
+        tokens = [self.model.target_tokens(batch["texts"]) if batch["ids"] else 0 for batch in group]
+        counts = self.dist.totals([len(bad), *(float(bool(batch["ids"])) for batch in group), *tokens], self.device)
+        if counts[0]:
+            self._record_bad(bad)
+        filled, tokens = counts[1:len(group) + 1], counts[len(group) + 1:]
+        kept = [index for index, ranks in enumerate(filled) if ranks == self.dist.world]
         dropped = sum(0 < ranks < self.dist.world for ranks in filled)
         if dropped:
             self.run.log({"event": "skipped_micro_batches", "step": self.progress.step + 1, "count": dropped,
                           "reason": "only bad samples on some rank"})
-        return kept
+        return [group[index] for index in kept], sum(tokens[index] for index in kept)
 
     def _gradient_sync(self, last: bool):
         """Gradients are all-reduced (DDP) or reduce-scattered (FSDP) at a step's last micro-batch only."""
@@ -286,9 +291,9 @@ class Trainer:
                                 "learning rate or --precision bf16/fp32")
         return None
 
-    def _record_bad(self, group: list[dict]) -> None:
+    def _record_bad(self, bad: list[tuple[str, str]]) -> None:
         """Every rank learns every rank's bad samples: rank 0 logs them all, and all ranks fail together."""
-        for uid, error in self.dist.gather_lists([item for batch in group for item in batch["bad"]]):
+        for uid, error in self.dist.gather_lists(bad):
             if self.config.on_bad_sample == "fail":
                 raise MediaError(uid, error)
             self.progress.bad_samples += 1
