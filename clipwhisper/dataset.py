@@ -16,13 +16,7 @@ from torch.utils.data import Dataset, Sampler
 
 from .errors import MediaError
 from .manifest import Utterance
-from .media import SAMPLE_RATE, load_audio, load_video
-
-
-def duration_s(utterance: Utterance, fps: float = 25.0) -> float:
-    if utterance.n_audio_samples:
-        return utterance.n_audio_samples / SAMPLE_RATE
-    return utterance.n_video_frames / fps
+from .media import load_audio, load_video
 
 
 def decoded_bytes(utterances: Sequence[Utterance], streams: Sequence[str], image_size: int | None) -> int:

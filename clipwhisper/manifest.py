@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ManifestError
+from .media import SAMPLE_RATE
 
 TSV_COLUMNS = ("id", "video", "audio", "n_video_frames", "n_audio_samples")
 
@@ -30,6 +31,13 @@ class Utterance:
     def media(self, stream: str) -> Path | None:
         """The file a stream comes from: a video file's soundtrack serves as audio when there is no wav."""
         return (self.audio or self.video) if stream == "audio" else self.video
+
+
+def duration_s(utterance: Utterance, fps: float = 25.0) -> float:
+    """Its length from the manifest's counts: the audio's when it has one, else the video's at ``fps``."""
+    if utterance.n_audio_samples:
+        return utterance.n_audio_samples / SAMPLE_RATE
+    return utterance.n_video_frames / fps
 
 
 def decoded_lines(path: Path) -> list[str]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import MediaError
-from .manifest import Utterance
+from .manifest import Utterance, duration_s
 from .media import SAMPLE_RATE, VIDEO_FPS, load_audio, load_video
 
 BINS_S = (1, 2, 4, 6, 8, 10, 15, 20, 30)
@@ -28,10 +28,6 @@ class Report:
     vocabulary: int = 0
     histogram: list[tuple[str, int]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
-
-
-def duration_s(u: Utterance) -> float:
-    return max(u.n_video_frames / VIDEO_FPS, u.n_audio_samples / SAMPLE_RATE)
 
 
 def _audio_samples(path: Path) -> int:

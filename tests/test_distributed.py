@@ -13,8 +13,8 @@ import torch
 from safetensors import safe_open
 from test_train import bad_sample_records, broken_corpus, log_records
 
-from clipwhisper.dataset import BucketBatchSampler, duration_s
-from clipwhisper.manifest import read_manifest
+from clipwhisper.dataset import BucketBatchSampler
+from clipwhisper.manifest import duration_s, read_manifest
 
 NO_DROPOUT = {"CLIPWHISPER_MODEL__FUSION__AUDIO_DROP": "0", "CLIPWHISPER_MODEL__FUSION__VIDEO_DROP": "0"}
 TOLERANCE = 1e-5  # relative: float sums in another order (per-rank gradients are averaged by all-reduce)

@@ -15,9 +15,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..config import TrainConfig, to_yaml
-from ..dataset import AVDataset, BucketBatchSampler, collate, duration_s
+from ..dataset import AVDataset, BucketBatchSampler, collate
 from ..errors import ClipWhisperError, Interrupted, MediaError
 from ..features import FeatureCache, build_feature_cache
+from ..manifest import duration_s
 from ..media import load_audio
 from ..model.avsr import AVSRModel, streams_of
 from ..model.checkpoint import gather, load_checkpoint, save_checkpoint
