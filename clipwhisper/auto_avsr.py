@@ -102,7 +102,7 @@ def read_csv(path: Path, units: Units | None = None) -> list[Utterance]:
         wav = video.with_suffix(".wav")
         text_file = _text_file(root, dataset, relative)
         if text_file is not None:
-            text = " ".join(text_file.read_text(encoding="utf-8").split())
+            text = " ".join(" ".join(decoded_lines(text_file)).split())
         elif units is not None:
             text = units.decode(_ids(path, number, token_ids))
         else:

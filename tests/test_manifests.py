@@ -112,3 +112,13 @@ def test_manifest_check_counts_and_finds_problems(synth_corpus, tmp_path):
     assert f"{gone.id}: {tmp_path / 'gone.wav'} not found" in bad.stderr
     quick = runner.invoke(app, ["manifest", "check", str(tmp_path / "bad.tsv"), "--files-only"])
     assert quick.exit_code == 1 and "1 problems" in quick.stderr
+
+
+def test_a_csv_transcript_that_is_not_utf8_is_named(tmp_path):
+    texts = tmp_path / "lrs3" / "lrs3_text_seg24s" / "test"
+    texts.mkdir(parents=True)
+    (texts / "a.txt").write_bytes(b"caf\xe9\n")
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "test.csv").write_text("lrs3,lrs3_video_seg24s/test/a.mp4,10,5 6\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["manifest", "check", str(tmp_path / "labels" / "test.csv")])
+    assert result.exit_code == 2 and f"{texts / 'a.txt'}:1: not UTF-8 text" in result.stderr

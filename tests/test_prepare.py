@@ -76,10 +76,22 @@ def test_an_output_folder_inside_the_input_folder_is_not_read_as_input(raw_video
     assert [u.id for u in read_manifest(folder / "out" / "test.tsv")] == ["one"]
 
 
-def test_prepare_refuses_bad_options(raw_videos, tmp_path):
+def test_prepare_refuses_bad_options(raw_videos, tmp_path, checkpoint):
     assert run_prepare(raw_videos, tmp_path, "--crop", "nose").exit_code == 2
+    nose = CliRunner().invoke(app, ["transcribe", str(raw_videos[0] / "landscape.mp4"), "--model-path",
+                                    str(checkpoint), "--prepare", "nose"])
+    assert nose.exit_code == 2 and "must be mouth or face, not 'nose'" in nose.stderr
     missing = CliRunner().invoke(app, ["prepare", str(tmp_path / "nothing"), "--out", str(tmp_path)])
     assert missing.exit_code == 2 and "no such file or folder" in missing.stderr
+    (tmp_path / "file").write_text("not a folder")
+    unwritable = CliRunner().invoke(app, ["prepare", str(raw_videos[0]), "--out", str(tmp_path / "file" / "out")])
+    assert unwritable.exit_code == 2 and f"{tmp_path / 'file' / 'out'}: cannot create the output folder" in \
+        unwritable.stderr
+    latin = tmp_path / "latin1.txt"
+    latin.write_bytes(b"landscape caf\xe9\n")
+    bad_text = CliRunner().invoke(app, ["prepare", str(raw_videos[0]), "--out", str(tmp_path / "o"),
+                                        "--transcripts", str(latin)])
+    assert bad_text.exit_code == 2 and f"{latin}:1: not UTF-8 text" in bad_text.stderr
 
 
 def test_transcribe_prepare_crops_a_raw_video(raw_videos, checkpoint):

@@ -12,7 +12,7 @@ import torch
 import typer
 
 from ..dataset import collate
-from ..errors import ConfigError, MediaError
+from ..errors import MediaError
 from ..media import SAMPLE_RATE, VIDEO_FPS, load_audio, load_video
 from ..model.avsr import AVSRModel
 
@@ -101,11 +101,8 @@ class Transcriber:
         return media, media.modality
 
     def _read_cropped(self, path: Path, crop: str) -> tuple[Media, str]:
-        from ..prepare.command import CROPS
         from ..prepare.run import Options, prepare_one
 
-        if crop not in CROPS:
-            raise ConfigError("--prepare", [f"must be mouth or face, not {crop!r}"])
         with tempfile.TemporaryDirectory() as folder:
             record = prepare_one("clip", path, Options(Path(folder), crop))
             media = Media(audio=load_audio(record["audio"]) if "audio" in self.model.streams else None,

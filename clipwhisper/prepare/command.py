@@ -14,8 +14,6 @@ from ..training.report import console, status
 from .inputs import find_videos, read_transcripts
 from .run import Options, prepare, write_split
 
-CROPS = ("mouth", "face")
-
 
 class PrepareFailed(ClipWhisperError):
     """Some videos could not be prepared (the others are in the manifest)."""
@@ -23,11 +21,13 @@ class PrepareFailed(ClipWhisperError):
 
 def run_prepare(inputs: list[Path], out: Path, transcripts: Path | None, crop: str, size: int, split: str,
                 workers: int) -> Path:
-    if crop not in CROPS:
-        raise ConfigError("--crop", [f"must be mouth or face, not {crop!r}"])
+    options = Options(Path(out), crop, size)
     videos = find_videos(inputs, out)
     texts = read_transcripts(transcripts) if transcripts else None
-    options = Options(Path(out), crop, size)
+    try:
+        options.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(str(out), [f"cannot create the output folder: {exc.strerror or exc}"]) from None
     columns = (TextColumn("preparing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=status, transient=True) as bar:
         task = bar.add_task("prepare", total=len(videos))

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..manifest import decoded_lines
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".mpg", ".mpeg", ".flv"}
 
@@ -36,11 +37,7 @@ def find_videos(inputs: Iterable[Path], out: Path) -> dict[str, Path]:
 def read_transcripts(path: Path) -> dict[str, str]:
     """Kaldi-style ``id text`` lines (the id is the video's file name without its extension)."""
     texts = {}
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(path), [f"cannot read transcripts: {exc}"]) from None
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(decoded_lines(path), start=1):
         if line.strip():
             uid, _, text = line.strip().partition(" ")
             if uid in texts:

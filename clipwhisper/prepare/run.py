@@ -14,10 +14,12 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ClipWhisperError
+from ..errors import ClipWhisperError, ConfigError
 from ..manifest import Utterance, write_manifest
 from ..media import load_audio, write_wav
 from .cropping import track, write_crops
+
+CROPS = ("mouth", "face")
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,10 @@ class Options:
     out: Path
     crop: str = "mouth"
     size: int = 96
+
+    def __post_init__(self):
+        if self.crop not in CROPS:
+            raise ConfigError("crop", [f"must be mouth or face, not {self.crop!r}"])
 
 
 def prepare_one(uid: str, source: Path, options: Options) -> dict:
@@ -64,6 +70,8 @@ def _attempt(uid: str, source: Path, options: Options) -> tuple[str, dict | None
         return uid, prepare_one(uid, source, options), None
     except ClipWhisperError as exc:
         return uid, None, str(exc)
+    except OSError as exc:  # writing its outputs failed, e.g. a full disk
+        return uid, None, f"{source}: cannot write its outputs ({exc.strerror or exc})"
 
 
 @dataclass
