@@ -115,3 +115,18 @@ def test_a_rolled_head_is_levelled(tmp_path):
         crops = load_video(record["video"], 96)
         assert max(abs(lips_angle(frame)) for frame in crops) < 4, name
         assert np.abs(np.array([lips_centre(frame) for frame in crops]) - 48).max() < 10, name
+
+
+def test_a_video_whose_outputs_cannot_be_written_is_a_listed_failure(raw_videos, tmp_path, monkeypatch):
+    """A full disk (simulated: writing the wav raises ENOSPC) fails that video with its name; no traceback."""
+    import errno
+
+    from clipwhisper.prepare import run
+
+    def full_disk(path, samples):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(run, "write_wav", full_disk)
+    source = raw_videos[0] / "landscape.mp4"
+    uid, record, error = run._attempt("landscape", source, run.Options(tmp_path))
+    assert record is None and error == f"{source}: cannot write its outputs (No space left on device)"
