@@ -197,3 +197,28 @@ def test_the_scaling_benchmark_runs_and_agrees_across_process_counts(tmp_path):
     one, two = (json.loads(outputs[r].read_text()) for r in (1, 2))
     assert two["losses"] == pytest.approx(one["losses"], rel=TOLERANCE) and len(one["losses"]) == 4
     assert two["hyps"] == one["hyps"] and len(one["hyps"]) == 16
+
+
+ENDS_ITS_GROUP = """
+import os, sys
+from clipwhisper.training.distributed import Distributed
+cluster = Distributed.from_env("cpu")
+with cluster.closing():
+    import transformers
+    transformers.LlamaConfig()  # imports torch.distributed.nn, which binds the world group if already started
+    cluster.barrier()
+    cluster.broadcast(cluster.rank)
+task = f"/proc/{os.getpid()}/task"
+names = [open(f"{task}/{thread}/comm").read().strip() for thread in os.listdir(task)]
+sys.exit(f"gloo threads alive at exit: {names}" if any("gloo" in name for name in names) else 0)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads thread names from /proc")
+def test_a_rank_ends_its_process_group_before_the_interpreter_shuts_down(tmp_path):
+    # gloo's threads still running at shutdown abort the process now and then (SIGABRT after the work is done)
+    script = tmp_path / "ends_group.py"
+    script.write_text(ENDS_ITS_GROUP, encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+                             str(script)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]

@@ -93,7 +93,7 @@ def _validate(config: DecodeConfig) -> None:
 
 
 def run_decode(config: DecodeConfig) -> int:
-    from ..model.checkpoint import load_checkpoint, read_checkpoint_config
+    from ..model.checkpoint import read_checkpoint_config
 
     _validate(config)
     trained = read_checkpoint_config(config.model_path)["model"]["modality"]
@@ -105,6 +105,14 @@ def run_decode(config: DecodeConfig) -> int:
     noise = load_audio(config.noise) if config.noise else None
     output = Path(config.output_dir)
     dist = Distributed.from_env(config.device)  # under torchrun, each rank decodes every N-th utterance
+    with dist.closing():
+        return decode_shards(config, utterances, modality, noise, output, dist)
+
+
+def decode_shards(config: DecodeConfig, utterances, modality: str, noise, output: Path, dist: Distributed) -> int:
+    """This rank's share of every SNR cell; rank 0 merges the shards, scores them and says the exit code."""
+    from ..model.checkpoint import load_checkpoint
+
     try:
         output.mkdir(parents=True, exist_ok=True)
         hyps = rank_hyps(output, dist.rank) if dist.world > 1 else HypsFile(output / "hyps.jsonl")

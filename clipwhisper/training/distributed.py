@@ -7,10 +7,13 @@ writes checkpoints; the others wait for it at the points where files change.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+import torch.distributed.nn  # noqa: F401  (see Distributed.from_env)
 
 
 def pick_device(name: str) -> torch.device:
@@ -25,6 +28,7 @@ class Distributed:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    owns_group: bool = False  # started the process group, so ends it
 
     @classmethod
     def from_env(cls, device_name: str) -> Distributed:
@@ -33,12 +37,35 @@ class Distributed:
         if world == 1:
             return cls()
         use_cuda = device_name in ("auto", "cuda") and torch.cuda.is_available()
-        if not dist.is_initialized():
+        # torch.distributed.nn, imported by transformers, binds the world group as its functions' default
+        # argument when first imported; imported after the group started, it keeps the group alive into
+        # interpreter shutdown, where gloo's threads then abort the process ("terminate called without an
+        # active exception"), seen in about 1 of 8 two-rank runs. Imported above, it binds None.
+        owns = not dist.is_initialized()
+        if owns:
             dist.init_process_group("nccl" if use_cuda else "gloo")
         local = int(os.environ.get("LOCAL_RANK", "0"))
         if use_cuda:
             torch.cuda.set_device(local)
-        return cls(dist.get_rank(), world, local)
+        return cls(dist.get_rank(), world, local, owns)
+
+    @contextmanager
+    def closing(self) -> Iterator[Distributed]:
+        """Ends the process group when the work ends, normally or with one of the project's errors (every rank
+        raises those together), so that no collective is still in flight at interpreter shutdown. After a crash
+        the group is left: ending it could wait on ranks still running, and torchrun stops them."""
+        from ..errors import ClipWhisperError
+
+        try:
+            yield self
+        except ClipWhisperError:
+            self._end_group()
+            raise
+        self._end_group()
+
+    def _end_group(self) -> None:
+        if self.owns_group and dist.is_initialized():
+            dist.destroy_process_group()
 
     @property
     def is_main(self) -> bool:

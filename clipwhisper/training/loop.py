@@ -379,6 +379,8 @@ class Trainer:
 
 def run_training(config: TrainConfig) -> Path:
     started = time.perf_counter()
-    final = Trainer(config).fit()
+    trainer = Trainer(config)
+    with trainer.dist.closing():
+        final = trainer.fit()
     report.console.print(f"training done in {time.perf_counter() - started:.1f} s; final checkpoint: {final}")
     return final
