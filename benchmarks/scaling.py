@@ -111,7 +111,11 @@ def decode(model, batches, device, rank: int, world: int, new_tokens: int):
 
 
 def run(args) -> None:
-    cluster = Distributed.from_env("cpu" if args.quick else "auto")
+    with Distributed.from_env("cpu" if args.quick else "auto").closing() as cluster:
+        measure(args, cluster)
+
+
+def measure(args, cluster: Distributed) -> None:
     device = torch.device("cpu") if args.quick else cluster.device("auto")
     dtype = None if device.type == "cpu" else torch.bfloat16
     rng = random.Random(0)
@@ -153,8 +157,6 @@ def run(args) -> None:
         print(f"{cluster.world} ranks, {args.strategy}, LLM {args.llm}: train {rate:.1f} utt/s, peak GiB per rank "
               f"{', '.join(f'{p:.1f}' for p in peaks)}" +
               (f", decode {result['decode_utt_s']:.1f} utt/s" if "decode_utt_s" in result else ""))
-    if cluster.world > 1:
-        dist.destroy_process_group()
 
 
 def compare(one: Path, many: Path) -> None:

@@ -104,8 +104,7 @@ def run_decode(config: DecodeConfig) -> int:
                                                  "(or use transcribe for files without references)"])
     noise = load_audio(config.noise) if config.noise else None
     output = Path(config.output_dir)
-    dist = Distributed.from_env(config.device)  # under torchrun, each rank decodes every N-th utterance
-    with dist.closing():
+    with Distributed.from_env(config.device).closing() as dist:  # under torchrun: every N-th utterance per rank
         return decode_shards(config, utterances, modality, noise, output, dist)
 
 

@@ -13,7 +13,12 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn  # noqa: F401  (see Distributed.from_env)
+
+# torch.distributed.nn (transformers imports it) binds the world group as its functions' default argument when
+# first imported. Imported after the group started, it would keep the group alive into interpreter shutdown,
+# where gloo's threads abort the process ("terminate called without an active exception": 5 of 40 two-rank
+# decodes on a loaded machine). Imported before, it binds None.
+import torch.distributed.nn  # noqa: F401
 
 
 def pick_device(name: str) -> torch.device:
@@ -37,10 +42,6 @@ class Distributed:
         if world == 1:
             return cls()
         use_cuda = device_name in ("auto", "cuda") and torch.cuda.is_available()
-        # torch.distributed.nn, imported by transformers, binds the world group as its functions' default
-        # argument when first imported; imported after the group started, it keeps the group alive into
-        # interpreter shutdown, where gloo's threads then abort the process ("terminate called without an
-        # active exception"), seen in about 1 of 8 two-rank runs. Imported above, it binds None.
         owns = not dist.is_initialized()
         if owns:
             dist.init_process_group("nccl" if use_cuda else "gloo")

@@ -72,10 +72,10 @@ def build_model(config: TrainConfig, train_texts: list[str]) -> AVSRModel:
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig):
+    def __init__(self, config: TrainConfig, dist: Distributed | None = None):
         self.config = config
         self.splits = load_splits(config)  # every check before any model loads
-        self.dist = Distributed.from_env(config.device)
+        self.dist = dist or Distributed.from_env(config.device)
         report.quiet_unless(self.dist.is_main)
         self.run = RunFolder(config.output_path, writable=self.dist.is_main)
         self.device = self.dist.device(config.device)
@@ -379,8 +379,7 @@ class Trainer:
 
 def run_training(config: TrainConfig) -> Path:
     started = time.perf_counter()
-    trainer = Trainer(config)
-    with trainer.dist.closing():
-        final = trainer.fit()
+    with Distributed.from_env(config.device).closing() as dist:  # also when setting up fails on every rank
+        final = Trainer(config, dist).fit()
     report.console.print(f"training done in {time.perf_counter() - started:.1f} s; final checkpoint: {final}")
     return final
