@@ -54,6 +54,8 @@ class ConnectorConfig(Strict):
     stack: int = Field(default=4, ge=1, description="consecutive encoder frames stacked into one LLM token")
     kind: Literal["mlp", "linear"] = "mlp"
     hidden_size: int | None = Field(default=None, ge=1)
+    ctc_weight: float = Field(default=0.0, ge=0.0, description="weight of a CTC loss on this connector's tokens "
+                              "against the transcript, added to the LLM's cross-entropy (model/ctc.py says why)")
 
 
 class FusionConfig(Strict):

@@ -19,6 +19,7 @@ from torch.profiler import record_function
 from ..config import ModelConfig
 from .audio_encoder import WhisperAudioEncoder
 from .connector import Connector
+from .ctc import ctc_loss
 from .fusion import STREAMS, Fusion
 from .video_encoder import ClipVideoEncoder
 
@@ -147,8 +148,12 @@ class AVSRModel(nn.Module):
 
     def prefix(self, batch: dict, modality: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Embeddings and mask of ``[BOS] prompt <modality block>`` for a batch."""
-        modality = modality or self.config.modality
-        tokens = {s: self._stream_tokens(s, batch) for s in self.streams}
+        return self._prefix(self._tokens(batch), batch, modality or self.config.modality)
+
+    def _tokens(self, batch: dict) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        return {s: self._stream_tokens(s, batch) for s in self.streams}
+
+    def _prefix(self, tokens: dict, batch: dict, modality: str) -> tuple[torch.Tensor, torch.Tensor]:
         block, block_mask = self.fusion(tokens, self._keep(batch, modality))
         embed = self.llm.get_input_embeddings()
         size = block.shape[0]
@@ -166,8 +171,11 @@ class AVSRModel(nn.Module):
 
     # -- training and decoding ------------------------------------------------------------------
     def forward(self, batch: dict, modality: str | None = None, reduction: str = "mean") -> torch.Tensor:
-        """Cross-entropy over transcript and EOS tokens: their mean, or (``reduction="sum"``) their sum."""
-        prefix, prefix_mask = self.prefix(batch, modality)
+        """Cross-entropy over transcript and EOS tokens, plus the streams' CTC losses where their connectors
+        set a ``ctc_weight``: per target token, or (``reduction="sum"``) summed."""
+        modality = modality or self.config.modality
+        tokens = self._tokens(batch)
+        prefix, prefix_mask = self._prefix(tokens, batch, modality)
         targets = self.target_ids(batch["texts"])
         size, width = len(targets), max(len(t) for t in targets)
         ids = torch.full((size, width), self.tokenizer.pad_token_id, dtype=torch.long)
@@ -185,8 +193,22 @@ class AVSRModel(nn.Module):
                            logits_to_keep=width + 1, use_cache=False)  # no KV cache to fill in training
         logits = out.logits[:, :-1].float()
         labels = ids.masked_fill(~target_mask, IGNORE_INDEX)
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.view(-1), ignore_index=IGNORE_INDEX,
-                               reduction=reduction)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.view(-1), ignore_index=IGNORE_INDEX,
+                               reduction="sum")
+        return (loss + self._ctc(tokens, targets, modality)) / (1 if reduction == "sum" else target_mask.sum())
+
+    def _ctc(self, tokens: dict, targets: list[list[int]], modality: str) -> torch.Tensor | float:
+        """The requested streams' summed CTC losses, each times its connector's ``ctc_weight``. The targets
+        leave out EOS, which serves as the blank. A stream that modality dropout hid from the LLM is scored
+        too: its encoder learns all the same."""
+        weights = {"audio": self.config.audio_connector.ctc_weight, "video": self.config.video_connector.ctc_weight}
+        wanted = [s for s in streams_of(modality) if weights[s]]
+        if not wanted:
+            return 0.0
+        table = self.llm.get_input_embeddings().weight
+        transcripts = [target[:-1] for target in targets]
+        return sum(weights[s] * ctc_loss(*tokens[s], table, transcripts, self.tokenizer.eos_token_id)
+                   for s in wanted)
 
     @torch.no_grad()
     def generate(self, batch: dict, modality: str | None = None, beam_size: int = 1,

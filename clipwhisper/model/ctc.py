@@ -1,0 +1,31 @@
+"""An auxiliary CTC loss on a stream's LLM-space tokens (hybrid CTC/attention, as auto_avsr and ESPnet train).
+
+The cross-entropy reaches an encoder only through the LLM: while the LLM still ignores a stream whose
+features say little (a randomly initialised lip encoder), that stream's encoder gets no useful gradient and
+the LLM learns to do without it. CTC scores the stream's own tokens against the transcript, so the encoder
+learns from the first step. The output layer is the LLM's input embedding table: the tokens already live in
+that space, and no weights are added to the checkpoint.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def ctc_loss(tokens: torch.Tensor, mask: torch.Tensor, table: torch.Tensor, targets: list[list[int]],
+             blank: int) -> torch.Tensor:
+    """Summed CTC loss of the rows that have tokens. ``tokens (B, T, d)`` with ``mask (B, T)`` (real tokens
+    first), ``table (V, d)``, ``targets`` token ids per row; ``blank`` must be an id no target contains."""
+    lengths = mask.sum(1).cpu()
+    rows = (lengths > 0).nonzero().flatten().tolist()
+    if not rows:
+        return tokens.sum() * 0  # keeps the stream in the graph (DDP needs every parameter in every step)
+    logits = tokens[rows].float() @ table.float().T
+    log_probs = logits.log_softmax(-1).transpose(0, 1)  # (T, B, V), as F.ctc_loss takes them
+    wanted = [targets[row] for row in rows]
+    flat = torch.tensor([token for target in wanted for token in target], dtype=torch.long)
+    flat = flat.to(log_probs.device, non_blocking=True)
+    # zero_infinity: a row with fewer tokens than its transcript needs has no alignment; it adds 0, not inf
+    return F.ctc_loss(log_probs, flat, lengths[rows], torch.tensor([len(t) for t in wanted]), blank=blank,
+                      reduction="sum", zero_infinity=True)

@@ -1,0 +1,91 @@
+"""The auxiliary CTC loss (a connector's ctc_weight): what it scores, and what it gives the encoders."""
+
+import pytest
+import torch
+from test_train import a_batch
+
+from clipwhisper.config import ConnectorConfig, TrainConfig, nested, packaged_config, resolve
+from clipwhisper.model.ctc import ctc_loss
+from clipwhisper.training.loop import build_model
+
+BLANK = 0
+
+
+def spelled(table, sequence, sharpness=8.0):
+    """Tokens equal to (sharpened) rows of ``table``: what an encoder that spells ``sequence`` would emit."""
+    return sharpness * table[torch.tensor(sequence)]
+
+
+@pytest.fixture
+def table():
+    return torch.nn.functional.normalize(torch.randn(12, 32, generator=torch.Generator().manual_seed(0)), dim=-1)
+
+
+def test_tokens_that_spell_the_transcript_score_far_better_than_others(table):
+    target = [3, 5, 5, 2]
+    right = spelled(table, [3, BLANK, 5, BLANK, 5, 2])[None]  # a blank between the repeated 5s
+    wrong = spelled(table, [2, BLANK, 5, BLANK, 5, 3])[None]
+    mask = torch.ones(1, 6, dtype=torch.bool)
+    good, bad = (ctc_loss(tokens, mask, table, [target], BLANK) for tokens in (right, wrong))
+    assert good.item() < 0.1 and bad.item() > 5.0
+
+
+def test_rows_without_tokens_are_left_out_and_short_rows_add_nothing(table):
+    target = [3, 5, 2]
+    tokens = torch.stack([spelled(table, [3, 5, 2, BLANK]), spelled(table, [4, 4, 4, 4])])
+    alone = ctc_loss(tokens[:1], torch.ones(1, 4, dtype=torch.bool), table, [target], BLANK)
+    mask = torch.tensor([[True] * 4, [False] * 4])  # the second row has no stream (e.g. an audio-only file)
+    assert ctc_loss(tokens, mask, table, [target, target], BLANK).item() == pytest.approx(alone.item())
+    short = torch.tensor([[True] * 4, [True, True, False, False]])  # 2 tokens cannot carry 3 labels
+    assert ctc_loss(tokens, short, table, [target, target], BLANK).item() == pytest.approx(alone.item())
+    none = tokens.clone().requires_grad_()
+    empty = ctc_loss(none, torch.zeros(2, 4, dtype=torch.bool), table, [target, target], BLANK)
+    empty.backward()  # zero, but still in the graph: DDP needs every parameter in every step
+    assert empty.item() == 0.0 and none.grad is not None
+
+
+def tiny_model(corpus, **flat):
+    config = resolve(TrainConfig, packaged_config("tiny"), nested({"data.path": corpus, **flat}))
+    torch.manual_seed(0)
+    return build_model(config, ["set blue at a one now"])
+
+
+def clip_gradient(model, batch) -> float:
+    model.zero_grad()
+    model(batch).backward()
+    return sum(p.grad.abs().sum().item() for p in model.video_encoder.parameters() if p.grad is not None)
+
+
+def test_ctc_trains_the_encoder_of_a_stream_the_llm_does_not_see(synth_corpus):
+    """Modality dropout that drops the video of every item: the cross-entropy gives CLIP no gradient at all,
+    the CTC term does."""
+    drop_video = {"model.fusion.audio_drop": 0.0, "model.fusion.video_drop": 1.0}
+    plain = tiny_model(synth_corpus, **drop_video, **{"model.video_connector.ctc_weight": 0.0}).train()
+    batch = a_batch(synth_corpus, plain)
+    assert clip_gradient(plain, batch) == 0.0
+    mixed = tiny_model(synth_corpus, **drop_video, **{"model.video_connector.ctc_weight": 0.5}).train()
+    assert clip_gradient(mixed, batch) > 0.0
+
+
+def test_the_loss_adds_each_asked_for_streams_weighted_ctc_to_the_cross_entropy(synth_corpus):
+    model = tiny_model(synth_corpus, **{"model.video_connector.ctc_weight": 0.0}).eval()
+    batch = a_batch(synth_corpus, model)
+    with torch.no_grad():
+        cross_entropy = {m: model(batch, modality=m, reduction="sum").item() for m in ("both", "video")}
+        tokens = model._tokens(batch)
+        targets = [ids[:-1] for ids in model.target_ids(batch["texts"])]  # EOS is the blank, never a label
+        table = model.llm.get_input_embeddings().weight
+        ctc = {s: ctc_loss(*tokens[s], table, targets, model.tokenizer.eos_token_id).item() for s in tokens}
+        model.config.video_connector.ctc_weight, model.config.audio_connector.ctc_weight = 0.5, 0.25
+        both = model(batch, reduction="sum").item()
+        per_token = model(batch).item()
+        video = model(batch, modality="video", reduction="sum").item()
+    assert min(ctc.values()) > 0
+    assert both == pytest.approx(cross_entropy["both"] + 0.5 * ctc["video"] + 0.25 * ctc["audio"], rel=1e-5)
+    assert per_token == pytest.approx(both / model.target_tokens(batch["texts"]), rel=1e-5)
+    assert video == pytest.approx(cross_entropy["video"] + 0.5 * ctc["video"], rel=1e-5)  # audio not asked for
+
+
+def test_a_ctc_weight_is_not_negative():
+    with pytest.raises(ValueError, match="ctc_weight"):
+        ConnectorConfig(ctc_weight=-0.1)
