@@ -83,6 +83,8 @@ def describe_checkpoint(folder: Path) -> dict:
     return {
         "path": str(folder), "kind": "checkpoint", "modality": model["modality"], "prompt": model["prompt"],
         "fusion": model["fusion"]["kind"], "llm": llm["name"] or "built from config", "finetune": llm["finetune"],
+        "ctc_weights": {stream: weight for stream in ("audio", "video")
+                        if (weight := model[f"{stream}_connector"].get("ctc_weight", 0.0))},
         "components": components,
         "training": {key: manifest.get(key) for key in ("step", "epoch", "best_valid_wer", "valid_wer")}
         | {"resumable": (folder / "train_state").is_dir()},
@@ -182,7 +184,8 @@ def _print(info: dict) -> None:
         console.print(table)
         _print_curves(info)
         return
-    console.print(f"[bold]{info['path']}[/bold]: modality {info['modality']}, fusion {info['fusion']}, "
+    ctc = "".join(f", CTC {weight:g} on {stream}" for stream, weight in info["ctc_weights"].items())
+    console.print(f"[bold]{info['path']}[/bold]: modality {info['modality']}, fusion {info['fusion']}{ctc}, "
                   f"LLM {info['llm']} ({info['finetune']}), prompt {info['prompt']!r}")
     table = Table(title="Components (weights: stored tensor elements, persistent buffers included)")
     for column in ("component", "weights", "trainable", "dtype", "source"):
