@@ -17,7 +17,7 @@ def ctc_loss(tokens: torch.Tensor, mask: torch.Tensor, table: torch.Tensor, targ
              blank: int) -> torch.Tensor:
     """Summed CTC loss of the rows that have tokens. ``tokens (B, T, d)`` with ``mask (B, T)`` (real tokens
     first), ``table (V, d)``, ``targets`` token ids per row; ``blank`` must be an id no target contains."""
-    lengths = mask.sum(1).cpu()
+    lengths = mask.sum(1).cpu()  # F.ctc_loss wants them on the host; called after the LLM's forward is queued
     rows = (lengths > 0).nonzero().flatten().tolist()
     if not rows:
         return tokens.sum() * 0  # keeps the stream in the graph (DDP needs every parameter in every step)
