@@ -24,8 +24,7 @@ def ctc_loss(tokens: torch.Tensor, mask: torch.Tensor, table: torch.Tensor, targ
     logits = tokens[rows].float() @ table.float().T
     log_probs = logits.log_softmax(-1).transpose(0, 1)  # (T, B, V), as F.ctc_loss takes them
     wanted = [targets[row] for row in rows]
-    flat = torch.tensor([token for target in wanted for token in target], dtype=torch.long)
-    flat = flat.to(log_probs.device, non_blocking=True)
+    flat = torch.tensor([token for target in wanted for token in target], dtype=torch.long, device=log_probs.device)
     # zero_infinity: a row with fewer tokens than its transcript needs has no alignment; it adds 0, not inf
     return F.ctc_loss(log_probs, flat, lengths[rows], torch.tensor([len(t) for t in wanted]), blank=blank,
                       reduction="sum", zero_infinity=True)
