@@ -14,7 +14,6 @@ from clipwhisper.cli import app
 from clipwhisper.config import TrainConfig, nested, packaged_config, resolve
 from clipwhisper.dataset import AVDataset, collate
 from clipwhisper.manifest import read_manifest, write_manifest
-from clipwhisper.model.avsr import positions_from_mask
 from clipwhisper.model.checkpoint import load_checkpoint
 from clipwhisper.training.loop import Trainer, run_training
 
@@ -249,11 +248,17 @@ def test_sum_fusion_trains_and_reloads(synth_corpus, tmp_path, gate):
     assert len(model.generate(batch, max_new_tokens=4)) == len(batch["ids"])
 
 
+def positions_from_mask(mask: torch.Tensor) -> torch.Tensor:
+    """What transformers' ``generate`` uses: the count of attended tokens before each one."""
+    return (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+
+
 def test_labels_cover_only_the_transcript_and_eos(both_run, synth_corpus):
-    """The loss equals cross-entropy over transcript+EOS tokens predicted from everything before them."""
+    """The loss equals cross-entropy over transcript+EOS tokens predicted from everything before them, one
+    row at a time with the masked modality block in place (training packs rows and runs without a mask)."""
     model = load_checkpoint(both_run / "final")
     model.config.video_connector.ctc_weight = 0.0  # the auxiliary CTC term has tests of its own (test_ctc.py)
-    batch = a_batch(synth_corpus, model, n=2)
+    batch = a_batch(synth_corpus, model, n=4)
     with torch.no_grad():
         loss = model(batch)
         prefix, prefix_mask = model.prefix(batch)

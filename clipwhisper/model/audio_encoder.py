@@ -20,6 +20,7 @@ from torch import nn
 
 from ..config import AudioEncoderConfig
 from ..errors import CheckpointError
+from .transfer import to_device
 
 N_FFT, HOP_LENGTH, SAMPLE_RATE = 400, 160, 16_000
 MAX_SAMPLES = 30 * SAMPLE_RATE
@@ -109,7 +110,7 @@ class WhisperAudioEncoder(nn.Module):
     def forward(self, audio: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``audio (B, N)`` float32 at 16 kHz with sample ``lengths`` -> features ``(B, T, D)`` at 50 Hz, mask."""
         lengths = lengths.cpu()  # sizes are decided on the host: no device sync
-        frames = torch.div(lengths + FRAME - 1, FRAME, rounding_mode="floor").to(audio.device, non_blocking=True)
+        frames = to_device(torch.div(lengths + FRAME - 1, FRAME, rounding_mode="floor"), audio.device)
         if self.pad_to_30s:
             mel = self.log_mel(F.pad(audio, (0, self.max_samples - audio.shape[1])))
             x = self._stem(mel[..., : self.max_samples // HOP_LENGTH], None)

@@ -4,7 +4,9 @@ Sequence: ``[BOS] prompt <modality block> transcript EOS``. The loss covers
 the transcript and EOS only; the transcript enters as teacher-forced targets.
 Every item has the same prefix length (the modality block is padded with
 masked tokens), so generation needs no left padding, and positions come from
-the attention mask exactly as ``generate`` computes them.
+the attention mask as ``generate`` computes them. Training packs each row's
+attended tokens to its front instead and runs the LLM without a mask: the same
+positions and attention, and SDPA's flash kernel.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from .audio_encoder import WhisperAudioEncoder
 from .connector import Connector
 from .ctc import ctc_loss
 from .fusion import STREAMS, Fusion
+from .transfer import to_device
 from .video_encoder import ClipVideoEncoder
 
 IGNORE_INDEX = -100
@@ -33,11 +36,6 @@ def streams_of(modality: str) -> tuple[str, ...]:
 def has_stream(batch: dict, stream: str) -> bool:
     """Whether a batch carries ``stream``, as media or as cached encoder features."""
     return batch.get(stream) is not None or batch.get(f"{stream}_features") is not None
-
-
-def positions_from_mask(mask: torch.Tensor) -> torch.Tensor:
-    """What transformers' ``generate`` uses: the count of attended tokens before each one."""
-    return (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
 
 
 class AVSRModel(nn.Module):
@@ -107,8 +105,8 @@ class AVSRModel(nn.Module):
         """Encoder output for every row: from the feature cache where the batch carries it, else encoded."""
         if batch.get(f"{stream}_features") is None:
             return self._encode(stream, batch[stream], batch[f"{stream}_lengths"], batch["ids"])
-        features = batch[f"{stream}_features"].to(self.device, non_blocking=True)
-        lengths = batch[f"{stream}_features_lengths"].to(self.device)
+        features = to_device(batch[f"{stream}_features"], self.device)
+        lengths = to_device(batch[f"{stream}_features_lengths"], self.device)
         if batch.get(stream) is not None:  # some rows not cached yet: encode those, merge them in
             todo = batch[f"{stream}_lengths"] > 0
             rows = todo.nonzero().flatten().tolist()
@@ -128,7 +126,7 @@ class AVSRModel(nn.Module):
             context.enter_context(torch.no_grad())
             context.enter_context(torch.autocast(self.device.type, enabled=False))
         with context, record_function(f"encode {stream}"):
-            features, mask = encoder(media.to(self.device, non_blocking=True), lengths)
+            features, mask = encoder(to_device(media, self.device), lengths)
         if frozen and self.feature_sink is not None:
             self.feature_sink(stream, ids, features, mask)
         return features, mask
@@ -183,19 +181,31 @@ class AVSRModel(nn.Module):
         for row, target in enumerate(targets):  # built on the host: one copy to the device, not one per row
             ids[row, : len(target)] = torch.tensor(target)
             target_mask[row, : len(target)] = True
-        ids, target_mask = ids.to(self.device, non_blocking=True), target_mask.to(self.device, non_blocking=True)
+        ids, target_mask = to_device(ids, self.device), to_device(target_mask, self.device)
         embeds = torch.cat([prefix, self.llm.get_input_embeddings()(ids)], dim=1)
         mask = torch.cat([prefix_mask, target_mask], dim=1)
-        # Logits only where a target is predicted (the last prefix position onwards): with a 128k
-        # vocabulary, logits over the whole modality block would cost more memory than the LLM itself.
         with record_function("llm"):
-            out = self.llm(inputs_embeds=embeds, attention_mask=mask.long(), position_ids=positions_from_mask(mask),
-                           logits_to_keep=width + 1, use_cache=False)  # no KV cache to fill in training
-        logits = out.logits[:, :-1].float()
+            hidden = self._llm_hidden(embeds, mask)
+        # Logits only where a target is predicted (the prefix's last token onwards): with a 128k
+        # vocabulary, logits over the whole modality block would cost more memory than the LLM itself.
+        first = prefix_mask.sum(1, keepdim=True) - 1  # where each row's first target is predicted, once packed
+        at = (first + torch.arange(width, device=self.device))[..., None].expand(-1, -1, hidden.shape[-1])
+        logits = self.llm.get_output_embeddings()(hidden.gather(1, at)).float()
         labels = ids.masked_fill(~target_mask, IGNORE_INDEX)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.view(-1), ignore_index=IGNORE_INDEX,
                                reduction="sum")
         return (loss + self._ctc(tokens, targets, modality)) / (1 if reduction == "sum" else target_mask.sum())
+
+    def _llm_hidden(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The LLM's last hidden states for ``embeds`` with its attended tokens packed to the front of each row.
+
+        Packed rows end in padding, which a causal LLM's real tokens never see: the LLM runs without an
+        attention mask, so SDPA takes its flash kernel with ``is_causal`` and transformers builds no mask
+        (building one reads the mask on the host, a device sync per step). Positions and attention equal
+        those of the unpacked sequence under its mask, as ``generate`` sees it."""
+        order = torch.sort((~mask).to(torch.uint8), dim=1, stable=True).indices
+        packed = embeds.gather(1, order[..., None].expand(-1, -1, embeds.shape[-1]))
+        return self.llm.get_decoder()(inputs_embeds=packed, use_cache=False).last_hidden_state  # no KV cache
 
     def _ctc(self, tokens: dict, targets: list[list[int]], modality: str) -> torch.Tensor | float:
         """The requested streams' summed CTC losses, each times its connector's ``ctc_weight``. The targets

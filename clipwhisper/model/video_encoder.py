@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..config import VideoEncoderConfig
+from .transfer import to_device
 
 # A text tower we never use: open_clip's public CLIP class always builds one.
 _UNUSED_TEXT_CFG = {"context_length": 8, "vocab_size": 64, "width": 32, "heads": 2, "layers": 1}
@@ -61,7 +62,7 @@ class ClipVideoEncoder(nn.Module):
         kernels while CLIP runs."""
         batch, steps = frames.shape[:2]
         mask = torch.arange(steps)[None, :] < lengths.cpu()[:, None]
-        real = mask.flatten().nonzero().flatten().to(frames.device, non_blocking=True)
+        real = to_device(mask.flatten().nonzero().flatten(), frames.device)
         dtype = next(self.visual.parameters()).dtype
         outputs = []
         for chunk in frames.flatten(0, 1).index_select(0, real).split(self.chunk_frames):
@@ -69,4 +70,4 @@ class ClipVideoEncoder(nn.Module):
             outputs.append(self.visual(((pixels - self.mean) / self.std).to(dtype)))
         encoded = torch.cat(outputs) if outputs else frames.new_zeros((0, self.output_size), dtype=dtype)
         features = encoded.new_zeros((batch * steps, encoded.shape[-1])).index_copy_(0, real, encoded)
-        return features.view(batch, steps, -1), mask.to(frames.device, non_blocking=True)
+        return features.view(batch, steps, -1), to_device(mask, frames.device)
