@@ -19,6 +19,7 @@ import gc
 import random
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -148,11 +149,16 @@ def train_rate(model, batches, device, dtype, steps: int, warmup: int = 1, count
     for batch in batches[:warmup]:
         step(batch)
     flops_per_utt = float("nan")
-    if count_flops:
-        counter = FlopCounterMode(display=False)
-        with counter:
-            step(batches[1 % len(batches)])
-        flops_per_utt = counter.get_total_flops() / len(batches[1 % len(batches)]["ids"])
+    if count_flops:  # the mean over the batches the timed steps run: short and long ones alike
+        flops = []
+        for batch in batches:
+            counter = FlopCounterMode(display=False)
+            with counter:
+                step(batch)
+            flops.append(counter.get_total_flops())
+        timed = [i % len(batches) for i in range(steps)]
+        flops_per_utt = sum(flops[i] for i in timed) / sum(len(batches[i]["ids"]) for i in timed)
+    syncs = count_syncs(step, batches[0]) if device.type == "cuda" else []
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     sync(device)
@@ -167,7 +173,20 @@ def train_rate(model, batches, device, dtype, steps: int, warmup: int = 1, count
     elapsed = time.perf_counter() - start
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
     return {"utt_s": utts / elapsed, "audio_s_s": seconds / elapsed, "peak_gib": peak,
-            "flops_per_utt": flops_per_utt}
+            "flops_per_utt": flops_per_utt, "syncs": syncs}
+
+
+def count_syncs(step, batch) -> list[str]:
+    """The operations of one training step that make the host wait for the GPU (torch's sync debug mode)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            step(batch)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return [f"{Path(w.filename).parent.name}/{Path(w.filename).name}:{w.lineno}" for w in caught
+            if "synchroniz" in str(w.message)]
 
 
 def decode_rate(model, batches, device, beam: int, batch_size: int, new_tokens: int) -> float:
@@ -253,17 +272,22 @@ LINES = (("utt_s", "train utt/s", ".1f"), ("audio_s_s", "train audio-s/s", ".1f"
 
 
 def report(modality: str, results: dict, peak: float) -> None:
+    nan = float("nan")
     ours, naive = results["ours"], results["naive"]
     useful = ours["flops_per_utt"]  # FLOPs the work needs; the naive run's padding is not useful work
     for result in results.values():
-        result["mfu"] = result["utt_s"] * result.get("useful_flops", useful) / peak
+        result["mfu"] = result.get("utt_s", nan) * result.get("useful_flops", useful) / peak
     print(f"{modality:5s} model GFLOP per training utterance: ours {useful / 1e9:.1f}, "
-          f"naive {naive['flops_per_utt'] / 1e9:.1f}; padding ours {ours['padding']:.1%}, "
-          f"naive {naive['padding']:.1%}")
+          f"naive {naive.get('flops_per_utt', nan) / 1e9:.1f}; padding ours {ours['padding']:.1%}, "
+          f"naive {naive.get('padding', nan):.1%}")
     for key, label, fmt in LINES:
-        ratio = ours[key] / naive[key] if naive[key] and naive[key] == naive[key] else float("nan")
-        print(f"{modality:5s} {label:22s} ours {ours[key]:{fmt}}  naive {naive[key]:{fmt}}  ratio {ratio:.2f}")
+        mine, theirs = ours.get(key, nan), naive.get(key, nan)
+        ratio = mine / theirs if theirs and theirs == theirs else nan
+        print(f"{modality:5s} {label:22s} ours {mine:{fmt}}  naive {theirs:{fmt}}  ratio {ratio:.2f}")
     for name, result in results.items():
+        if result.get("syncs"):
+            print(f"{modality:5s} {name:14s} host waits for the GPU {len(result['syncs'])}x per training step, at "
+                  + ", ".join(sorted(set(result["syncs"]))))
         if name not in ("ours", "naive"):
             print(f"{modality:5s} {name:14s} train utt/s {result['utt_s']:.1f}  peak GiB {result['peak_gib']:.1f}  "
                   f"MFU {result['mfu']:.3f}" + (f"  read utt/s/core {result['read']:.0f}" if "read" in result else ""))
@@ -280,6 +304,7 @@ def main() -> None:
     parser.add_argument("--small-image", type=int, default=None, help="also train with CLIP at this size (112)")
     parser.add_argument("--profile", action="store_true", help="print a profile of the first modality")
     parser.add_argument("--compile", action="store_true", help="also train with torch.compile'd LLM layers")
+    parser.add_argument("--skip", default="", help="parts to leave out, comma-separated: naive, decode")
     args = parser.parse_args()
     device = torch.device("cpu" if args.quick or not torch.cuda.is_available() else "cuda")
     base = QUICK if args.quick else REFERENCE
@@ -314,17 +339,15 @@ def main() -> None:
             profile(f"{modality} training step, {len(middle['ids'])} utterances",
                     functools.partial(train_step, model, optimizer, middle, device, fast), device)
         for_inference(model, "bf16" if fast else "fp32")  # as clipwhisper decode prepares a checkpoint
-        results["ours"].update(decode_rates(model, bucketed, device, args.batch_size, args.new_tokens))
+        if "decode" not in args.skip:
+            results["ours"].update(decode_rates(model, bucketed, device, args.batch_size, args.new_tokens))
         if args.profile:
             profile(f"{modality} beam-5 decode, {len(middle['ids'])} utterances",
                     functools.partial(model.generate, middle, beam_size=5, max_new_tokens=args.new_tokens), device)
         model = free(device)
-        model = build(model_config(base, modality, True), tokenizer, device, None)
-        results["naive"] = train_rate(model, drawn[:2], device, None, max(2, steps // 4))
-        results["naive"].update(decode_rates(model.eval(), drawn[:1], device, 1, args.new_tokens))
-        model = free(device)
-        for result, batches in ((results["ours"], bucketed), (results["naive"], drawn)):
-            result["padding"] = padding_fraction(batches)
+        results["ours"]["padding"] = padding_fraction(bucketed)
+        results["naive"] = {} if "naive" in args.skip else naive_rates(base, modality, tokenizer, drawn, device,
+                                                                       steps, args)
         if args.compile:  # a fresh model: compiled layers would recompile after decoding merges LoRA into them
             model = build(model_config(base, modality, False), tokenizer, device, fast)
             compile_llm_layers(model.llm)
@@ -351,6 +374,16 @@ def main() -> None:
                     "useful_flops": result["flops_per_utt"]}
             model = free(device)
         report(modality, results, peak)
+
+
+def naive_rates(base: dict, modality: str, tokenizer, drawn: list[dict], device, steps: int, args) -> dict:
+    """The original's way: 30-s Whisper input, fp32, CLIP frame by frame, batches in drawn order."""
+    model = build(model_config(base, modality, True), tokenizer, device, None)
+    result = train_rate(model, drawn[:2], device, None, max(2, steps // 4))
+    if "decode" not in args.skip:
+        result.update(decode_rates(model.eval(), drawn[:1], device, 1, args.new_tokens))
+    model = free(device)
+    return {**result, "padding": padding_fraction(drawn)}
 
 
 def free(device) -> None:
