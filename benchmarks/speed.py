@@ -135,6 +135,32 @@ def matmul_peak(device, quick: bool) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - start)
 
 
+def _with_query_heads(query, key, value):
+    """Key and value shapes with the query's head count: grouped-query attention does the same matmuls."""
+    heads = query[1]
+    return (*key[:1], heads, *key[2:]), (*value[:1], heads, *value[2:])
+
+
+def _gqa_attention_flops():
+    """FLOP formulas for SDPA that accept fewer key/value heads than query heads (torch 2.11's assert)."""
+    from torch.utils import flop_counter
+
+    aten = torch.ops.aten
+
+    def forward(query, key, value, *args, out_shape=None, **kwargs):
+        return flop_counter.sdpa_flop_count(query, *_with_query_heads(query, key, value))
+
+    def backward(grad_out, query, key, value, *args, out_shape=None, **kwargs):
+        return flop_counter.sdpa_backward_flop_count(grad_out, query, *_with_query_heads(query, key, value))
+
+    kinds = ("efficient", "flash", "cudnn")
+    return {**{getattr(aten, f"_scaled_dot_product_{k}_attention"): forward for k in kinds},
+            **{getattr(aten, f"_scaled_dot_product_{k}_attention_backward"): backward for k in kinds}}
+
+
+GQA_ATTENTION_FLOPS = _gqa_attention_flops()
+
+
 def train_rate(model, batches, device, dtype, steps: int, warmup: int = 1, count_flops: bool = True) -> dict:
     """Training utterances/s after ``warmup`` steps (a compiled model warms up on every batch shape)."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -152,7 +178,7 @@ def train_rate(model, batches, device, dtype, steps: int, warmup: int = 1, count
     if count_flops:  # the mean over the batches the timed steps run: short and long ones alike
         flops = []
         for batch in batches:
-            counter = FlopCounterMode(display=False)
+            counter = FlopCounterMode(display=False, custom_mapping=GQA_ATTENTION_FLOPS)
             with counter:
                 step(batch)
             flops.append(counter.get_total_flops())

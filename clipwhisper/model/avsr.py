@@ -20,6 +20,7 @@ from torch.profiler import record_function
 
 from ..config import ModelConfig
 from .audio_encoder import WhisperAudioEncoder
+from .causal import causal_only
 from .connector import Connector
 from .ctc import ctc_loss
 from .fusion import STREAMS, Fusion
@@ -200,12 +201,13 @@ class AVSRModel(nn.Module):
         """The LLM's last hidden states for ``embeds`` with its attended tokens packed to the front of each row.
 
         Packed rows end in padding, which a causal LLM's real tokens never see: the LLM runs without an
-        attention mask, so SDPA takes its flash kernel with ``is_causal`` and transformers builds no mask
-        (building one reads the mask on the host, a device sync per step). Positions and attention equal
-        those of the unpacked sequence under its mask, as ``generate`` sees it."""
+        attention mask (causal.py), so SDPA takes its flash kernel and the host never waits for the mask's
+        checks. Positions and attention equal those of the unpacked sequence under its mask, as
+        ``generate`` sees it."""
         order = torch.sort((~mask).to(torch.uint8), dim=1, stable=True).indices
         packed = embeds.gather(1, order[..., None].expand(-1, -1, embeds.shape[-1]))
-        return self.llm.get_decoder()(inputs_embeds=packed, use_cache=False).last_hidden_state  # no KV cache
+        with causal_only(self.llm):
+            return self.llm.get_decoder()(inputs_embeds=packed, use_cache=False).last_hidden_state  # no KV cache
 
     def _ctc(self, tokens: dict, targets: list[list[int]], modality: str) -> torch.Tensor | float:
         """The requested streams' summed CTC losses, each times its connector's ``ctc_weight``. The targets

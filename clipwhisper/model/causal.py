@@ -1,0 +1,41 @@
+"""Causal attention with no mask at all, for training rows packed to the front (avsr.AVSRModel._llm_hidden).
+
+transformers builds an attention mask for every forward, and its checks read
+tensors on the host: with a padding mask whether every token is attended, with
+none whether the positions hold several packed sequences. Each read waits for
+the GPU, so the host cannot queue the next kernels while the encoders run. An
+attention implementation that transformers has no mask function for gets no
+mask and no checks; ours is PyTorch's SDPA, which without a mask runs causal
+flash attention.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from torch import nn
+
+CAUSAL_SDPA = "clipwhisper_causal_sdpa"
+
+
+def _register() -> None:
+    from transformers import AttentionInterface
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    AttentionInterface.register(CAUSAL_SDPA, sdpa_attention_forward)
+
+
+@contextlib.contextmanager
+def causal_only(llm: nn.Module):
+    """Within: ``llm`` attends causally and ignores any attention mask. Only for rows whose padding comes
+    after every real token; an LLM on another attention implementation than SDPA keeps it (and its mask)."""
+    config = llm.config
+    if config._attn_implementation != "sdpa":
+        yield
+        return
+    _register()
+    config._attn_implementation = CAUSAL_SDPA
+    try:
+        yield
+    finally:
+        config._attn_implementation = "sdpa"
