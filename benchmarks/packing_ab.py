@@ -10,22 +10,10 @@ on the same bucketed batches, from media and from cached encoder features.
 
 from __future__ import annotations
 
-import types
-
 import speed
-import torch
 import turns
 
 from clipwhisper.model.compiled import compile_llm_layers
-
-
-def masked_hidden(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The LLM over the holed sequence with its mask, then the hidden states put in packed order."""
-    positions = (mask.long().cumsum(-1) - 1).masked_fill(~mask, 0)
-    hidden = self.llm.get_decoder()(inputs_embeds=embeds, attention_mask=mask.long(), position_ids=positions,
-                                    use_cache=False).last_hidden_state
-    order = torch.sort((~mask).to(torch.uint8), dim=1, stable=True).indices
-    return hidden.gather(1, order[..., None].expand(-1, -1, hidden.shape[-1]))
 
 
 def main() -> None:
@@ -33,7 +21,7 @@ def main() -> None:
     device, base, fast, tokenizer, batches = turns.reference(args.quick)
     models = {name: speed.build(speed.model_config(base, "both", False), tokenizer, device, fast)
               for name in ("masked", "packed")}
-    models["masked"]._llm_hidden = types.MethodType(masked_hidden, models["masked"])
+    speed.hand_llm_the_mask(models["masked"])
     for model in models.values():
         compile_llm_layers(model.llm)
     cached = speed.cached_batches(models["packed"], batches, device, fast)

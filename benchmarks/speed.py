@@ -19,6 +19,7 @@ import gc
 import random
 import tempfile
 import time
+import types
 import warnings
 from pathlib import Path
 
@@ -402,9 +403,25 @@ def main() -> None:
         report(modality, results, peak)
 
 
+def masked_hidden(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The LLM over the holed sequence with its mask, then the hidden states put in packed order."""
+    positions = (mask.long().cumsum(-1) - 1).masked_fill(~mask, 0)
+    hidden = self.llm.get_decoder()(inputs_embeds=embeds, attention_mask=mask.long(), position_ids=positions,
+                                    use_cache=False).last_hidden_state
+    order = torch.sort((~mask).to(torch.uint8), dim=1, stable=True).indices
+    return hidden.gather(1, order[..., None].expand(-1, -1, hidden.shape[-1]))
+
+
+def hand_llm_the_mask(model: AVSRModel) -> AVSRModel:
+    """Training as it was before rows were packed: the LLM gets the holed sequence, its mask and positions
+    (in fp32 SDPA then takes its memory-efficient kernel; packed and maskless it would take the math one)."""
+    model._llm_hidden = types.MethodType(masked_hidden, model)
+    return model
+
+
 def naive_rates(base: dict, modality: str, tokenizer, drawn: list[dict], device, steps: int, args) -> dict:
     """The original's way: 30-s Whisper input, fp32, CLIP frame by frame, batches in drawn order."""
-    model = build(model_config(base, modality, True), tokenizer, device, None)
+    model = hand_llm_the_mask(build(model_config(base, modality, True), tokenizer, device, None))
     result = train_rate(model, drawn[:2], device, None, max(2, steps // 4))
     if "decode" not in args.skip:
         result.update(decode_rates(model.eval(), drawn[:1], device, 1, args.new_tokens))
