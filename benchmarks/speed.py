@@ -329,6 +329,7 @@ def main() -> None:
     parser.add_argument("--modalities", default="audio,video,both")
     parser.add_argument("--new-tokens", type=int, default=None, help="tokens generated per utterance (24; 12 quick)")
     parser.add_argument("--small-image", type=int, default=None, help="also train with CLIP at this size (112)")
+    parser.add_argument("--image-size", type=int, default=None, help="CLIP's input size for every row (224)")
     parser.add_argument("--profile", action="store_true", help="print a profile of the first modality")
     parser.add_argument("--compile", action="store_true", help="also train with torch.compile'd LLM layers")
     parser.add_argument("--skip", default="", help="parts to leave out, comma-separated: naive, decode")
@@ -346,14 +347,14 @@ def main() -> None:
     print(f"device {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}; torch {torch.__version__}; "
           f"matmul {'bf16' if device.type == 'cuda' else 'fp32'} {peak / 1e12:.1f} TFLOP/s")
     fast = torch.bfloat16 if device.type == "cuda" else None
-    image = base["video_encoder"]["vision_cfg"]["image_size"]
+    image = args.image_size or base["video_encoder"]["vision_cfg"]["image_size"]
     for modality in args.modalities.split(","):
         streams = ("audio", "video") if modality == "both" else (modality,)
         durations = lrs3_durations(args.batch_size * args.batches, rng)
         bucketed = [to_device(b, device) for b in make_batches(durations, args.batch_size, rng, image, streams, True)]
         drawn = [to_device(b, device) for b in make_batches(durations, args.batch_size, rng, image, streams, False)]
         results = {}
-        model = build(model_config(base, modality, False), tokenizer, device, fast)
+        model = build(model_config(base, modality, False, args.image_size), tokenizer, device, fast)
         results["ours"] = train_rate(model, bucketed, device, fast, steps)
         cached = cached_batches(model, bucketed, device, fast)
         result = train_rate(model, cached, device, fast, steps)
@@ -376,7 +377,7 @@ def main() -> None:
         results["naive"] = {} if "naive" in args.skip else naive_rates(base, modality, tokenizer, drawn, device,
                                                                        steps, args)
         if args.compile:  # a fresh model: compiled layers would recompile after decoding merges LoRA into them
-            model = build(model_config(base, modality, False), tokenizer, device, fast)
+            model = build(model_config(base, modality, False, args.image_size), tokenizer, device, fast)
             compile_llm_layers(model.llm)
             started = time.perf_counter()
             result = train_rate(model, bucketed, device, fast, steps, warmup=len(bucketed), count_flops=False)
@@ -421,7 +422,7 @@ def hand_llm_the_mask(model: AVSRModel) -> AVSRModel:
 
 def naive_rates(base: dict, modality: str, tokenizer, drawn: list[dict], device, steps: int, args) -> dict:
     """The original's way: 30-s Whisper input, fp32, CLIP frame by frame, batches in drawn order."""
-    model = hand_llm_the_mask(build(model_config(base, modality, True), tokenizer, device, None))
+    model = hand_llm_the_mask(build(model_config(base, modality, True, args.image_size), tokenizer, device, None))
     result = train_rate(model, drawn[:2], device, None, max(2, steps // 4))
     if "decode" not in args.skip:
         result.update(decode_rates(model.eval(), drawn[:1], device, 1, args.new_tokens))
