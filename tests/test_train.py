@@ -335,12 +335,15 @@ def test_video_image_size_interpolates_pretrained_positions(local_pretrained):
 
 
 def test_compiled_llm_layers_train_as_eager_ones(synth_corpus, tmp_path):
-    """--compile (the default on a GPU): the same losses as eager within float noise, and a plain checkpoint."""
+    """--compile (the default on a GPU): the same losses as eager within float noise, and a plain checkpoint.
+    Validation in between generates through the same compiled layers with a mask (training runs them
+    maskless, model/causal.py), and the step after it still matches."""
     runs = {}
     for name, compiled in (("eager", False), ("compiled", True)):
-        config = tiny(synth_corpus, tmp_path / name, max_steps=3, compile=compiled,
+        config = tiny(synth_corpus, tmp_path / name, max_steps=3, compile=compiled, eval_steps=2,
                       **{"model.fusion.audio_drop": 0, "model.fusion.video_drop": 0})
         runs[name] = run_training(config).parent
     compiled_losses = [r["loss"] for r in log_records(runs["compiled"])]
     assert compiled_losses == pytest.approx([r["loss"] for r in log_records(runs["eager"])], rel=1e-4)
+    assert [r["step"] for r in log_records(runs["compiled"], "eval")][:1] == [2]
     assert load_checkpoint(runs["compiled"] / "final") is not None

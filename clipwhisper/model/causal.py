@@ -12,12 +12,14 @@ flash attention.
 from __future__ import annotations
 
 import contextlib
+import functools
 
 from torch import nn
 
 CAUSAL_SDPA = "clipwhisper_causal_sdpa"
 
 
+@functools.cache  # once per process
 def _register() -> None:
     from transformers import AttentionInterface
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
