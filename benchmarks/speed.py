@@ -29,7 +29,7 @@ import torch
 from clipwhisper.config import ModelConfig
 from clipwhisper.features import FeatureCache
 from clipwhisper.manifest import Utterance
-from clipwhisper.model.avsr import AVSRModel
+from clipwhisper.model.avsr import AVSRModel, packing_order
 from clipwhisper.model.compiled import compile_llm_layers
 from clipwhisper.model.llm import apply_finetuning, build_base_llm
 from clipwhisper.model.precision import cast_frozen, configure_kernels, for_inference
@@ -409,8 +409,7 @@ def masked_hidden(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tenso
     positions = (mask.long().cumsum(-1) - 1).masked_fill(~mask, 0)
     hidden = self.llm.get_decoder()(inputs_embeds=embeds, attention_mask=mask.long(), position_ids=positions,
                                     use_cache=False).last_hidden_state
-    order = torch.sort((~mask).to(torch.uint8), dim=1, stable=True).indices
-    return hidden.gather(1, order[..., None].expand(-1, -1, hidden.shape[-1]))
+    return hidden.gather(1, packing_order(mask)[..., None].expand(-1, -1, hidden.shape[-1]))
 
 
 def hand_llm_the_mask(model: AVSRModel) -> AVSRModel:

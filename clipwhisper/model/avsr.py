@@ -39,6 +39,11 @@ def has_stream(batch: dict, stream: str) -> bool:
     return batch.get(stream) is not None or batch.get(f"{stream}_features") is not None
 
 
+def packing_order(mask: torch.Tensor) -> torch.Tensor:
+    """Per row, the indices of the attended tokens in order, then those of the masked ones."""
+    return torch.sort((~mask).to(torch.uint8), dim=1, stable=True).indices
+
+
 class AVSRModel(nn.Module):
     feature_sink = None  # called with what a frozen encoder computed, e.g. features.FeatureCache.put
 
@@ -204,8 +209,7 @@ class AVSRModel(nn.Module):
         attention mask (causal.py), so SDPA takes its flash kernel and the host never waits for the mask's
         checks. Positions and attention equal those of the unpacked sequence under its mask, as
         ``generate`` sees it."""
-        order = torch.sort((~mask).to(torch.uint8), dim=1, stable=True).indices
-        packed = embeds.gather(1, order[..., None].expand(-1, -1, embeds.shape[-1]))
+        packed = embeds.gather(1, packing_order(mask)[..., None].expand(-1, -1, embeds.shape[-1]))
         with causal_only(self.llm):
             return self.llm.get_decoder()(inputs_embeds=packed, use_cache=False).last_hidden_state  # no KV cache
 
