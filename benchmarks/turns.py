@@ -14,21 +14,26 @@ from clipwhisper.model.tokenizer import train_tokenizer
 from clipwhisper.synth.grammar import sample_sentence
 
 
-def arguments(doc: str) -> argparse.Namespace:
+def parser(doc: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny dimensions on the CPU")
     parser.add_argument("--rounds", type=int, default=3)
-    return parser.parse_args()
+    return parser
 
 
-def reference(quick: bool):
-    """Device, configuration, autocast dtype, tokenizer and bucketed batches of 16 for modality ``both``."""
+def arguments(doc: str) -> argparse.Namespace:
+    return parser(doc).parse_args()
+
+
+def reference(quick: bool, image_size: int | None = None):
+    """Device, configuration, autocast dtype, tokenizer and bucketed batches of 16 for modality ``both``, with
+    frames of ``image_size`` (the configuration's own by default)."""
     device = torch.device("cpu" if quick or not torch.cuda.is_available() else "cuda")
     base, fast = (speed.QUICK, None) if quick else (speed.REFERENCE, torch.bfloat16)
     rng = random.Random(0)
     torch.manual_seed(0)
     tokenizer = train_tokenizer([sample_sentence(rng) for _ in range(500)])
-    image = base["video_encoder"]["vision_cfg"]["image_size"]
+    image = image_size or base["video_encoder"]["vision_cfg"]["image_size"]
     durations = speed.lrs3_durations(16 * 6, rng)
     batches = [speed.to_device(b, device) for b in speed.make_batches(durations, 16, rng, image, ("audio", "video"),
                                                                        True)]

@@ -20,6 +20,7 @@ from torch import nn
 
 from ..config import AudioEncoderConfig
 from ..errors import CheckpointError
+from .graphs import ShapeGraphs, pad_multiple, round_up
 from .transfer import to_device
 
 N_FFT, HOP_LENGTH, SAMPLE_RATE = 400, 160, 16_000
@@ -78,6 +79,7 @@ class WhisperAudioEncoder(nn.Module):
 
         self.register_buffer("mel_filters", mel_filters("cpu", dims["n_mels"]), persistent=False)
         self.register_buffer("window", torch.hann_window(N_FFT), persistent=False)
+        self.graphs = ShapeGraphs(self._masked_blocks, self)
 
     @classmethod
     def build(cls, config: AudioEncoderConfig) -> WhisperAudioEncoder:
@@ -114,13 +116,20 @@ class WhisperAudioEncoder(nn.Module):
         if self.pad_to_30s:
             mel = self.log_mel(F.pad(audio, (0, self.max_samples - audio.shape[1])))
             x = self._stem(mel[..., : self.max_samples // HOP_LENGTH], None)
-        else:
-            mel = self._own_length_mels(audio, lengths)
-            x = self._stem(mel, torch.arange(mel.shape[-1], device=mel.device)[None, :] < 2 * frames[:, None])
-        mask = torch.arange(x.shape[1], device=x.device)[None, :] < frames[:, None]
+            for block in self.encoder.blocks:
+                x = block(x)
+            return self.encoder.ln_post(x), torch.arange(x.shape[1], device=x.device)[None, :] < frames[:, None]
+        mel = self._own_length_mels(audio, lengths)
+        x = self._stem(mel, torch.arange(mel.shape[-1], device=mel.device)[None, :] < 2 * frames[:, None])
+        steps = x.shape[1]
+        padded = round_up(steps, pad_multiple(x.device))  # a few shapes, for the CUDA graphs on a GPU
+        mask = torch.arange(padded, device=x.device)[None, :] < frames[:, None]
+        return self.graphs(F.pad(x, (0, 0, 0, padded - steps)), mask)[:, :steps], mask[:, :steps]
+
+    def _masked_blocks(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         for block in self.encoder.blocks:
-            x = block(x) if self.pad_to_30s else _masked_block(block, x, mask[:, None, None, :])
-        return self.encoder.ln_post(x), mask
+            x = _masked_block(block, x, mask[:, None, None, :])
+        return self.encoder.ln_post(x)
 
     def _own_length_mels(self, audio: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Each clip's log-mel as if it were alone: padded to a whole encoder frame, zeros after that."""

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..config import VideoEncoderConfig
+from .graphs import ShapeGraphs, pad_multiple, round_up
 from .transfer import to_device
 
 # A text tower we never use: open_clip's public CLIP class always builds one.
@@ -39,6 +41,7 @@ class ClipVideoEncoder(nn.Module):
         self.chunk_frames = chunk_frames
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        self.graphs = ShapeGraphs(self._embed, self)
 
     @classmethod
     def build(cls, config: VideoEncoderConfig) -> ClipVideoEncoder:
@@ -59,15 +62,22 @@ class ClipVideoEncoder(nn.Module):
 
         Only real frames are encoded, packed across the batch in chunks of ``chunk_frames``. Their
         positions come from the lengths on the host: no device sync, so the host can queue the LLM's
-        kernels while CLIP runs."""
+        kernels while CLIP runs. On a GPU a chunk is padded to a few sizes and replayed as a CUDA graph."""
         batch, steps = frames.shape[:2]
         mask = torch.arange(steps)[None, :] < lengths.cpu()[:, None]
         real = to_device(mask.flatten().nonzero().flatten(), frames.device)
-        dtype = next(self.visual.parameters()).dtype
+        multiple = pad_multiple(frames.device)
         outputs = []
         for chunk in frames.flatten(0, 1).index_select(0, real).split(self.chunk_frames):
-            pixels = chunk.permute(0, 3, 1, 2).float().div(255.0)
-            outputs.append(self.visual(((pixels - self.mean) / self.std).to(dtype)))
+            size = len(chunk)
+            padded = F.pad(chunk, (0, 0, 0, 0, 0, 0, 0, round_up(size, multiple) - size))
+            outputs.append(self.graphs(padded)[:size])
+        dtype = next(self.visual.parameters()).dtype
         encoded = torch.cat(outputs) if outputs else frames.new_zeros((0, self.output_size), dtype=dtype)
         features = encoded.new_zeros((batch * steps, encoded.shape[-1])).index_copy_(0, real, encoded)
         return features.view(batch, steps, -1), to_device(mask, frames.device)
+
+    def _embed(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 frames ``(N, H, W, 3)`` -> CLIP embeddings ``(N, D)`` in the tower's dtype."""
+        pixels = frames.permute(0, 3, 1, 2).float().div(255.0)
+        return self.visual(((pixels - self.mean) / self.std).to(next(self.visual.parameters()).dtype))
