@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from clipwhisper.config import AudioEncoderConfig, VideoEncoderConfig
-from clipwhisper.model import audio_encoder, video_encoder
 from clipwhisper.model.audio_encoder import WhisperAudioEncoder
 from clipwhisper.model.graphs import GRANULE
 from clipwhisper.model.video_encoder import ClipVideoEncoder
@@ -41,12 +40,12 @@ def encode(whisper, clip, batch) -> tuple[torch.Tensor, torch.Tensor]:
     return audio * audio_mask[..., None], video * video_mask[..., None]
 
 
-def test_padding_to_the_gpu_multiple_changes_no_feature(monkeypatch):
+def test_padding_to_the_gpu_multiple_changes_no_feature():
     whisper, clip = encoders()
     batch = inputs(torch.device("cpu"))
     plain = encode(whisper, clip, batch)
-    for module in (audio_encoder, video_encoder):
-        monkeypatch.setattr(module, "pad_multiple", lambda device: GRANULE)
+    for module in (whisper, clip):
+        module.graphs.multiple = lambda tensor: GRANULE  # as on a GPU
     padded = encode(whisper, clip, batch)
     assert plain[0].shape == padded[0].shape and plain[1].shape == padded[1].shape
     for ours, theirs in zip(padded, plain):

@@ -20,7 +20,7 @@ from torch import nn
 
 from ..config import AudioEncoderConfig
 from ..errors import CheckpointError
-from .graphs import ShapeGraphs, pad_multiple, round_up
+from .graphs import ShapeGraphs, round_up
 from .transfer import to_device
 
 N_FFT, HOP_LENGTH, SAMPLE_RATE = 400, 160, 16_000
@@ -122,7 +122,7 @@ class WhisperAudioEncoder(nn.Module):
         mel = self._own_length_mels(audio, lengths)
         x = self._stem(mel, torch.arange(mel.shape[-1], device=mel.device)[None, :] < 2 * frames[:, None])
         steps = x.shape[1]
-        padded = round_up(steps, pad_multiple(x.device))  # a few shapes, for the CUDA graphs on a GPU
+        padded = round_up(steps, self.graphs.multiple(x))  # a few shapes, for the CUDA graphs on a GPU
         mask = torch.arange(padded, device=x.device)[None, :] < frames[:, None]
         return self.graphs(F.pad(x, (0, 0, 0, padded - steps)), mask)[:, :steps], mask[:, :steps]
 

@@ -3,8 +3,8 @@
 A frozen encoder launches hundreds of small kernels a batch (CLIP about a dozen per block and chunk, Whisper
 about fifteen per block), and at 112 px a training step's host took longer to launch its kernels than the GPU
 to run them (docs/performance.md). A replayed graph is one launch. Graphs apply on a GPU without autograd or
-autocast, as frozen encoders run; anywhere else the function runs as it is. Callers pad their inputs to a
-few shapes (``GRANULE``), so that few graphs are captured.
+autocast, as frozen encoders run; anywhere else the function runs as it is. Where they apply, callers pad
+their inputs to a multiple of ``GRANULE`` (``ShapeGraphs.multiple``), so that few graphs are captured.
 """
 
 from __future__ import annotations
@@ -14,11 +14,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-GRANULE = 32  # inputs padded to a multiple of this along their varying dimension, on a GPU
-
-
-def pad_multiple(device: torch.device) -> int:
-    return GRANULE if device.type == "cuda" else 1
+GRANULE = 32
 
 
 def round_up(size: int, multiple: int) -> int:
@@ -41,6 +37,10 @@ class ShapeGraphs:
     def applies(self, tensor: torch.Tensor) -> bool:
         return (self.enabled and tensor.is_cuda and not torch.is_grad_enabled()
                 and not torch.is_autocast_enabled("cuda") and not torch.cuda.is_current_stream_capturing())
+
+    def multiple(self, tensor: torch.Tensor) -> int:
+        """What to pad ``tensor``'s varying dimension to a multiple of: 1 where no graph will run."""
+        return GRANULE if self.applies(tensor) else 1
 
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
         if not self.applies(inputs[0]):

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import VideoEncoderConfig
-from .graphs import ShapeGraphs, pad_multiple, round_up
+from .graphs import ShapeGraphs, round_up
 from .transfer import to_device
 
 # A text tower we never use: open_clip's public CLIP class always builds one.
@@ -66,7 +66,7 @@ class ClipVideoEncoder(nn.Module):
         batch, steps = frames.shape[:2]
         mask = torch.arange(steps)[None, :] < lengths.cpu()[:, None]
         real = to_device(mask.flatten().nonzero().flatten(), frames.device)
-        multiple = pad_multiple(frames.device)
+        multiple = self.graphs.multiple(frames)
         outputs = []
         for chunk in frames.flatten(0, 1).index_select(0, real).split(self.chunk_frames):
             size = len(chunk)
