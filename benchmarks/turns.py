@@ -46,17 +46,21 @@ def warm_up(model, datasets: dict[str, list], device, fast) -> None:
         speed.train_rate(model, data, device, fast, 0, warmup=len(data), count_flops=False)
 
 
-def in_turns(models: dict, datasets: dict[str, list], device, fast, rounds: int) -> None:
+def in_turns(models: dict, datasets: dict[str, list], device, fast, rounds: int, select=None) -> None:
     """Training utterances/s of each model on each dataset, ``rounds`` times in turns; prints the two
-    models' rates and their ratio (second over first) per dataset."""
+    models' rates and their ratio (second over first) per dataset. ``select(name)``, if given, runs before
+    each model's turn (two settings of one model)."""
+    select = select or (lambda name: None)
     started = time.perf_counter()
-    for model in models.values():
+    for name, model in models.items():
+        select(name)
         warm_up(model, datasets, device, fast)
     print(f"warm-up: {time.perf_counter() - started:.0f} s")
     rates = {(name, kind): [] for name in models for kind in datasets}
     for _ in range(rounds):
         for kind, data in datasets.items():
             for name, model in models.items():
+                select(name)
                 rates[name, kind].append(speed.train_rate(model, data, device, fast, 12, count_flops=False)["utt_s"])
     first, second = models
     for kind in datasets:
