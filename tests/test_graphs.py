@@ -56,6 +56,9 @@ def test_padding_to_the_gpu_multiple_changes_no_feature():
 def test_replayed_graphs_equal_the_encoders_without_them():
     whisper, clip = (encoder.cuda() for encoder in encoders())
     batch = inputs(torch.device("cuda"))
+    encode(whisper.train(), clip.train(), batch)
+    assert not clip.graphs.graphs and not whisper.graphs.graphs  # train mode computes otherwise: no graph
+    whisper.eval(), clip.eval()
     first, again = encode(whisper, clip, batch), encode(whisper, clip, batch)  # captured, then replayed
     assert len(clip.graphs.graphs) == len(whisper.graphs.graphs) == 1  # CLIP's chunks of 40 and 33: both 64
     for module in (whisper, clip):

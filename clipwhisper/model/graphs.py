@@ -2,9 +2,10 @@
 
 A frozen encoder launches hundreds of small kernels a batch (CLIP about a dozen per block and chunk, Whisper
 about fifteen per block), and at 112 px a training step's host took longer to launch its kernels than the GPU
-to run them (docs/performance.md). A replayed graph is one launch. Graphs apply on a GPU without autograd or
-autocast, as frozen encoders run; anywhere else the function runs as it is. Where they apply, callers pad
-their inputs to a multiple of ``GRANULE`` (``ShapeGraphs.multiple``), so that few graphs are captured.
+to run them (docs/performance.md). A replayed graph is one launch. Graphs apply on a GPU in eval mode
+without autograd or autocast, as frozen encoders run; anywhere else the function runs as it is. Where they
+apply, callers pad their inputs to a multiple of ``GRANULE`` (``ShapeGraphs.multiple``), so that few graphs
+are captured.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ class ShapeGraphs:
         self.pool = None
 
     def applies(self, tensor: torch.Tensor) -> bool:
-        return (self.enabled and tensor.is_cuda and not torch.is_grad_enabled()
+        """In eval mode only: a graph would replay what one mode computes in the other (dropout, and
+        PyTorch's fused attention, which nn.MultiheadAttention takes only in eval mode)."""
+        return (self.enabled and not self.module.training and tensor.is_cuda and not torch.is_grad_enabled()
                 and not torch.is_autocast_enabled("cuda") and not torch.cuda.is_current_stream_capturing())
 
     def multiple(self, tensor: torch.Tensor) -> int:
