@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from clipwhisper.config import AudioEncoderConfig, VideoEncoderConfig
+from clipwhisper.model import graphs
 from clipwhisper.model.audio_encoder import WhisperAudioEncoder
 from clipwhisper.model.graphs import GRANULE
 from clipwhisper.model.video_encoder import ClipVideoEncoder
@@ -53,7 +54,7 @@ def test_padding_to_the_gpu_multiple_changes_no_feature():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
-def test_replayed_graphs_equal_the_encoders_without_them():
+def test_replayed_graphs_equal_the_encoders_without_them(monkeypatch):
     whisper, clip = (encoder.cuda() for encoder in encoders())
     batch = inputs(torch.device("cuda"))
     encode(whisper.train(), clip.train(), batch)
@@ -61,6 +62,11 @@ def test_replayed_graphs_equal_the_encoders_without_them():
     whisper.eval(), clip.eval()
     first, again = encode(whisper, clip, batch), encode(whisper, clip, batch)  # captured, then replayed
     assert len(clip.graphs.graphs) == len(whisper.graphs.graphs) == 1  # CLIP's chunks of 40 and 33: both 64
+    monkeypatch.setattr(graphs, "MAX_GRAPHS", 1)  # full: a new shape runs without a graph
+    shorter = {**batch, "video": batch["video"][:, :30], "video_lengths": torch.tensor([25, 11, 30])}
+    with torch.no_grad():
+        clip(shorter["video"], shorter["video_lengths"])
+    assert len(clip.graphs.graphs) == 1
     for module in (whisper, clip):
         module.graphs.enabled = False
     plain = encode(whisper, clip, batch)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 GRANULE = 32
+MAX_GRAPHS = 64  # per encoder: each keeps its input and output buffers; further shapes run kernel by kernel
 
 
 def round_up(size: int, multiple: int) -> int:
@@ -54,6 +55,8 @@ class ShapeGraphs:
             self.weights = weights
         key = tuple((tuple(t.shape), t.dtype) for t in inputs)
         if key not in self.graphs:
+            if len(self.graphs) >= MAX_GRAPHS:
+                return self.function(*inputs)
             self.graphs[key] = self._capture(inputs)
         graph, static_inputs, output = self.graphs[key]
         for static, tensor in zip(static_inputs, inputs):
