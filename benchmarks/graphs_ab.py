@@ -5,9 +5,7 @@
 
 One model with compiled LLM layers, as ``clipwhisper train`` runs it on a GPU, timed with its encoders'
 graphs (model/graphs.py) switched off and on in turns, on the same bucketed batches from media, with CLIP at
-112 and at 224 px. One model rather than two copies: with two (compiled layers in both) the graphed copy
-ran 0.88-0.91x the other at 224 px on an H100, where the same model switched on and off ran 1.03-1.06x
-(docs/performance.md); the weights and compiled code are then the same on both sides.
+112 and at 224 px: the weights and the compiled code are the same on both sides.
 """
 
 from __future__ import annotations
