@@ -94,3 +94,12 @@ def test_fsdp_turns_the_graphs_off():
     finally:
         dist.destroy_process_group()
     assert not model.audio_encoder.graphs.enabled and not model.video_encoder.graphs.enabled
+
+
+def test_pad_to_multiple_appends_zeros_along_one_dimension_and_leaves_a_multiple_alone():
+    from clipwhisper.model.padding import pad_to_multiple
+
+    x = torch.ones(2, 5, 3)
+    padded = pad_to_multiple(x, 1, 4)
+    assert padded.shape == (2, 8, 3) and padded[:, :5].eq(1).all() and padded[:, 5:].eq(0).all()
+    assert pad_to_multiple(x, 1, 5) is x and pad_to_multiple(x, 0, 1) is x

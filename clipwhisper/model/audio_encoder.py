@@ -20,7 +20,8 @@ from torch import nn
 
 from ..config import AudioEncoderConfig
 from ..errors import CheckpointError
-from .graphs import ShapeGraphs, round_up
+from .graphs import ShapeGraphs
+from .padding import pad_to_multiple
 from .transfer import to_device
 
 N_FFT, HOP_LENGTH, SAMPLE_RATE = 400, 160, 16_000
@@ -122,9 +123,9 @@ class WhisperAudioEncoder(nn.Module):
         mel = self._own_length_mels(audio, lengths)
         x = self._stem(mel, torch.arange(mel.shape[-1], device=mel.device)[None, :] < 2 * frames[:, None])
         steps = x.shape[1]
-        padded = round_up(steps, self.graphs.multiple(x))  # a few shapes, for the CUDA graphs on a GPU
-        mask = torch.arange(padded, device=x.device)[None, :] < frames[:, None]
-        return self.graphs(F.pad(x, (0, 0, 0, padded - steps)), mask)[:, :steps], mask[:, :steps]
+        x = pad_to_multiple(x, 1, self.graphs.multiple(x))  # a few shapes, for the CUDA graphs on a GPU
+        mask = torch.arange(x.shape[1], device=x.device)[None, :] < frames[:, None]
+        return self.graphs(x, mask)[:, :steps], mask[:, :steps]
 
     def _masked_blocks(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         for block in self.encoder.blocks:

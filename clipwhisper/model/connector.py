@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import ConnectorConfig
+from .padding import pad_to_multiple
 
 
 class Connector(nn.Module):
@@ -22,10 +22,9 @@ class Connector(nn.Module):
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, T, D)`` + mask -> ``(B, ceil(T/k), d_llm)`` + mask; a token is real if any frame in it is."""
-        batch, steps, size = features.shape
-        pad = (-steps) % self.stack
-        features = F.pad(features * mask[..., None], (0, 0, 0, pad))
-        mask = F.pad(mask, (0, pad))
+        batch, _, size = features.shape
+        features = pad_to_multiple(features * mask[..., None], 1, self.stack)
+        mask = pad_to_multiple(mask, 1, self.stack)
         tokens = features.reshape(batch, -1, size * self.stack)
         token_mask = mask.reshape(batch, -1, self.stack).any(dim=-1)
         return self.project(tokens.to(self.project_dtype)), token_mask

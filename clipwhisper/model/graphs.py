@@ -19,10 +19,6 @@ GRANULE = 32
 MAX_GRAPHS = 64  # per encoder: each keeps its input and output buffers; further shapes run kernel by kernel
 
 
-def round_up(size: int, multiple: int) -> int:
-    return -(-size // multiple) * multiple
-
-
 class ShapeGraphs:
     """Calls ``function(*tensors)`` through a CUDA graph per distinct input shapes and dtypes. The graphs read
     ``module``'s parameters where they were at capture; if any moves (e.g. a cast), they are captured again.

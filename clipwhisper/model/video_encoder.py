@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import VideoEncoderConfig
-from .graphs import ShapeGraphs, round_up
+from .graphs import ShapeGraphs
+from .padding import pad_to_multiple
 from .transfer import to_device
 
 # A text tower we never use: open_clip's public CLIP class always builds one.
@@ -69,9 +69,7 @@ class ClipVideoEncoder(nn.Module):
         multiple = self.graphs.multiple(frames)
         outputs = []
         for chunk in frames.flatten(0, 1).index_select(0, real).split(self.chunk_frames):
-            size = len(chunk)
-            padded = F.pad(chunk, (0, 0, 0, 0, 0, 0, 0, round_up(size, multiple) - size))
-            outputs.append(self.graphs(padded)[:size])
+            outputs.append(self.graphs(pad_to_multiple(chunk, 0, multiple))[: len(chunk)])
         dtype = next(self.visual.parameters()).dtype
         encoded = torch.cat(outputs) if outputs else frames.new_zeros((0, self.output_size), dtype=dtype)
         features = encoded.new_zeros((batch * steps, encoded.shape[-1])).index_copy_(0, real, encoded)
