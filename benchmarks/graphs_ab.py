@@ -17,11 +17,12 @@ import torch
 import turns
 
 from clipwhisper.model.compiled import compile_llm_layers
+from clipwhisper.model.graphs import graphs_of
 
 
 def set_graphs(model, enabled: bool) -> None:
-    for encoder in (model.audio_encoder, model.video_encoder):
-        encoder.graphs.enabled = enabled
+    for graphs in graphs_of(model):
+        graphs.enabled = enabled
 
 
 def largest_difference(model, batch: dict) -> dict[str, float]:

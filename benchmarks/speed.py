@@ -32,6 +32,7 @@ from clipwhisper.features import FeatureCache
 from clipwhisper.manifest import Utterance
 from clipwhisper.model.avsr import AVSRModel, packing_order
 from clipwhisper.model.compiled import compile_llm_layers
+from clipwhisper.model.graphs import graphs_of
 from clipwhisper.model.llm import apply_finetuning, build_base_llm
 from clipwhisper.model.precision import cast_frozen, configure_kernels, for_inference
 from clipwhisper.model.tokenizer import train_tokenizer
@@ -207,7 +208,7 @@ def train_rate(model, batches, device, dtype, steps: int, warmup: int = 1, count
 @contextlib.contextmanager
 def graphs_off(model):
     """Encoders launching their kernels one by one, unpadded: FLOP counting sees no kernel of a replayed graph."""
-    graphs = [encoder.graphs for encoder in (model.audio_encoder, model.video_encoder) if encoder is not None]
+    graphs = graphs_of(model)
     enabled = [graph.enabled for graph in graphs]
     for graph in graphs:
         graph.enabled = False

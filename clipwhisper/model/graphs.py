@@ -72,3 +72,8 @@ class ShapeGraphs:
         with torch.cuda.graph(graph, pool=self.pool):
             output = self.function(*static_inputs)
         return graph, static_inputs, output
+
+
+def graphs_of(model: nn.Module) -> list[ShapeGraphs]:
+    """The CUDA graphs of every module within ``model`` that keeps some (its frozen encoders)."""
+    return [module.graphs for module in model.modules() if isinstance(getattr(module, "graphs", None), ShapeGraphs)]
