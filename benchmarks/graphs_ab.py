@@ -1,11 +1,13 @@
-"""Frozen encoders replayed as CUDA graphs against the same encoders launching kernel by kernel, in turns.
+"""CUDA graphs (the frozen encoders' forwards, the LoRA LLM's forward and backward) against the same model
+launching kernel by kernel, in turns.
 
     python benchmarks/graphs_ab.py                 # the reference configuration of speed.py, modality both
     python benchmarks/graphs_ab.py --profile       # and where a graphed step at 112 px spends its time
 
-One model with compiled LLM layers, as ``clipwhisper train`` runs it on a GPU, timed with its encoders'
-graphs (model/graphs.py) switched off and on in turns, on the same bucketed batches from media, with CLIP at
-112 and at 224 px: the weights and the compiled code are the same on both sides.
+One model with compiled LLM layers, as ``clipwhisper train`` runs it on a GPU, timed with its graphs
+(model/graphs.py) switched off and on in turns, on the same bucketed batches: from media with CLIP at 112
+and at 224 px, and at 224 px from the feature cache (encoder outputs, as epochs after the first). The
+weights and the compiled code are the same on both sides.
 """
 
 from __future__ import annotations
@@ -38,13 +40,16 @@ def largest_difference(model, batch: dict) -> dict[str, float]:
     return out
 
 
-def compare(image: int, args, profile: bool) -> None:
+def compare(image: int, args, profile: bool, cached: bool) -> None:
     device, base, fast, tokenizer, batches = turns.reference(args.quick, image)
     model = speed.build(speed.model_config(base, "both", False, image), tokenizer, device, fast)
     compile_llm_layers(model.llm)
     print(f"{image} px: encoder features, graphed against eager, largest relative difference "
           + ", ".join(f"{s} {d:.1e}" for s, d in largest_difference(model, batches[0]).items()))
-    turns.in_turns({"eager": model, "graphed": model}, {f"{image}px": batches}, device, fast, args.rounds,
+    datasets = {f"{image}px": batches}
+    if cached:
+        datasets["cached"] = speed.cached_batches(model, batches, device, fast)
+    turns.in_turns({"eager": model, "graphed": model}, datasets, device, fast, args.rounds,
                    select=lambda name: set_graphs(model, name == "graphed"))
     if profile:
         set_graphs(model, True)
@@ -61,7 +66,7 @@ def main() -> None:
     args = parser.parse_args()
     full = (speed.QUICK if args.quick else speed.REFERENCE)["video_encoder"]["vision_cfg"]["image_size"]
     for image in (full // 2, full):
-        compare(image, args, args.profile and image < full)
+        compare(image, args, args.profile and image < full, cached=image == full)
         speed.free(torch.device("cuda" if torch.cuda.is_available() and not args.quick else "cpu"))
 
 

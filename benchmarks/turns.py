@@ -43,7 +43,7 @@ def reference(quick: bool, image_size: int | None = None):
 def warm_up(model, datasets: dict[str, list], device, fast) -> None:
     """One step on every batch: a compiled model compiles for each shape here, not while timed."""
     for data in datasets.values():
-        speed.train_rate(model, data, device, fast, 0, warmup=len(data), count_flops=False)
+        speed.train_rate(model, data, device, fast, 0, count_flops=False)
 
 
 def in_turns(models: dict, datasets: dict[str, list], device, fast, rounds: int, select=None) -> None:

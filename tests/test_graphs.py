@@ -1,7 +1,8 @@
-"""Frozen encoders on a GPU: inputs padded to a few shapes and replayed as CUDA graphs (model/graphs.py).
+"""CUDA graphs on a GPU (model/graphs.py): frozen encoders and the LoRA LLM's training step, inputs padded to a few
+shapes.
 
-The padding runs here on the CPU (with the GPU's multiple forced); the graphs need a GPU, where the second
-test checks that replayed graphs give what the encoders compute without them."""
+The padding runs here on the CPU (with the GPU's multiple forced); the graphs need a GPU, where the tests
+check that replayed graphs give what the same modules compute without them."""
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ import torch
 from clipwhisper.config import AudioEncoderConfig, VideoEncoderConfig
 from clipwhisper.model import graphs
 from clipwhisper.model.audio_encoder import WhisperAudioEncoder
-from clipwhisper.model.graphs import GRANULE
+from clipwhisper.model.graphs import GRANULE, TrainingGraphs, graphs_of
 from clipwhisper.model.video_encoder import ClipVideoEncoder
 
 WHISPER = {"n_mels": 80, "n_audio_ctx": 1500, "n_audio_state": 64, "n_audio_head": 4, "n_audio_layer": 2}
@@ -88,12 +89,13 @@ def test_fsdp_turns_the_graphs_off():
 
     model = Model()
     model.llm, (model.audio_encoder, model.video_encoder) = tiny_llm(), encoders()
+    model.llm_graphs = TrainingGraphs(model.llm.model, model.llm)
     dist.init_process_group("gloo", init_method="tcp://127.0.0.1:0", rank=0, world_size=1)
     try:
         shard_model(model, torch.device("cpu"))
     finally:
         dist.destroy_process_group()
-    assert not model.audio_encoder.graphs.enabled and not model.video_encoder.graphs.enabled
+    assert len(graphs_of(model)) == 3 and not any(graphs.enabled for graphs in graphs_of(model))
 
 
 def test_pad_to_multiple_appends_zeros_along_one_dimension_and_leaves_a_multiple_alone():
@@ -103,3 +105,90 @@ def test_pad_to_multiple_appends_zeros_along_one_dimension_and_leaves_a_multiple
     padded = pad_to_multiple(x, 1, 4)
     assert padded.shape == (2, 8, 3) and padded[:, :5].eq(1).all() and padded[:, 5:].eq(0).all()
     assert pad_to_multiple(x, 1, 5) is x and pad_to_multiple(x, 0, 1) is x
+
+
+# -- the LLM decoder in training (graphs.TrainingGraphs) -----------------------------------------------------
+
+LORA = {"model.llm.finetune": "lora", "model.llm.lora.dropout": 0.0, "model.fusion.audio_drop": 0.0,
+        "model.fusion.video_drop": 0.0, "model.audio_encoder.trainable": False,
+        "model.video_encoder.trainable": False}
+
+
+def lora_model(folder, device="cpu"):
+    from test_ctc import tiny_model
+
+    return tiny_model(folder, **LORA).to(device).train()
+
+
+def cached_batch(model, frames: list[tuple[int, int]], seed: int = 0) -> dict:
+    """A batch as the feature cache serves it: random encoder outputs of (audio, video) frames per row."""
+    generator = torch.Generator().manual_seed(seed)
+    batch = {"ids": [f"u{i}" for i in range(len(frames))],
+             "texts": ["set blue at a one now", "blue now", "one"][: len(frames)]}
+    for index, (stream, encoder) in enumerate((("audio", model.audio_encoder), ("video", model.video_encoder))):
+        lengths = torch.tensor([row[index] for row in frames])
+        features = torch.randn(len(frames), int(lengths.max()), encoder.output_size, generator=generator)
+        batch[f"{stream}_features"], batch[f"{stream}_features_lengths"] = features.to(model.device), lengths
+    return batch
+
+
+def gradients(model, micro_batches: list[dict]) -> dict[str, torch.Tensor]:
+    """The trainable parameters' gradients summed over ``micro_batches``, from None (as the trainer zeroes)."""
+    model.zero_grad(set_to_none=True)
+    for batch in micro_batches:
+        model(batch).backward()
+    return {name: p.grad.clone() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def test_padding_packed_rows_to_the_gpu_multiple_changes_neither_loss_nor_gradients(tmp_path):
+    """The LLM graphs' padding (after each packed row's real tokens) on the CPU, with the GPU's multiple forced."""
+    model = lora_model(tmp_path)
+    batch = cached_batch(model, [(40, 21), (17, 9), (29, 14)])
+    plain_loss, plain = model(batch).item(), gradients(model, [batch])
+    lengths = []
+    model.llm_graphs.multiple = lambda tensor: GRANULE  # as on a GPU
+    function = model.llm_graphs.function
+    model.llm_graphs.function = lambda packed: lengths.append(packed.shape[1]) or function(packed)
+    padded_loss, padded = model(batch).item(), gradients(model, [batch])
+    assert lengths and all(length % GRANULE == 0 for length in lengths)
+    assert padded_loss == pytest.approx(plain_loss, rel=1e-5)
+    for name, grad in plain.items():
+        torch.testing.assert_close(padded[name], grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_a_full_fine_tune_or_checkpointed_llm_runs_without_graphs(tmp_path):
+    from test_ctc import tiny_model
+
+    assert lora_model(tmp_path).llm_graphs.enabled
+    assert not tiny_model(tmp_path).llm_graphs.enabled  # the tiny preset fine-tunes the whole LLM
+    assert not tiny_model(tmp_path, **{**LORA, "model.llm.gradient_checkpointing": True}).llm_graphs.enabled
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_graphed_llm_training_equals_the_llm_without_graphs(tmp_path):
+    """Gradients summed over two micro-batches of different lengths, three times from None (the trainer's
+    zero_grad), with and without the LLM graphs; then two forwards before one backward (the second runs
+    without graphs: they share memory), and evaluation, which captures nothing."""
+    import warnings
+
+    model = lora_model(tmp_path, "cuda")
+    micro = [cached_batch(model, [(40, 21), (17, 9), (29, 14)], 0), cached_batch(model, [(90, 44), (60, 30)], 1)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        graphed = [gradients(model, micro) for _ in range(3)]
+    crossing = [str(w.message) for w in caught if "stream" in str(w.message)]
+    assert not crossing, crossing  # gradients accumulate on the step's stream
+    assert len(model.llm_graphs.graphs) == 2
+    twice = model(micro[0]) + model(micro[1])
+    model.zero_grad(set_to_none=True)
+    twice.backward()
+    together = {name: p.grad.clone() for name, p in model.named_parameters() if p.requires_grad}
+    model.llm_graphs.enabled = False
+    plain = gradients(model, micro)
+    for grads in (*graphed, together):
+        for name, grad in plain.items():
+            torch.testing.assert_close(grads[name], grad, atol=1e-4, rtol=1e-3, msg=name)
+    model.llm_graphs.enabled = True
+    with torch.no_grad():
+        model.eval()(micro[0])
+    assert len(model.llm_graphs.graphs) == 2

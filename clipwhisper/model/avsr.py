@@ -24,6 +24,8 @@ from .causal import causal_only
 from .connector import Connector
 from .ctc import ctc_loss
 from .fusion import STREAMS, Fusion
+from .graphs import TrainingGraphs
+from .padding import pad_to_multiple
 from .transfer import to_device
 from .video_encoder import ClipVideoEncoder
 
@@ -62,6 +64,10 @@ class AVSRModel(nn.Module):
         self.video_connector = Connector(video_encoder.output_size, hidden, config.video_connector) \
             if video_encoder else None
         self.fusion = Fusion(config.fusion, hidden, self.streams)
+        self.llm_graphs = TrainingGraphs(self._decode_packed, llm)
+        # LoRA and frozen LLMs only: the graphs keep each shape's parameter gradients (a full fine-tune's are
+        # the LLM's size), and checkpointed layers' recomputation inside a graph is untested.
+        self.llm_graphs.enabled = config.llm.finetune != "full" and not config.llm.gradient_checkpointing
         prompt = tokenizer(config.prompt, add_special_tokens=False)["input_ids"]
         self.register_buffer("prompt_ids", torch.tensor([tokenizer.bos_token_id, *prompt]), persistent=False)
 
@@ -208,8 +214,12 @@ class AVSRModel(nn.Module):
         Packed rows end in padding, which a causal LLM's real tokens never see: the LLM runs without an
         attention mask (causal.py), so SDPA takes its flash kernel and the host never waits for the mask's
         checks. Positions and attention equal those of the unpacked sequence under its mask, as
-        ``generate`` sees it."""
+        ``generate`` sees it. For the same reason the rows may be padded further, to the few lengths the
+        LLM's CUDA graphs are captured for in training on a GPU (graphs.py)."""
         packed = embeds.gather(1, packing_order(mask)[..., None].expand(-1, -1, embeds.shape[-1]))
+        return self.llm_graphs(pad_to_multiple(packed, 1, self.llm_graphs.multiple(packed)))[:, : packed.shape[1]]
+
+    def _decode_packed(self, packed: torch.Tensor) -> torch.Tensor:
         with causal_only(self.llm):
             return self.llm.get_decoder()(inputs_embeds=packed, use_cache=False).last_hidden_state  # no KV cache
 

@@ -1,36 +1,69 @@
-"""CUDA graphs of a frozen encoder's forward: captured once per input shape, then replayed.
+"""CUDA graphs, captured once per input shape and then replayed: of a frozen encoder's forward, and of the
+LLM decoder's forward and backward in training.
 
 A frozen encoder launches hundreds of small kernels a batch (CLIP about a dozen per block and chunk, Whisper
-about fifteen per block), and at 112 px a training step's host took longer to launch its kernels than the GPU
-to run them (docs/performance.md). A replayed graph is one launch. Graphs apply on a GPU in eval mode
-without autograd or autocast, as frozen encoders run; anywhere else the function runs as it is. Where they
-apply, callers pad their inputs to a multiple of ``GRANULE`` (``ShapeGraphs.multiple``), so that few graphs
-are captured.
+about fifteen per block), and so does the LoRA LLM's decoder; on the H100 the host took longer to launch
+them than the GPU to run them (docs/performance.md). A replayed graph is one launch. Where graphs apply,
+callers pad their inputs to a multiple of ``GRANULE`` (``multiple``), so that few graphs are captured;
+anywhere else the function runs as it is.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
 GRANULE = 32
-MAX_GRAPHS = 64  # per encoder: each keeps its input and output buffers; further shapes run kernel by kernel
+MAX_GRAPHS = 64  # per module: each keeps its input and output buffers; further shapes run kernel by kernel
 
 
-class ShapeGraphs:
-    """Calls ``function(*tensors)`` through a CUDA graph per distinct input shapes and dtypes. The graphs read
-    ``module``'s parameters where they were at capture; if any moves (e.g. a cast), they are captured again.
-    ``enabled = False`` where the parameters move every step (FSDP gathers them anew)."""
+class _PerShape:
+    """Graphs of ``module``'s computation by key. They read its parameters where they were at capture; if any
+    moves (e.g. a cast), they are captured again. ``enabled = False`` where the parameters move every step
+    (FSDP gathers them anew)."""
 
-    def __init__(self, function: Callable[..., torch.Tensor], module: nn.Module):
-        self.function = function
+    def __init__(self, module: nn.Module):
         self.module = module
         self.enabled = True
-        self.graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, list[torch.Tensor], torch.Tensor]] = {}
+        self.graphs: dict[tuple, object] = {}
         self.weights: tuple[int, ...] = ()
-        self.pool = None
+        self.pool = None  # one memory pool for all of them: they replay one at a time
+
+    def applies(self, tensor: torch.Tensor) -> bool:
+        raise NotImplementedError
+
+    def multiple(self, tensor: torch.Tensor) -> int:
+        """What to pad ``tensor``'s varying dimension to a multiple of: 1 where no graph will run."""
+        return GRANULE if self.applies(tensor) else 1
+
+    def _graph(self, key: tuple, capture: Callable[[], object]):
+        """The graph for ``key``, captured now if new; None when ``MAX_GRAPHS`` are taken."""
+        weights = tuple(t.data_ptr() for t in (*self.module.parameters(), *self.module.buffers()))
+        if weights != self.weights:
+            self.graphs.clear()
+            self.weights = weights
+        if key not in self.graphs:
+            if len(self.graphs) >= MAX_GRAPHS:
+                return None
+            self.pool = self.pool or torch.cuda.graph_pool_handle()
+            self.graphs[key] = capture()
+        return self.graphs[key]
+
+
+def _shapes(inputs) -> tuple:
+    return tuple((tuple(t.shape), t.dtype) for t in inputs)
+
+
+class ShapeGraphs(_PerShape):
+    """Calls ``function(*tensors)`` through a CUDA graph per distinct input shapes and dtypes, in eval mode
+    without autograd or autocast, as frozen encoders run."""
+
+    def __init__(self, function: Callable[..., torch.Tensor], module: nn.Module):
+        super().__init__(module)
+        self.function = function
 
     def applies(self, tensor: torch.Tensor) -> bool:
         """In eval mode only: a graph would replay what one mode computes in the other (dropout, and
@@ -38,23 +71,11 @@ class ShapeGraphs:
         return (self.enabled and not self.module.training and tensor.is_cuda and not torch.is_grad_enabled()
                 and not torch.is_autocast_enabled("cuda") and not torch.cuda.is_current_stream_capturing())
 
-    def multiple(self, tensor: torch.Tensor) -> int:
-        """What to pad ``tensor``'s varying dimension to a multiple of: 1 where no graph will run."""
-        return GRANULE if self.applies(tensor) else 1
-
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
-        if not self.applies(inputs[0]):
+        entry = self._graph(_shapes(inputs), lambda: self._capture(inputs)) if self.applies(inputs[0]) else None
+        if entry is None:
             return self.function(*inputs)
-        weights = tuple(t.data_ptr() for t in (*self.module.parameters(), *self.module.buffers()))
-        if weights != self.weights:
-            self.graphs.clear()
-            self.weights = weights
-        key = tuple((tuple(t.shape), t.dtype) for t in inputs)
-        if key not in self.graphs:
-            if len(self.graphs) >= MAX_GRAPHS:
-                return self.function(*inputs)
-            self.graphs[key] = self._capture(inputs)
-        graph, static_inputs, output = self.graphs[key]
+        graph, static_inputs, output = entry
         for static, tensor in zip(static_inputs, inputs):
             static.copy_(tensor)
         graph.replay()
@@ -68,12 +89,112 @@ class ShapeGraphs:
             self.function(*static_inputs)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        self.pool = self.pool or torch.cuda.graph_pool_handle()  # one pool: graphs replay one at a time
         with torch.cuda.graph(graph, pool=self.pool):
             output = self.function(*static_inputs)
         return graph, static_inputs, output
 
 
-def graphs_of(model: nn.Module) -> list[ShapeGraphs]:
-    """The CUDA graphs of every module within ``model`` that keeps some (its frozen encoders)."""
-    return [module.graphs for module in model.modules() if isinstance(getattr(module, "graphs", None), ShapeGraphs)]
+class TrainingGraphs(_PerShape):
+    """Calls ``function(tensor)`` in training, forward and backward, through a pair of CUDA graphs per input
+    shape, training mode of ``module`` and autocast dtype; gradients flow to ``tensor`` and to ``module``'s
+    trainable parameters. For modules whose trainable parameters are few (LoRA adapters): the graphs keep
+    each shape's parameter gradients.
+
+    All graphs share one memory pool, so a replayed forward overwrites what another graph's backward still
+    needs: while one graphed forward awaits its backward, a second forward runs without graphs."""
+
+    def __init__(self, function: Callable[[torch.Tensor], torch.Tensor], module: nn.Module):
+        super().__init__(module)
+        self.function = function
+        self._awaiting = None  # the autograd node of a graphed forward whose backward has not run yet
+
+    def applies(self, tensor: torch.Tensor) -> bool:
+        return (self.enabled and tensor.is_cuda and tensor.requires_grad and torch.is_grad_enabled()
+                and not torch.cuda.is_current_stream_capturing()
+                and (self._awaiting is None or self._awaiting() is None))
+
+    def __call__(self, tensor: torch.Tensor) -> torch.Tensor:
+        autocast = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else None
+        key = (*_shapes([tensor]), self.module.training, autocast)
+        step = self._graph(key, lambda: self._capture(tensor, autocast)) if self.applies(tensor) else None
+        if step is None:
+            return self.function(tensor)
+        self._keep_gradients(step.params)
+        output = _Replay.apply(step, tensor, *step.params)
+        self._awaiting = weakref.ref(output.grad_fn)  # dead once the step's autograd graph is freed
+        output.register_hook(self._backward_started)
+        return output
+
+    def _backward_started(self, grad: torch.Tensor) -> None:
+        self._awaiting = None
+
+    @staticmethod
+    def _keep_gradients(params: list[torch.Tensor]) -> None:
+        """Parameters without a gradient get a zero one, to add into: autograd would otherwise adopt the
+        graph's gradient buffer as ``.grad``, and the next replay would overwrite it (wrong sums when
+        micro-batches accumulate, pytorch/pytorch#96693)."""
+        for param in params:
+            if param.grad is None:
+                param.grad = torch.zeros_like(param)
+
+    def _capture(self, tensor: torch.Tensor, autocast: torch.dtype | None) -> _GraphedStep:
+        # Autocast must not cache casts of the weights across the capture: each replay casts them anew.
+        with torch.autocast("cuda", dtype=autocast, enabled=autocast is not None, cache_enabled=False):
+            return _GraphedStep(self.function, [p for p in self.module.parameters() if p.requires_grad],
+                                tensor, self.pool)
+
+
+class _GraphedStep:
+    """One shape's forward graph and backward graph, with their static input, output and gradient buffers
+    (what torch.cuda.make_graphed_callables builds, less the captured autograd graph it keeps alive: the
+    gradient accumulators that graph holds belong to the capture's stream, and every later backward would
+    cross streams to reach them)."""
+
+    WARM_UP = 3  # calls before capture: library handles, workspaces, compiled kernels
+
+    def __init__(self, function, params: list[torch.Tensor], tensor: torch.Tensor, pool):
+        self.params = params
+        self.input = tensor.detach().clone().requires_grad_(True)
+        inputs = (self.input, *params)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(self.WARM_UP):
+                _forward_backward(function, inputs)
+        torch.cuda.current_stream().wait_stream(side)
+        self.forward_graph, self.backward_graph = torch.cuda.CUDAGraph(), torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.forward_graph, pool=pool):
+            output = function(self.input)
+        self.output_grad = torch.empty_like(output)
+        with torch.cuda.graph(self.backward_graph, pool=pool):
+            self.grads = torch.autograd.grad(output, inputs, self.output_grad, allow_unused=True)
+        self.output = output.detach()
+
+
+def _forward_backward(function, inputs: tuple[torch.Tensor, ...]) -> None:
+    """One call and its gradients, whose autograd graph is gone on return: a graph still alive would hand its
+    gradient accumulators, made on this stream, to the next call on another stream."""
+    output = function(inputs[0])
+    torch.autograd.grad(output, inputs, torch.ones_like(output), allow_unused=True)
+
+
+class _Replay(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, step: _GraphedStep, tensor: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
+        ctx.step = step
+        step.input.copy_(tensor)
+        step.forward_graph.replay()
+        return step.output.clone()  # the next replay overwrites the graph's output
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        step = ctx.step
+        step.output_grad.copy_(grad)
+        step.backward_graph.replay()
+        return None, *step.grads
+
+
+def graphs_of(model: nn.Module) -> list[_PerShape]:
+    """The CUDA graphs of every module within ``model`` that keeps some (its frozen encoders and its LLM)."""
+    return [value for module in model.modules() for value in vars(module).values() if isinstance(value, _PerShape)]
