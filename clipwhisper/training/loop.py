@@ -130,6 +130,9 @@ class Trainer:
             return self.model
         from torch.nn.parallel import DistributedDataParallel  # all-reduces the trainable parameters' gradients
 
+        # DDP keeps the parameters' gradient accumulators, made on the default stream; a graph's backward
+        # captured on its own stream would have to wait on that stream, which CUDA refuses during capture.
+        self.model.llm_graphs.enabled = False
         return DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == "cuda" else None)
 
     def _augmentation(self) -> NoiseAugmentation | None:
