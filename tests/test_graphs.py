@@ -165,10 +165,11 @@ def test_a_full_fine_tune_or_checkpointed_llm_runs_without_graphs(tmp_path):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
-def test_graphed_llm_training_equals_the_llm_without_graphs(tmp_path):
+def test_graphed_llm_training_equals_the_llm_without_graphs(tmp_path, monkeypatch):
     """Gradients summed over two micro-batches of different lengths, three times from None (the trainer's
     zero_grad), with and without the LLM graphs; then two forwards before one backward (the second runs
-    without graphs: they share memory), and evaluation, which captures nothing."""
+    without graphs: they share memory), evaluation, which captures nothing, and a full GPU, where nothing
+    more is captured."""
     import warnings
 
     model = lora_model(tmp_path, "cuda")
@@ -191,4 +192,7 @@ def test_graphed_llm_training_equals_the_llm_without_graphs(tmp_path):
     model.llm_graphs.enabled = True
     with torch.no_grad():
         model.eval()(micro[0])
+    assert len(model.llm_graphs.graphs) == 2
+    monkeypatch.setattr(graphs, "MEMORY_SHARE", 0.0)  # the GPU's memory taken: a new shape runs without a graph
+    gradients(model.train(), [cached_batch(model, [(30, 15)], 2)])
     assert len(model.llm_graphs.graphs) == 2

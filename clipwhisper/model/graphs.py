@@ -18,6 +18,9 @@ from torch import nn
 
 GRANULE = 32
 MAX_GRAPHS = 64  # per module: each keeps its input and output buffers; further shapes run kernel by kernel
+# No capture once the caching allocator holds this share of the GPU's memory: a graph's pool memory serves
+# only graphs, and what is left must serve steps that run without one.
+MEMORY_SHARE = 0.7
 
 
 class _PerShape:
@@ -46,11 +49,16 @@ class _PerShape:
             self.graphs.clear()
             self.weights = weights
         if key not in self.graphs:
-            if len(self.graphs) >= MAX_GRAPHS:
+            if len(self.graphs) >= MAX_GRAPHS or _memory_held() > MEMORY_SHARE:
                 return None
             self.pool = self.pool or torch.cuda.graph_pool_handle()
             self.graphs[key] = capture()
         return self.graphs[key]
+
+
+def _memory_held() -> float:
+    """The share of the current GPU's memory that PyTorch's caching allocator holds (no device sync)."""
+    return torch.cuda.memory_reserved() / torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
 
 
 def _shapes(inputs) -> tuple:
