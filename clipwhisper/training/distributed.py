@@ -62,6 +62,10 @@ class Distributed:
         except ClipWhisperError:
             self._end_group()
             raise
+        # All ranks end the group together. In 2 of 3 full CPU test runs of 2026-11-27 a rank that ended its
+        # group while rank 0 was still at work (finishing its checkpoint) aborted in gloo ("terminate called
+        # without an active exception"); torchrun then stopped rank 0.
+        self.barrier()
         self._end_group()
 
     def _end_group(self) -> None:
