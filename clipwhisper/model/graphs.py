@@ -43,7 +43,8 @@ class _PerShape:
         return GRANULE if self.applies(tensor) else 1
 
     def _graph(self, key: tuple, capture: Callable[[], object]):
-        """The graph for ``key``, captured now if new; None when ``MAX_GRAPHS`` are taken."""
+        """The graph for ``key``, captured now if new; None when ``MAX_GRAPHS`` are taken or the GPU's memory
+        mostly is (``MEMORY_SHARE``)."""
         weights = tuple(t.data_ptr() for t in (*self.module.parameters(), *self.module.buffers()))
         if weights != self.weights:
             self.graphs.clear()
