@@ -98,6 +98,26 @@ def test_fsdp_turns_the_graphs_off():
     assert len(graphs_of(model)) == 3 and not any(graphs.enabled for graphs in graphs_of(model))
 
 
+def test_ddp_turns_the_llm_graphs_off(synth_corpus, tmp_path):
+    """DDP keeps the parameters' gradient accumulators, made on the default stream, which a backward captured
+    on another stream cannot wait on. (Two ranks as far as the trainer knows, one gloo process in fact.)"""
+    import torch.distributed as dist
+    from test_train import tiny
+
+    from clipwhisper.training.distributed import Distributed
+    from clipwhisper.training.loop import Trainer
+
+    lora = {"model.llm.finetune": "lora"}
+    dist.init_process_group("gloo", init_method="tcp://127.0.0.1:0", rank=0, world_size=1)
+    try:
+        alone = Trainer(tiny(synth_corpus, tmp_path / "one", **lora), Distributed())
+        replicated = Trainer(tiny(synth_corpus, tmp_path / "two", **lora), Distributed(world=2))
+    finally:
+        dist.destroy_process_group()
+    assert alone.ddp is alone.model and alone.model.llm_graphs.enabled
+    assert replicated.ddp is not replicated.model and not replicated.model.llm_graphs.enabled
+
+
 def test_pad_to_multiple_appends_zeros_along_one_dimension_and_leaves_a_multiple_alone():
     from clipwhisper.model.padding import pad_to_multiple
 
