@@ -211,7 +211,8 @@ def train_rate(model, batches, device, dtype, steps: int, count_flops: bool = Tr
 
 @contextlib.contextmanager
 def graphs_off(model):
-    """Encoders launching their kernels one by one, unpadded: FLOP counting sees no kernel of a replayed graph."""
+    """The encoders and the LLM launching their kernels one by one, unpadded: FLOP counting sees no kernel of a
+    replayed graph."""
     graphs = graphs_of(model)
     enabled = [graph.enabled for graph in graphs]
     for graph in graphs:

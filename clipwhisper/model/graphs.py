@@ -92,11 +92,7 @@ class ShapeGraphs(_PerShape):
 
     def _capture(self, inputs) -> tuple[torch.cuda.CUDAGraph, list[torch.Tensor], torch.Tensor]:
         static_inputs = [t.clone() for t in inputs]
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):  # warm-up outside the graph: library handles, workspaces, kernel choice
-            self.function(*static_inputs)
-        torch.cuda.current_stream().wait_stream(side)
+        _warm_up(lambda: self.function(*static_inputs), times=1)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool=self.pool):
             output = self.function(*static_inputs)
@@ -159,18 +155,11 @@ class _GraphedStep:
     gradient accumulators that graph holds belong to the capture's stream, and every later backward would
     cross streams to reach them)."""
 
-    WARM_UP = 3  # calls before capture: library handles, workspaces, compiled kernels
-
     def __init__(self, function, params: list[torch.Tensor], tensor: torch.Tensor, pool):
         self.params = params
         self.input = tensor.detach().clone().requires_grad_(True)
         inputs = (self.input, *params)
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(self.WARM_UP):
-                _forward_backward(function, inputs)
-        torch.cuda.current_stream().wait_stream(side)
+        _warm_up(lambda: _forward_backward(function, inputs), times=3)  # as make_graphed_callables does
         self.forward_graph, self.backward_graph = torch.cuda.CUDAGraph(), torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.forward_graph, pool=pool):
             output = function(self.input)
@@ -178,6 +167,17 @@ class _GraphedStep:
         with torch.cuda.graph(self.backward_graph, pool=pool):
             self.grads = torch.autograd.grad(output, inputs, self.output_grad, allow_unused=True)
         self.output = output.detach()
+
+
+def _warm_up(work: Callable[[], object], times: int) -> None:
+    """``work()`` before its capture, on a side stream as capture wants: library handles, workspaces, kernel
+    choice and compiled code are set up outside the graph."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(times):
+            work()
+    torch.cuda.current_stream().wait_stream(side)
 
 
 def _forward_backward(function, inputs: tuple[torch.Tensor, ...]) -> None:
