@@ -156,9 +156,10 @@ def _gqa_attention_flops():
     def backward(grad_out, query, key, value, *args, out_shape=None, **kwargs):
         return flop_counter.sdpa_backward_flop_count(grad_out, query, *_with_query_heads(query, key, value))
 
-    kinds = ("efficient", "flash", "cudnn")
-    return {**{getattr(aten, f"_scaled_dot_product_{k}_attention"): forward for k in kinds},
-            **{getattr(aten, f"_scaled_dot_product_{k}_attention_backward"): backward for k in kinds}}
+    kinds = ("efficient", "flash", "cudnn", "flash_attention_for_cpu")  # the CPU's kernel is not in torch's table
+    names = [f"_scaled_dot_product_{k}" + ("" if k.endswith("cpu") else "_attention") for k in kinds]
+    return {**{getattr(aten, name): forward for name in names},
+            **{getattr(aten, f"{name}_backward"): backward for name in names}}
 
 
 GQA_ATTENTION_FLOPS = _gqa_attention_flops()
@@ -167,8 +168,6 @@ GQA_ATTENTION_FLOPS = _gqa_attention_flops()
 def train_rate(model, batches, device, dtype, steps: int, count_flops: bool = True) -> dict:
     """Training utterances/s after a step on every batch: compiled layers compile and CUDA graphs are
     captured once per batch shape, not while timed."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4,
                                   fused=device.type == "cuda")
@@ -178,16 +177,13 @@ def train_rate(model, batches, device, dtype, steps: int, count_flops: bool = Tr
 
     for batch in batches:
         step(batch)
-    flops_per_utt = float("nan")
+    flops_per_utt, parts = float("nan"), {}
     if count_flops:  # the mean over the batches the timed steps run: short and long ones alike
-        flops = []
-        for batch in batches:
-            counter = FlopCounterMode(display=False, custom_mapping=GQA_ATTENTION_FLOPS)
-            with counter, graphs_off(model):
-                step(batch)
-            flops.append(counter.get_total_flops())
         timed = [i % len(batches) for i in range(steps)]
-        flops_per_utt = sum(flops[i] for i in timed) / sum(len(batches[i]["ids"]) for i in timed)
+        counts = [count_flops_of(model, step, batch) for batch in batches]
+        utts = sum(len(batches[i]["ids"]) for i in timed)
+        parts = {part: sum(counts[i][part] for i in timed) / utts for part in counts[0]}
+        flops_per_utt = parts.pop("all")
     syncs = count_syncs(step, batches[0]) if device.type == "cuda" else []
     if device.type == "cuda":  # what the timed steps hold, not what earlier work left cached
         torch.cuda.empty_cache()
@@ -206,7 +202,30 @@ def train_rate(model, batches, device, dtype, steps: int, count_flops: bool = Tr
     # Reserved, not allocated: a replayed CUDA graph works in its pool's memory without allocating it.
     peak = torch.cuda.max_memory_reserved() / 2**30 if device.type == "cuda" else float("nan")
     return {"utt_s": utts / elapsed, "audio_s_s": seconds / elapsed, "peak_gib": peak,
-            "flops_per_utt": flops_per_utt, "syncs": syncs}
+            "flops_per_utt": flops_per_utt, "flops_by_part": parts, "syncs": syncs}
+
+
+def count_flops_of(model, step, batch) -> dict[str, int]:
+    """Model FLOPs of one training step, in all and per component.
+
+    Every kernel launched one by one: FlopCounterMode sees neither a replayed graph's kernels nor those
+    inside nn.MultiheadAttention's inference fast path (one opaque op holding CLIP's q/k/v and output
+    projections and its attention: a third of CLIP's FLOPs, uncounted before 2026-11-27)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False, custom_mapping=GQA_ATTENTION_FLOPS)
+    fast_path = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with counter, graphs_off(model):
+            step(batch)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fast_path)
+    by_module = counter.get_flop_counts()
+    parts = {part: sum(by_module.get(f"{type(model).__name__}.{name}", {}).values())
+             for name, part in (("video_encoder", "CLIP"), ("audio_encoder", "Whisper"))}
+    parts["LLM and the rest"] = counter.get_total_flops() - sum(parts.values())
+    return {"all": counter.get_total_flops(), **parts}
 
 
 @contextlib.contextmanager
@@ -325,7 +344,8 @@ def report(modality: str, results: dict, peak: float) -> None:
     useful = ours["flops_per_utt"]  # FLOPs the work needs; the naive run's padding is not useful work
     for result in results.values():
         result["mfu"] = result.get("utt_s", nan) * result.get("useful_flops", useful) / peak
-    print(f"{modality:5s} model GFLOP per training utterance: ours {useful / 1e9:.1f}, "
+    parts = ", ".join(f"{part} {flops / 1e9:.1f}" for part, flops in ours["flops_by_part"].items() if flops)
+    print(f"{modality:5s} model GFLOP per training utterance: ours {useful / 1e9:.1f} ({parts}), "
           f"naive {naive.get('flops_per_utt', nan) / 1e9:.1f}; padding ours {ours['padding']:.1%}, "
           f"naive {naive.get('padding', nan):.1%}")
     for key, label, fmt in LINES:
