@@ -38,9 +38,10 @@ def counted_graph(self, key, capture):
 
 
 def main() -> None:
-    mode = sys.argv.pop(1)
+    mode = sys.argv.pop(1) if len(sys.argv) > 1 else None
     if mode not in ("on", "off"):
-        sys.exit("graphs_train.py: first argument: on or off")
+        print("graphs_train.py: error: the first argument must be on or off", file=sys.stderr)
+        sys.exit(2)  # a usage error, as clipwhisper's own
     if mode == "off":
         graphs.MEMORY_SHARE = -1.0
     graphs._PerShape._graph = counted_graph

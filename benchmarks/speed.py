@@ -221,11 +221,10 @@ def count_flops_of(model, step, batch) -> dict[str, int]:
             step(batch)
     finally:
         torch.backends.mha.set_fastpath_enabled(fast_path)
-    by_module = counter.get_flop_counts()
+    by_module, total = counter.get_flop_counts(), counter.get_total_flops()
     parts = {part: sum(by_module.get(f"{type(model).__name__}.{name}", {}).values())
              for name, part in (("video_encoder", "CLIP"), ("audio_encoder", "Whisper"))}
-    parts["LLM and the rest"] = counter.get_total_flops() - sum(parts.values())
-    return {"all": counter.get_total_flops(), **parts}
+    return {"all": total, **parts, "LLM and the rest": total - sum(parts.values())}
 
 
 @contextlib.contextmanager
