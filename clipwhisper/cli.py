@@ -250,6 +250,34 @@ def manifest_check(
     run_check(manifest, wrd, not files_only, workers)
 
 
+@manifest_app.command("from-folder")
+@reports_errors
+def manifest_from_folder(
+    folder: Path = typer.Argument(..., help="A folder of audio (or video) files, searched recursively."),
+    transcripts: Path = typer.Argument(..., help="'id text' or 'id: text' lines, or a .csv with id and text "
+                                                 "columns; an id is a file's path under FOLDER, suffix optional."),
+    out: Path = typer.Option(..., "--out", help="Folder for train/valid/test .tsv and .wrd."),
+    valid: int = typer.Option(0, "--valid", min=0, help="Utterances drawn at random for valid.tsv."),
+    test: int = typer.Option(0, "--test", min=0, help="Utterances drawn at random for test.tsv."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random split."),
+    workers: int = typer.Option(0, "--workers", min=0, help="Processes counting samples (0: one per core)."),
+):
+    """Build a manifest from a folder of audio files and a transcript file (the rest goes to train.tsv)."""
+    from rich.markup import escape
+
+    from .manifest_from_folder import build
+    from .training.report import status
+
+    built = build(folder, transcripts, out, valid, test, seed, workers or os.cpu_count() or 1)
+    for what, keys in (("have no audio file", built.missing), ("have no words outside [brackets]",
+                                                                built.non_speech)):
+        if keys:
+            listed = escape(f"{', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}")
+            status.print(f"[yellow]left out {len(keys)} transcripts that {escape(what)}: {listed}[/yellow]",
+                         soft_wrap=True)
+    typer.echo(", ".join(f"{out / split}.tsv: {count} utterances" for split, count in built.splits.items()))
+
+
 @app.command()
 @reports_errors
 def inspect(

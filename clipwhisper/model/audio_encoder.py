@@ -19,10 +19,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import AudioEncoderConfig
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from .graphs import ShapeGraphs
 from .padding import pad_to_multiple
 from .transfer import to_device
+from .whisper_formats import is_ctranslate2_folder, is_transformers_folder, read_ctranslate2, read_transformers
 
 N_FFT, HOP_LENGTH, SAMPLE_RATE = 400, 160, 16_000
 MAX_SAMPLES = 30 * SAMPLE_RATE
@@ -45,11 +46,8 @@ def _load_pt(path: Path) -> tuple[nn.Module, dict[str, int]]:
         prefix = "encoder."
         state = {k[len(prefix):]: v for k, v in checkpoint["model_state_dict"].items() if k.startswith(prefix)}
     except (OSError, RuntimeError, KeyError, TypeError, ValueError, pickle.UnpicklingError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(path, f"not an openai-whisper checkpoint: {first_line}") from None
-    encoder = _encoder_from_dims(dims)
-    encoder.load_state_dict(state)
-    return encoder, dims
+        raise CheckpointError(path, f"not an openai-whisper checkpoint: {_first_line(exc)}") from None
+    return _from_state(dims, state)
 
 
 def _masked_block(block: nn.Module, x: torch.Tensor, attend: torch.Tensor) -> torch.Tensor:
@@ -63,11 +61,66 @@ def _masked_block(block: nn.Module, x: torch.Tensor, attend: torch.Tensor) -> to
     return x + block.mlp(block.mlp_ln(x))
 
 
+WHAT_WORKS = ("an openai-whisper name (tiny.en, base, small, medium.en, large-v3, ...), a .pt file, "
+              "a CTranslate2/faster-whisper folder, or a transformers Whisper folder or hub id")
+
+
 def _load_named(name: str) -> tuple[nn.Module, dict[str, int]]:
     import whisper
 
-    model = whisper.load_model(name, device="cpu")  # downloads to whisper's cache on first use
+    try:
+        model = whisper.load_model(name, device="cpu")  # downloads to whisper's cache on first use
+    except (OSError, RuntimeError) as exc:  # urllib's URLError is an OSError
+        raise _unloadable(name, f"openai-whisper could not load it ({_first_line(exc)})") from None
     return model.encoder, {key: getattr(model.dims, key) for key in DIM_KEYS}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _unloadable(name: str, why: str) -> ConfigError:
+    return ConfigError("model.audio_encoder.name", [f"{name!r}: {why}; what works: {WHAT_WORKS}"])
+
+
+def _from_state(dims: dict[str, int], state: dict[str, torch.Tensor]) -> tuple[nn.Module, dict[str, int]]:
+    encoder = _encoder_from_dims(dims)
+    encoder.load_state_dict(state)
+    return encoder, {key: dims[key] for key in DIM_KEYS}
+
+
+def _load_transformers(name: str) -> tuple[nn.Module, dict[str, int]]:
+    try:
+        return _from_state(*read_transformers(name))
+    except (OSError, ValueError, KeyError) as exc:  # not found offline, not a Whisper, unknown layout
+        raise _unloadable(name, f"transformers could not load it as Whisper ({_first_line(exc)})") from None
+
+
+def load_source(name: str) -> tuple[nn.Module, dict[str, int]]:
+    """The encoder named by ``audio_encoder.name``, whichever of the formats it is in."""
+    import whisper
+
+    path = Path(name).expanduser()
+    if path.suffix == ".pt":
+        if not path.is_file():
+            raise _unloadable(name, "no such file")
+        return _load_pt(path)
+    if path.is_dir():
+        if is_ctranslate2_folder(path):
+            dims, state = read_ctranslate2(path)
+            prefix = "encoder."
+            return _from_state(dims, {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+        if is_transformers_folder(path):
+            return _load_transformers(str(path))
+        raise _unloadable(name, "a folder with neither model.bin (CTranslate2) nor config.json (transformers)")
+    if name in whisper.available_models():
+        return _load_named(name)
+    if path.exists():
+        raise _unloadable(name, "not a .pt file or a model folder")
+    if name.count("/") == 1 and not name.startswith((".", "/", "~")):  # owner/model: a hub id
+        return _load_transformers(name)
+    raise _unloadable(name, "no such file or folder, and not a known model name")
 
 
 class WhisperAudioEncoder(nn.Module):
@@ -86,12 +139,10 @@ class WhisperAudioEncoder(nn.Module):
     def build(cls, config: AudioEncoderConfig) -> WhisperAudioEncoder:
         if config.dims:
             encoder, dims = _encoder_from_dims(config.dims), dict(config.dims)
-        elif config.name and Path(config.name).suffix == ".pt":
-            encoder, dims = _load_pt(Path(config.name))
         elif config.name:
-            encoder, dims = _load_named(config.name)
+            encoder, dims = load_source(config.name)
         else:
-            raise CheckpointError("audio_encoder", "set a Whisper name, a .pt path or dims")
+            raise ConfigError("model.audio_encoder", [f"set name ({WHAT_WORKS}) or dims"])
         return cls(encoder, dims, config.pad_to_30s)
 
     @property

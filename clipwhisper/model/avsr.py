@@ -69,7 +69,8 @@ class AVSRModel(nn.Module):
         # the LLM's size), and checkpointed layers' recomputation inside a graph is untested.
         self.llm_graphs.enabled = config.llm.finetune != "full" and not config.llm.gradient_checkpointing
         prompt = tokenizer(config.prompt, add_special_tokens=False)["input_ids"]
-        self.register_buffer("prompt_ids", torch.tensor([tokenizer.bos_token_id, *prompt]), persistent=False)
+        bos = [] if tokenizer.bos_token_id is None else [tokenizer.bos_token_id]  # some LLMs (Qwen) have none
+        self.register_buffer("prompt_ids", torch.tensor([*bos, *prompt]), persistent=False)
 
     @classmethod
     def build(cls, config: ModelConfig, tokenizer, llm: nn.Module) -> AVSRModel:

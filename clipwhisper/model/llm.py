@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from ..config import LLMConfig
@@ -17,29 +18,67 @@ def quiet_transformers() -> None:
     logging.disable_progress_bar()
 
 
+def _source(name: str | Path) -> tuple[str, dict]:
+    """``from_pretrained``'s first argument and options: a GGUF file is read through its folder with
+    ``gguf_file`` (transformers dequantises it); never code from the source (``trust_remote_code=False``)."""
+    path = Path(name).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ConfigError("model.llm.name", [f"{name}: no such GGUF file"])
+        return str(path.parent), {"gguf_file": path.name, "trust_remote_code": False}
+    return str(name), {"trust_remote_code": False}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def load_tokenizer(source: str | Path):
+    """The tokenizer of an LLM folder, hub id or GGUF file. Its own special tokens are used as declared:
+    no BOS is fine (the prompt starts without one); no padding token borrows EOS (padding is masked);
+    no EOS is an error, since the transcript must end with one."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(source))
+    where, options = _source(source)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(where, **options)
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # missing offline, unknown or corrupt files
+        raise ConfigError("model.llm", [f"no tokenizer loads from {source}: {_first_line(exc)}"]) from None
+    if tokenizer.eos_token_id is None:
+        raise ConfigError("model.llm", [f"the tokenizer of {source} declares no EOS token; set llm.tokenizer "
+                                        "to one that does"])
     if tokenizer.pad_token is None:  # Llama 3 has none; padding is masked anyway
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
 
 
-def build_base_llm(config: LLMConfig, tokenizer, weights: str | Path | None = None) -> nn.Module:
-    """The LLM without adapters: from ``weights`` (a saved folder), the config dict, or ``config.name``."""
+def build_base_llm(config: LLMConfig, tokenizer, weights: str | Path | None = None,
+                   dtype: torch.dtype = torch.float32) -> nn.Module:
+    """The LLM without adapters, its parameters in ``dtype`` (transformers would otherwise follow the saved
+    weights' dtype): from ``weights`` (a saved folder), the config dict, or ``config.name``."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     quiet_transformers()
     if weights is not None:
-        return AutoModelForCausalLM.from_pretrained(str(weights))
+        return AutoModelForCausalLM.from_pretrained(str(weights), dtype=dtype, trust_remote_code=False)
     if config.config is not None:
         options = {"vocab_size": len(tokenizer), "bos_token_id": tokenizer.bos_token_id,
                    "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id,
                    **config.config}  # the config may set a larger vocabulary (real-size benchmarks)
         llm_config = AutoConfig.for_model(options.pop("model_type", "llama"), **options)
-        return AutoModelForCausalLM.from_config(llm_config)
-    return AutoModelForCausalLM.from_pretrained(config.name)
+        return AutoModelForCausalLM.from_config(llm_config, dtype=dtype)
+    where, options = _source(config.name)
+    try:
+        llm = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **options)
+    except (OSError, ValueError, KeyError) as exc:  # missing offline, not a causal LM, unsupported GGUF
+        raise ConfigError("model.llm.name", [f"{config.name}: transformers could not load it as a causal LM "
+                                             f"({_first_line(exc)}); what works: a hub id, a transformers "
+                                             "folder, or a .gguf file"]) from None
+    if "gguf_file" in options:  # dequantised at load: a plain model now, which save_pretrained may write
+        llm.hf_quantizer = None
+        llm.config.__dict__.pop("quantization_config", None)
+    return llm
 
 
 def decoder_layers(llm: nn.Module) -> list[nn.Module]:

@@ -12,6 +12,19 @@ from ..model.avsr import streams_of
 SHOWN_MISSING = 3
 
 
+def _within_whisper_window(tsv: Path, utterances: list[Utterance]) -> list[Utterance]:
+    """Whisper's encoder reads at most 30 s: longer utterances are left out of training, with a warning
+    (their transcript would not match a cut). ``transcribe`` reads long files in windows instead."""
+    from ..model.audio_encoder import MAX_SAMPLES
+    from .report import status
+
+    long = [u.id for u in utterances if u.n_audio_samples > MAX_SAMPLES]
+    if long:
+        status.print(f"[yellow]{tsv}: left out {len(long)} utterances longer than Whisper's 30-s window "
+                     f"(first: {long[0]})[/yellow]", soft_wrap=True)
+    return [u for u in utterances if u.n_audio_samples <= MAX_SAMPLES]
+
+
 def _stream_problems(split: str, utterances: list[Utterance], streams: tuple[str, ...]) -> list[str]:
     problems = []
     for stream in streams:
@@ -50,6 +63,8 @@ def load_splits(config: TrainConfig) -> dict[str, list[Utterance]]:
         if not splits[split]:
             problems.append(f"{tsv}: no utterances")
         problems += _stream_problems(split, splits[split], streams)
+        if "audio" in streams:
+            splits[split] = _within_whisper_window(tsv, splits[split])
     noise = config.data.noise_file()
     if noise is not None and not noise.is_file():
         problems.append(f"data.noise {noise} not found")

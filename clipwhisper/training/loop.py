@@ -58,7 +58,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_model(config: TrainConfig, train_texts: list[str]) -> AVSRModel:
+def build_model(config: TrainConfig, train_texts: list[str], amp_dtype: torch.dtype | None = None) -> AVSRModel:
+    """The model a new run starts from. A frozen LLM base (LoRA, frozen) loads straight in the autocast
+    dtype, as ``cast_frozen`` would leave it; trainable LLM weights load in fp32, which the optimizer needs."""
     from ..model.llm import apply_finetuning, build_base_llm, load_tokenizer
     from ..model.tokenizer import train_tokenizer
 
@@ -67,7 +69,9 @@ def build_model(config: TrainConfig, train_texts: list[str]) -> AVSRModel:
         tokenizer = load_tokenizer(llm_config.tokenizer or llm_config.name)
     else:  # an LLM built from a config gets a tokenizer trained on the transcripts
         tokenizer = train_tokenizer([*train_texts, config.model.prompt])
-    llm = apply_finetuning(build_base_llm(llm_config, tokenizer), llm_config)
+    frozen_base = amp_dtype is not None and llm_config.finetune != "full"
+    llm = build_base_llm(llm_config, tokenizer, dtype=amp_dtype if frozen_base else torch.float32)
+    llm = apply_finetuning(llm, llm_config)
     return AVSRModel.build(config.model, tokenizer, llm)
 
 
@@ -87,7 +91,7 @@ class Trainer:
         if self.resume_from:
             self.model = load_checkpoint(self.resume_from, "cpu" if self.sharded else self.device)
         else:
-            self.model = build_model(config, [u.text for u in self.splits[config.data.train_split]])
+            self.model = build_model(config, [u.text for u in self.splits[config.data.train_split]], self.amp_dtype)
         self.streams = streams_of(config.model.modality)
         train, valid = self.splits[config.data.train_split], self.splits[config.data.valid_split]
         augment = self._augmentation()

@@ -1,0 +1,130 @@
+"""Real speech, real weights: clipwhisper's audio path against Whisper's own decoder on the Asterisk prompts.
+
+    bash scripts/fetch_real_parts.sh                     # Whisper tiny.en/base, Gemma 3 270M, the prompts
+    python benchmarks/real_speech.py --out /tmp/rs       # tiny.en: baseline, then ours trained on all of train
+    python benchmarks/real_speech.py --whisper base --train-sizes 100,200,all --epochs 6 --out /tmp/rs-base
+
+Builds a fixed split of the 563 prompts (seed 0: 450 train / 50 valid / 63 test) with
+``clipwhisper manifest from-folder``, decodes the test split with openai-whisper and the real weights
+(greedy, no timestamps), trains ``real_small`` (the Whisper encoder frozen, Gemma 3 270M with LoRA) on the
+first N training utterances, decodes the test split with ``clipwhisper decode``, and prints both WERs under
+the same normaliser (Whisper's English one), with training time. ``--pad-to-30s`` trains the encoder on
+30-s padded input instead of the clip's own length, for the comparison of the two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from clipwhisper.manifest import read_manifest
+from clipwhisper.manifest_from_folder import build
+from clipwhisper.media import load_audio
+from clipwhisper.metrics import normalizer, word_errors
+from clipwhisper.model.whisper_formats import read_ctranslate2
+
+REAL = Path(os.environ.get("CLIPWHISPER_REAL", Path.home() / ".cache" / "clipwhisper" / "real")).expanduser()
+GGUF = REAL / "gemma-3-270m" / "gemma-3-270m-q4_k_m.gguf"
+
+
+def corpus(out: Path) -> Path:
+    data = out / "asterisk"
+    if not (data / "test.tsv").exists():
+        build(REAL / "asterisk", REAL / "asterisk" / "core-sounds-en.txt", data, valid=50, test=63, seed=0,
+              workers=os.cpu_count() or 1)
+    return data
+
+
+def whisper_baseline(model_dir: Path, test_tsv: Path, out: Path) -> tuple[float, float]:
+    """openai-whisper's own decoder with the real weights (written as its .pt): WER and seconds."""
+    import whisper
+
+    dims, state = read_ctranslate2(model_dir)
+    checkpoint = out / f"{model_dir.name}.pt"
+    torch.save({"dims": dims, "model_state_dict": state}, checkpoint)
+    model = whisper.load_model(str(checkpoint), device="cpu")
+    options = whisper.DecodingOptions(language="en", without_timestamps=True, fp16=False)
+    normalise, errors, words, start = normalizer("whisper"), 0, 0, time.perf_counter()
+    for utterance in read_manifest(test_tsv):
+        audio = torch.from_numpy(load_audio(utterance.audio))
+        mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(audio), dims["n_mels"])
+        hypothesis = whisper.decode(model, mel, options).text
+        counts = word_errors(normalise(utterance.text), normalise(hypothesis))
+        errors, words = errors + counts.errors, words + counts.reference_length
+    return errors / words, time.perf_counter() - start
+
+
+def ours(model_dir: Path, data: Path, size: str, args, out: Path) -> dict:
+    """Train real_small on the first ``size`` training utterances, decode the test split: WER and seconds."""
+    run, train = out / f"run-{model_dir.name}-{size}", data
+    if size != "all":
+        train = out / f"train-{size}"
+        train.mkdir(exist_ok=True)
+        lines = (data / "train.tsv").read_text().splitlines()
+        (train / "train.tsv").write_text("\n".join(lines[: int(size) + 1]) + "\n")
+        (train / "train.wrd").write_text("".join(f"{t}\n" for t in (data / "train.wrd").read_text().splitlines()[
+            : int(size)]))
+        for split in ("valid", "test"):
+            for suffix in (".tsv", ".wrd"):
+                (train / f"{split}{suffix}").write_text((data / f"{split}{suffix}").read_text())
+    env = {**os.environ, "CLIPWHISPER_MODEL__AUDIO_ENCODER__NAME": str(model_dir),
+           "CLIPWHISPER_MODEL__LLM__NAME": str(GGUF),
+           "CLIPWHISPER_MODEL__AUDIO_ENCODER__PAD_TO_30S": "true" if args.pad_to_30s else "false"}
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "clipwhisper", "train", "-c", "real_small", "--data-path", str(train),
+                    "--output-path", str(run), "--max-epochs", str(args.epochs), "--device", args.device,
+                    "--seed", str(args.seed)], env=env, check=True)
+    trained = time.perf_counter() - start
+    decoded = out / f"decode-{model_dir.name}-{size}"
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "clipwhisper", "decode", "--model-path", str(run / "best"), "--test-tsv",
+                    str(data / "test.tsv"), "--output-dir", str(decoded), "--device", args.device], check=True)
+    cell = json.loads((decoded / "summary.json").read_text())["cells"][0]
+    return {"wer": cell["wer"], "failed": len(cell["failed"]), "train_s": trained,
+            "decode_s": time.perf_counter() - start}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--whisper", default="tiny.en", choices=["tiny.en", "base"])
+    parser.add_argument("--train-sizes", default="all", help="comma-separated: 100,200,all")
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--pad-to-30s", action="store_true")
+    parser.add_argument("--skip-baseline", action="store_true")
+    args = parser.parse_args()
+    model_dir = REAL / f"whisper-{args.whisper}"
+    for needed in (model_dir / "model.bin", GGUF, REAL / "asterisk" / "core-sounds-en.txt"):
+        if not needed.exists():
+            sys.exit(f"real_speech: {needed} is missing: run scripts/fetch_real_parts.sh")
+    args.out.mkdir(parents=True, exist_ok=True)
+    data = corpus(args.out)
+    rows = []
+    if not args.skip_baseline:
+        wer, seconds = whisper_baseline(model_dir, data / "test.tsv", args.out)
+        rows.append(f"| Whisper {args.whisper}, its own decoder | - | {100 * wer:.1f} | - | {seconds:.0f} |")
+    for size in args.train_sizes.split(","):
+        result = ours(model_dir, data, size, args, args.out)
+        padded = ", 30-s padded" if args.pad_to_30s else ""
+        name = f"clipwhisper: Whisper {args.whisper} frozen + Gemma 3 270M LoRA{padded}"
+        rows.append(f"| {name} | {size} | {100 * result['wer']:.1f} ({result['failed']} failed) | "
+                    f"{result['train_s']:.0f} | {result['decode_s']:.0f} |")
+    print(f"\nAsterisk test split (63 prompts), {args.epochs} epochs, seed {args.seed}, "
+          f"{platform.machine()} {os.cpu_count()} cores, "
+          f"{torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}")
+    print("| system | training utterances | test WER % | training s | decoding s |\n|---|---|---|---|---|")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
