@@ -167,3 +167,8 @@ def test_gguf_llm_trains_and_decodes_with_real_whisper(asterisk_corpus, tmp_path
     records = [json.loads(line) for line in (tmp_path / "decode" / "hyps.jsonl").read_text().splitlines()]
     assert code == 0 and len(records) == 2
     assert all(record["error"] is None and record["ref"] for record in records)
+    from clipwhisper.inference.inspect import describe_checkpoint
+
+    sources = {c["component"]: c["source"] for c in describe_checkpoint(tmp_path / "run" / "final")["components"]}
+    assert sources["whisper"].startswith("referenced (CTranslate2 folder): ")
+    assert sources["llm base"] == f"referenced (GGUF file): {GGUF}"

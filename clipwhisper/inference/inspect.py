@@ -65,7 +65,7 @@ def describe_checkpoint(folder: Path) -> dict:
     for stream, prefix, key in (("audio", "whisper", "audio_encoder"), ("video", "clip", "video_encoder")):
         if stream in streams and prefix not in grouped:
             ref = model[key]["name"] + (f" ({model[key]['pretrained']})" if key == "video_encoder" else "")
-            components.append({"component": prefix, "source": f"referenced: {ref}", "parameters": None,
+            components.append({"component": prefix, "source": _referenced(manifest, prefix, ref), "parameters": None,
                                "trainable": 0, "dtype": "-", "tensors": None})
     llm = model["llm"]
     if manifest.get("llm_weights"):
@@ -74,8 +74,8 @@ def describe_checkpoint(folder: Path) -> dict:
         components.append({"component": "llm base", "source": f"{manifest['llm_weights']}/", **stats,
                            "trainable": trainable})
     else:
-        components.append({"component": "llm base", "source": f"referenced: {llm['name']}", "parameters": None,
-                           "trainable": 0, "dtype": "-", "tensors": None})
+        components.append({"component": "llm base", "source": _referenced(manifest, "llm base", llm["name"]),
+                           "parameters": None, "trainable": 0, "dtype": "-", "tensors": None})
     if manifest.get("adapter"):
         stats = _summarise(_llm_tensors(folder / manifest["adapter"]))
         components.append({"component": "lora", "source": f"{manifest['adapter']}/", **stats,
@@ -219,3 +219,8 @@ def _print_curves(info: dict) -> None:
         console.print(table)
     if info["plots"]:
         console.print("plots: " + ", ".join(str(Path(info["path"]) / name) for name in info["plots"]))
+
+
+def _referenced(manifest: dict, component: str, name: str) -> str:
+    kind = (manifest.get("sources") or {}).get(component)
+    return f"referenced{f' ({kind})' if kind else ''}: {name}"

@@ -142,8 +142,22 @@ def _write_folder(model: AVSRModel, contents: Contents, tmp: Path, info: dict | 
         write_state(tmp / "train_state")
     manifest = {"format": FORMAT, "version": VERSION, "model": contents.config.model_dump(mode="json"),
                 "llm_weights": "llm" if contents.llm is not None else None,
-                "adapter": "adapter" if contents.adapter is not None else None, **(info or {})}
+                "adapter": "adapter" if contents.adapter is not None else None,
+                "sources": referenced_sources(contents), **(info or {})}
     _write_json(tmp / CONFIG_FILE, manifest)  # written last: its presence marks a complete folder
+
+
+def referenced_sources(contents: Contents) -> dict[str, str]:
+    """What kind of thing each pretrained part referenced by name is (a CTranslate2 folder, a GGUF file...)."""
+    from .llm import source_kind as llm_source
+    from .whisper_formats import source_kind as whisper_source
+
+    config, sources = contents.config, {}
+    if config.modality != "video" and not config.audio_encoder.dims and config.audio_encoder.name:
+        sources["whisper"] = whisper_source(config.audio_encoder.name)
+    if contents.llm is None and config.llm.name:
+        sources["llm base"] = llm_source(config.llm.name)
+    return sources
 
 
 def _write_json(path: Path, data: dict) -> None:

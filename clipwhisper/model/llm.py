@@ -29,6 +29,14 @@ def _source(name: str | Path) -> tuple[str, dict]:
     return str(name), {"trust_remote_code": False}
 
 
+def source_kind(name: str) -> str:
+    """What an ``llm.name`` refers to, in words (recorded in checkpoints, shown by ``inspect``)."""
+    path = Path(name).expanduser()
+    if path.suffix == ".gguf":
+        return "GGUF file"
+    return "transformers folder" if path.is_dir() else "hub id"
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__

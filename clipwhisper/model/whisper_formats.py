@@ -33,6 +33,20 @@ def is_transformers_folder(path: Path) -> bool:
     return path.is_dir() and (path / "config.json").is_file() and not (path / "model.bin").is_file()
 
 
+def source_kind(name: str) -> str:
+    """What an ``audio_encoder.name`` refers to, in words (recorded in checkpoints, shown by ``inspect``)."""
+    import whisper
+
+    path = Path(name).expanduser()
+    if path.suffix == ".pt":
+        return "openai-whisper file"
+    if is_ctranslate2_folder(path):
+        return "CTranslate2 folder"
+    if is_transformers_folder(path):
+        return "transformers folder"
+    return "openai-whisper name" if name in whisper.available_models() else "hub id"
+
+
 class _Reader:
     def __init__(self, data: bytes, path: Path):
         self.data, self.pos, self.path = data, 0, path
