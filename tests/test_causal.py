@@ -33,3 +33,20 @@ def test_causal_only_leaves_other_attention_implementations_alone():
     llm = tiny_llm("eager")
     with causal_only(llm):
         assert llm.config._attn_implementation == "eager"
+
+
+def test_sliding_window_llm_keeps_its_window():
+    """Gemma 3 alternates sliding-window and full layers: the packed path must see the window too."""
+    config = AutoConfig.for_model("gemma3_text", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                  num_attention_heads=4, num_key_value_heads=2, head_dim=16, vocab_size=100,
+                                  sliding_window=4, layer_types=["sliding_attention", "full_attention"],
+                                  attn_implementation="sdpa")
+    torch.manual_seed(0)
+    llm = AutoModelForCausalLM.from_config(config).eval()
+    embeds = torch.randn(2, 12, 64)
+    mask = torch.ones(2, 12, dtype=torch.long)
+    with torch.no_grad():
+        expected = llm.model(inputs_embeds=embeds, attention_mask=mask, use_cache=False).last_hidden_state
+        with causal_only(llm):
+            packed = llm.model(inputs_embeds=embeds, use_cache=False).last_hidden_state
+    torch.testing.assert_close(packed, expected)

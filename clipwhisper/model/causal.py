@@ -30,9 +30,11 @@ def _register() -> None:
 @contextlib.contextmanager
 def causal_only(llm: nn.Module):
     """Within: ``llm`` attends causally and ignores any attention mask. Only for rows whose padding comes
-    after every real token; an LLM on another attention implementation than SDPA keeps it (and its mask)."""
+    after every real token; an LLM on another attention implementation than SDPA keeps it (and its mask), and
+    so does one with sliding-window layers (Gemma 3, Mistral): a plain causal kernel would ignore the window."""
     config = llm.config
-    if config._attn_implementation != "sdpa":
+    sliding = getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", True)
+    if config._attn_implementation != "sdpa" or sliding:
         yield
         return
     _register()
