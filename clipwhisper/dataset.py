@@ -16,7 +16,7 @@ from torch.utils.data import Dataset, Sampler
 
 from .errors import MediaError
 from .manifest import Utterance
-from .media import load_audio, load_video
+from .media import MAX_AUDIO_SAMPLES, SAMPLE_RATE, load_audio, load_video
 
 
 def decoded_bytes(utterances: Sequence[Utterance], streams: Sequence[str], image_size: int | None) -> int:
@@ -74,6 +74,9 @@ class AVDataset(Dataset):
                 if utt.media("audio") is None:
                     raise MediaError(utt.id, "no audio path in the manifest")
                 item["audio"] = load_audio(utt.media("audio"))
+                if len(item["audio"]) > MAX_AUDIO_SAMPLES:  # a failed utterance, not a crash in the encoder
+                    raise MediaError(utt.media("audio"), f"{len(item['audio']) / SAMPLE_RATE:.1f} s of audio, longer "
+                                     "than Whisper's 30-s window (transcribe reads long files in windows)")
             if "video" in self.streams and "video_features" not in item:
                 if utt.media("video") is None:
                     raise MediaError(utt.id, "no video path in the manifest")

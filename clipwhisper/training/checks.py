@@ -7,6 +7,7 @@ from pathlib import Path
 from ..config import TrainConfig
 from ..errors import ClipWhisperError, ConfigError
 from ..manifest import Utterance, read_manifest, split_paths
+from ..media import MAX_AUDIO_SAMPLES
 from ..model.avsr import streams_of
 
 SHOWN_MISSING = 3
@@ -15,14 +16,13 @@ SHOWN_MISSING = 3
 def _within_whisper_window(tsv: Path, utterances: list[Utterance]) -> list[Utterance]:
     """Whisper's encoder reads at most 30 s: longer utterances are left out of training, with a warning
     (their transcript would not match a cut). ``transcribe`` reads long files in windows instead."""
-    from ..model.audio_encoder import MAX_SAMPLES
     from .report import status
 
-    long = [u.id for u in utterances if u.n_audio_samples > MAX_SAMPLES]
+    long = [u.id for u in utterances if u.n_audio_samples > MAX_AUDIO_SAMPLES]
     if long:
         status.print(f"[yellow]{tsv}: left out {len(long)} utterances longer than Whisper's 30-s window "
                      f"(first: {long[0]})[/yellow]", soft_wrap=True)
-    return [u for u in utterances if u.n_audio_samples <= MAX_SAMPLES]
+    return [u for u in utterances if u.n_audio_samples <= MAX_AUDIO_SAMPLES]
 
 
 def _stream_problems(split: str, utterances: list[Utterance], streams: tuple[str, ...]) -> list[str]:
