@@ -115,7 +115,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--whisper", default="tiny.en", choices=["tiny.en", "base"])
-    parser.add_argument("--train-sizes", default="all", help="comma-separated: 100,200,all")
+    parser.add_argument("--train-sizes", default="all", help="comma-separated: 100,200,all ('' for none)")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lr", type=float, default=5e-4, help="real_small's learning rate")
@@ -136,7 +136,7 @@ def main() -> None:
         device = "cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu"
         wer, seconds = whisper_baseline(model_dir, data / "test.tsv", args.out, device)
         rows.append(f"| Whisper {args.whisper}, its own decoder | - | {100 * wer:.1f} | - | {seconds:.0f} |")
-    for size in args.train_sizes.split(","):
+    for size in filter(None, args.train_sizes.split(",")):
         result = ours(model_dir, data, size, args, args.out)
         padded = ", 30-s padded" if args.pad_to_30s else ""
         synthetic = f" + {args.add_synthetic} synthetic" if args.add_synthetic else ""
