@@ -12,6 +12,12 @@ EXIT_RUNTIME = 1
 EXIT_USAGE = 2
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's message cut to its first line (a library's multi-line error), or its type's name."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class ClipWhisperError(Exception):
     """Base class: a problem the user can act on, described in one line."""
 

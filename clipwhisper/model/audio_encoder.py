@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import AudioEncoderConfig
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, first_line
 from .graphs import ShapeGraphs
 from .padding import pad_to_multiple
 from .transfer import to_device
@@ -46,7 +46,7 @@ def _load_pt(path: Path) -> tuple[nn.Module, dict[str, int]]:
         prefix = "encoder."
         state = {k[len(prefix):]: v for k, v in checkpoint["model_state_dict"].items() if k.startswith(prefix)}
     except (OSError, RuntimeError, KeyError, TypeError, ValueError, pickle.UnpicklingError) as exc:
-        raise CheckpointError(path, f"not an openai-whisper checkpoint: {_first_line(exc)}") from None
+        raise CheckpointError(path, f"not an openai-whisper checkpoint: {first_line(exc)}") from None
     return _from_state(dims, state)
 
 
@@ -71,13 +71,8 @@ def _load_named(name: str) -> tuple[nn.Module, dict[str, int]]:
     try:
         model = whisper.load_model(name, device="cpu")  # downloads to whisper's cache on first use
     except (OSError, RuntimeError) as exc:  # urllib's URLError is an OSError
-        raise _unloadable(name, f"openai-whisper could not load it ({_first_line(exc)})") from None
+        raise _unloadable(name, f"openai-whisper could not load it ({first_line(exc)})") from None
     return model.encoder, {key: getattr(model.dims, key) for key in DIM_KEYS}
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _unloadable(name: str, why: str) -> ConfigError:
@@ -94,7 +89,7 @@ def _load_transformers(name: str) -> tuple[nn.Module, dict[str, int]]:
     try:
         return _from_state(*read_transformers(name))
     except (OSError, ValueError, KeyError) as exc:  # not found offline, not a Whisper, unknown layout
-        raise _unloadable(name, f"transformers could not load it as Whisper ({_first_line(exc)})") from None
+        raise _unloadable(name, f"transformers could not load it as Whisper ({first_line(exc)})") from None
 
 
 def load_source(name: str) -> tuple[nn.Module, dict[str, int]]:

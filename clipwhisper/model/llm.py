@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ..config import LLMConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, first_line
 
 
 def quiet_transformers() -> None:
@@ -37,11 +37,6 @@ def source_kind(name: str) -> str:
     return "transformers folder" if path.is_dir() else "hub id"
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def load_tokenizer(source: str | Path):
     """The tokenizer of an LLM folder, hub id or GGUF file. Its own special tokens are used as declared:
     no BOS is fine (the prompt starts without one); no padding token borrows EOS (padding is masked);
@@ -52,7 +47,7 @@ def load_tokenizer(source: str | Path):
     try:
         tokenizer = AutoTokenizer.from_pretrained(where, **options)
     except (OSError, ValueError, KeyError, TypeError) as exc:  # missing offline, unknown or corrupt files
-        raise ConfigError("model.llm", [f"no tokenizer loads from {source}: {_first_line(exc)}"]) from None
+        raise ConfigError("model.llm", [f"no tokenizer loads from {source}: {first_line(exc)}"]) from None
     if tokenizer.eos_token_id is None:
         raise ConfigError("model.llm", [f"the tokenizer of {source} declares no EOS token; set llm.tokenizer "
                                         "to one that does"])
@@ -81,7 +76,7 @@ def build_base_llm(config: LLMConfig, tokenizer, weights: str | Path | None = No
         llm = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **options)
     except (OSError, ValueError, KeyError) as exc:  # missing offline, not a causal LM, unsupported GGUF
         raise ConfigError("model.llm.name", [f"{config.name}: transformers could not load it as a causal LM "
-                                             f"({_first_line(exc)}); what works: a hub id, a transformers "
+                                             f"({first_line(exc)}); what works: a hub id, a transformers "
                                              "folder, or a .gguf file"]) from None
     if "gguf_file" in options:  # dequantised at load: a plain model now, which save_pretrained may write
         llm.hf_quantizer = None
