@@ -208,11 +208,12 @@ def export(
     checkpoint: Path = typer.Argument(..., help="A checkpoint folder."),
     out: Path = typer.Argument(..., help="The folder to write."),
     merge_lora: bool = typer.Option(False, "--merge-lora", help="Merge the LoRA adapter into the LLM's weights."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a checkpoint already in OUT (nothing else)."),
 ):
     """Copy a checkpoint with every pretrained part it references, so it loads offline."""
     from .inference.export import export_checkpoint
 
-    folder = export_checkpoint(checkpoint, out, merge_lora)
+    folder = export_checkpoint(checkpoint, out, merge_lora, overwrite)
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     typer.echo(f"exported {checkpoint} to {folder} ({size / 2**20:.1f} MiB): loads with no downloads")
 

@@ -67,3 +67,27 @@ def test_a_lora_checkpoint_of_a_config_built_llm_reloads_the_same_weights(synth_
     batch = a_batch(synth_corpus, model)
     with torch.no_grad():
         assert loaded(batch).item() == model(batch).item()
+
+
+def test_export_never_deletes_what_it_did_not_write(checkpoint, tmp_path):
+    """An existing folder of the user's, or a file, is refused (exit 2) and left as it was; --overwrite
+    replaces an earlier export and nothing else."""
+    runner = CliRunner()
+    users = tmp_path / "mine"
+    users.mkdir()
+    (users / "notes.txt").write_text("my notes")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("keep me")
+    for target, extra in ((users, []), (users, ["--overwrite"]), (a_file, []), (a_file, ["--overwrite"])):
+        result = runner.invoke(app, ["export", str(checkpoint), str(target), *extra])
+        assert result.exit_code == 2, result.output
+    assert (users / "notes.txt").read_text() == "my notes" and a_file.read_text() == "keep me"
+    out = tmp_path / "export"
+    assert runner.invoke(app, ["export", str(checkpoint), str(out)]).exit_code == 0
+    again = runner.invoke(app, ["export", str(checkpoint), str(out)])
+    assert again.exit_code == 2 and "--overwrite" in again.output
+    assert runner.invoke(app, ["export", str(checkpoint), str(out), "--overwrite"]).exit_code == 0
+    (out / "notes.txt").write_text("a user's file put beside the export")
+    refused = runner.invoke(app, ["export", str(checkpoint), str(out), "--overwrite"])
+    assert refused.exit_code == 2 and "notes.txt" in refused.output
+    assert (out / "notes.txt").exists() and (out / "config.json").exists()

@@ -11,12 +11,38 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..model.checkpoint import load_checkpoint, read_checkpoint_config, save_checkpoint
+from ..errors import ClipWhisperError, ConfigError
+from ..model.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint, read_checkpoint_config, save_checkpoint
 
 KEPT = ("step", "epoch", "best_valid_wer", "valid_wer")
+CHECKPOINT_ENTRIES = {CONFIG_FILE, WEIGHTS_FILE, "adapter", "llm", "tokenizer", "train_state"}
 
 
-def export_checkpoint(source: Path, target: Path, merge_lora: bool = False) -> Path:
+def check_target(target: Path, overwrite: bool) -> None:
+    """Never delete what we did not write: an existing ``target`` must be empty, or, with ``overwrite``, a
+    checkpoint folder holding nothing but a checkpoint's entries."""
+    target = Path(target)
+    if not target.exists() and not target.is_symlink():
+        return
+    if not target.is_dir() or target.is_symlink():
+        raise ConfigError(str(target), ["exists and is not a folder; export writes a new folder"])
+    entries = {entry.name for entry in target.iterdir()}
+    if not entries:
+        return
+    if not overwrite:
+        raise ConfigError(str(target), ["exists and is not empty; pass --overwrite to replace a checkpoint "
+                                        "exported there before"])
+    try:
+        read_checkpoint_config(target)
+    except ClipWhisperError:
+        raise ConfigError(str(target), ["is not a clipwhisper checkpoint: --overwrite replaces only those"]) from None
+    foreign = sorted(entries - CHECKPOINT_ENTRIES)
+    if foreign:
+        raise ConfigError(str(target), [f"holds {foreign[0]}, which no checkpoint holds: not replacing it"])
+
+
+def export_checkpoint(source: Path, target: Path, merge_lora: bool = False, overwrite: bool = False) -> Path:
+    check_target(target, overwrite)
     manifest = read_checkpoint_config(source)
     model = load_checkpoint(source)
     if merge_lora and hasattr(model.llm, "merge_and_unload"):
