@@ -188,9 +188,22 @@ def read_checkpoint_config(folder: Path) -> dict:
         raise CheckpointError(path, f"corrupt JSON: {exc}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise CheckpointError(path, f"not a {FORMAT} config")
+    if manifest.get("version") != VERSION:
+        raise CheckpointError(path, f"checkpoint format version {manifest.get('version')!r}; this clipwhisper "
+                                    f"reads version {VERSION}")
     for part in ("llm_weights", "adapter"):
-        if manifest.get(part) and not (folder / manifest[part]).is_dir():
-            raise CheckpointError(folder, f"missing {manifest[part]}/ named in {CONFIG_FILE}")
+        value = manifest.get(part)
+        if value is None:
+            continue
+        if not isinstance(value, str) or not (folder / value).resolve().is_relative_to(folder.resolve()):
+            raise CheckpointError(path, f"{part} must name a folder inside the checkpoint, not {value!r}")
+        if not (folder / value).is_dir():
+            raise CheckpointError(folder, f"missing {value}/ named in {CONFIG_FILE}")
+    llm = (manifest.get("model") or {}).get("llm") if isinstance(manifest.get("model"), dict) else None
+    if isinstance(llm, dict) and (llm.get("config") is not None or llm.get("finetune") == "full") \
+            and not manifest.get("llm_weights"):
+        raise CheckpointError(path, "no llm_weights: this LLM's weights (built from a config, or fully trained) "
+                                    "are in the checkpoint, and without them it would be random")
     for required in (WEIGHTS_FILE, "tokenizer"):
         if not (folder / required).exists():
             raise CheckpointError(folder, f"missing {required}")

@@ -1,0 +1,37 @@
+"""A checkpoint's config.json cannot point outside its folder, drop weights it needs, or claim another
+format version: each is a one-line CheckpointError naming config.json."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from clipwhisper.errors import CheckpointError
+from clipwhisper.model.checkpoint import load_checkpoint
+
+
+def edited(checkpoint, tmp_path, change) -> object:
+    folder = tmp_path / "ck"
+    shutil.copytree(checkpoint, folder)
+    config = json.loads((folder / "config.json").read_text())
+    change(config)
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+@pytest.mark.parametrize(("change", "says"), [
+    (lambda c: c.update(llm_weights="../elsewhere"), "llm_weights must name a folder inside the checkpoint"),
+    (lambda c: c.update(llm_weights="/etc"), "llm_weights must name a folder inside the checkpoint"),
+    (lambda c: c.update(adapter="../../x"), "adapter must name a folder inside the checkpoint"),
+    (lambda c: c.update(llm_weights=5), "llm_weights must name a folder inside the checkpoint, not 5"),
+    (lambda c: c.pop("llm_weights"), "no llm_weights"),
+    (lambda c: c.update(version=2), "checkpoint format version 2; this clipwhisper reads version 1"),
+])
+def test_config_json_cannot_escape_or_silently_change_the_model(checkpoint, tmp_path, change, says):
+    (tmp_path / "elsewhere").mkdir()
+    folder = edited(checkpoint, tmp_path, change)
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(folder)
+    assert says in str(caught.value) and "config.json" in str(caught.value) and "\n" not in str(caught.value)
