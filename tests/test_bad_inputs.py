@@ -154,3 +154,22 @@ def test_a_full_disk_during_a_save_keeps_earlier_checkpoints(synth_corpus, tmp_p
     assert "step-000006: could not write the checkpoint (No space left on device)" in result.stderr
     names = sorted(p.name for p in run.iterdir())
     assert "step-000002" in names and "step-000004" in names and not [n for n in names if n.startswith(".")]
+
+
+@pytest.mark.parametrize("output_format", ["text", "json"])
+def test_transcribe_keeps_every_result_when_one_file_fails(checkpoint, tmp_path, output_format):
+    """good, bad, good: both good files are transcribed and printed, the bad one named with its reason,
+    exit 1 (issue 18, item 10)."""
+    good = [make_media(tmp_path / f"good{i}.wav", video=False) for i in (1, 2)]
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"")
+    result = cli("transcribe", good[0], bad, good[1], "--model-path", checkpoint, "--format", output_format)
+    assert result.exit_code == 1
+    assert "1 of 3 files failed (first: " in result.stderr and "empty file" in result.stderr
+    if output_format == "json":
+        records = json.loads(result.stdout)
+        assert [r["file"] for r in records] == [str(good[0]), str(bad), str(good[1])]
+        assert "text" in records[0] and "text" in records[2] and "empty file" in records[1]["error"]
+    else:
+        lines = result.stdout.splitlines()
+        assert [line.split("\t")[0] for line in lines] == [str(good[0]), str(good[1])]

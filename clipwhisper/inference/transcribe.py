@@ -12,7 +12,7 @@ import torch
 import typer
 
 from ..dataset import collate
-from ..errors import MediaError
+from ..errors import ClipWhisperError, MediaError
 from ..media import SAMPLE_RATE, VIDEO_FPS, load_audio, load_video
 from ..model.avsr import AVSRModel
 
@@ -144,17 +144,31 @@ def load(path: str | Path, device: str = "auto", beam_size: int = 1, precision: 
     return Transcriber(model, beam_size=beam_size)
 
 
+class TranscribeFailed(ClipWhisperError):
+    """Some files could not be transcribed (each named above, with its reason); the rest were."""
+
+
 def run_transcribe(config, files: list[Path], output_format: str = "text", crop: str | None = None) -> None:
     if output_format not in ("text", "json"):
         raise typer.BadParameter(f"--format must be text or json, not {output_format!r}")
     transcriber = load(config.model_path, config.device, beam_size=config.beam_size, precision=config.precision)
-    results = []
-    for path in files:
-        media, modality = transcriber.read(path, crop)
-        text, segments = transcriber.transcribe_media(media, modality)
+    results, failed = [], []
+    for path in files:  # a file that fails is reported and the others still transcribed
+        try:
+            media, modality = transcriber.read(path, crop)
+            text, segments = transcriber.transcribe_media(media, modality)
+        except ClipWhisperError as exc:
+            failed.append(str(exc))
+            results.append({"file": str(path), "error": str(exc)})
+            if output_format == "text" and len(files) > 1:
+                typer.echo(f"error: {exc}", err=True)
+            continue
         results.append({"file": str(path), "modality": modality, "duration_s": round(media.duration_s, 3),
                         "segments": segments, "text": text})
         if output_format == "text":
             typer.echo(text if len(files) == 1 else f"{path}\t{text}")
     if output_format == "json":
         typer.echo(json.dumps(results, indent=2))
+    if failed:  # exit 1 after every result is out; one file's failure is its own message
+        raise TranscribeFailed(failed[0] if len(files) == 1 else
+                               f"{len(failed)} of {len(files)} files failed (first: {failed[0]})")
