@@ -35,3 +35,17 @@ def test_config_json_cannot_escape_or_silently_change_the_model(checkpoint, tmp_
     with pytest.raises(CheckpointError) as caught:
         load_checkpoint(folder)
     assert says in str(caught.value) and "config.json" in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("damaged", ["model.safetensors", "llm/model.safetensors"])
+def test_flipped_bytes_in_any_weights_file_are_caught(checkpoint, tmp_path, damaged):
+    """200 bytes flipped in a weights file's data (its header intact) load unnoticed without digests."""
+    folder = tmp_path / "ck"
+    shutil.copytree(checkpoint, folder)
+    path = folder / damaged
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 200] = bytes(b ^ 0xFF for b in data[middle:middle + 200])
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=f"{damaged}: its SHA-256 differs"):
+        load_checkpoint(folder)

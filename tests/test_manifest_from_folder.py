@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import make_media
 from typer.testing import CliRunner
 
 from clipwhisper.cli import app
 from clipwhisper.dataset import AVDataset
 from clipwhisper.manifest import Utterance, read_manifest
-from conftest import make_media
 
 runner = CliRunner()
 TEXTS = {"digits/0": "zero", "digits/1": "one", "vm-goodbye": "Goodbye.", "auth-thankyou": "Thank you.",

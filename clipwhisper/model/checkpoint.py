@@ -10,6 +10,7 @@ complete, so a folder with ``config.json`` is never half-written. No pickle.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -143,8 +144,41 @@ def _write_folder(model: AVSRModel, contents: Contents, tmp: Path, info: dict | 
     manifest = {"format": FORMAT, "version": VERSION, "model": contents.config.model_dump(mode="json"),
                 "llm_weights": "llm" if contents.llm is not None else None,
                 "adapter": "adapter" if contents.adapter is not None else None,
-                "sources": referenced_sources(contents), **(info or {})}
+                "sources": referenced_sources(contents), "sha256": digests(tmp), **(info or {})}
     _write_json(tmp / CONFIG_FILE, manifest)  # written last: its presence marks a complete folder
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def digests(folder: Path) -> dict[str, str]:
+    """SHA-256 of every weights file in the folder (the training state's too), by relative path."""
+    return {path.relative_to(folder).as_posix(): _sha256(path) for path in sorted(folder.rglob("*.safetensors"))}
+
+
+def verify_digests(folder: Path, manifest: dict) -> None:
+    """Every weights file ``config.json`` lists has the SHA-256 recorded there: a changed or damaged file is a
+    one-line error naming it, never a silently different model. Checkpoints written before digests were
+    recorded have none to check."""
+    recorded = manifest.get("sha256")
+    if recorded is None:
+        return
+    if not isinstance(recorded, dict):
+        raise CheckpointError(folder / CONFIG_FILE, "sha256 must map weights files to their digests")
+    for name, expected in recorded.items():
+        path = folder / name
+        if not path.resolve().is_relative_to(folder.resolve()):
+            raise CheckpointError(folder / CONFIG_FILE, f"sha256 names {name!r}, outside the checkpoint")
+        if not path.is_file():
+            raise CheckpointError(path, f"missing, though {CONFIG_FILE} records its SHA-256")
+        if _sha256(path) != expected:
+            raise CheckpointError(path, f"its SHA-256 differs from the one in {CONFIG_FILE}: the file was changed "
+                                        "or damaged after it was written")
 
 
 def referenced_sources(contents: Contents) -> dict[str, str]:
@@ -224,6 +258,7 @@ def load_checkpoint(folder: Path, device: str | torch.device = "cpu") -> AVSRMod
 
     folder = Path(folder)
     manifest = read_checkpoint_config(folder)
+    verify_digests(folder, manifest)
     try:
         config = ModelConfig.model_validate(manifest["model"])
     except (KeyError, ValidationError) as exc:
