@@ -12,7 +12,7 @@ import torch
 import typer
 
 from ..dataset import collate
-from ..errors import ClipWhisperError, MediaError
+from ..errors import EXIT_RUNTIME, ClipWhisperError, MediaError
 from ..media import SAMPLE_RATE, VIDEO_FPS, load_audio, load_video
 from ..model.avsr import AVSRModel
 
@@ -158,6 +158,8 @@ def run_transcribe(config, files: list[Path], output_format: str = "text", crop:
             media, modality = transcriber.read(path, crop)
             text, segments = transcriber.transcribe_media(media, modality)
         except ClipWhisperError as exc:
+            if exc.exit_code != EXIT_RUNTIME:  # a usage error (a bad --prepare) stops at once, exit 2
+                raise
             failed.append(str(exc))
             results.append({"file": str(path), "error": str(exc)})
             if output_format == "text" and len(files) > 1:
