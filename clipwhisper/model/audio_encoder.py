@@ -20,13 +20,14 @@ from torch import nn
 
 from ..config import AudioEncoderConfig
 from ..errors import CheckpointError, ConfigError, first_line
+from ..media import MAX_AUDIO_SAMPLES
 from .graphs import ShapeGraphs
 from .padding import pad_to_multiple
 from .transfer import to_device
 from .whisper_formats import is_ctranslate2_folder, is_transformers_folder, read_ctranslate2, read_transformers
 
 N_FFT, HOP_LENGTH, SAMPLE_RATE = 400, 160, 16_000
-MAX_SAMPLES = 30 * SAMPLE_RATE  # media.MAX_AUDIO_SAMPLES
+MAX_SAMPLES = MAX_AUDIO_SAMPLES
 FRAME = 2 * HOP_LENGTH  # samples per encoder output frame
 DIM_KEYS = ("n_mels", "n_audio_ctx", "n_audio_state", "n_audio_head", "n_audio_layer")
 

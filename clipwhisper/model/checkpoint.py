@@ -161,6 +161,11 @@ def digests(folder: Path) -> dict[str, str]:
     return {path.relative_to(folder).as_posix(): _sha256(path) for path in sorted(folder.rglob("*.safetensors"))}
 
 
+def _inside(folder: Path, name) -> bool:
+    """Whether ``name`` (from config.json) is a relative path that stays inside ``folder``."""
+    return isinstance(name, str) and (folder / name).resolve().is_relative_to(folder.resolve())
+
+
 def verify_digests(folder: Path, manifest: dict) -> None:
     """Every weights file ``config.json`` lists has the SHA-256 recorded there: a changed or damaged file is a
     one-line error naming it, never a silently different model. Checkpoints written before digests were
@@ -172,7 +177,7 @@ def verify_digests(folder: Path, manifest: dict) -> None:
         raise CheckpointError(folder / CONFIG_FILE, "sha256 must map weights files to their digests")
     for name, expected in recorded.items():
         path = folder / name
-        if not path.resolve().is_relative_to(folder.resolve()):
+        if not _inside(folder, name):
             raise CheckpointError(folder / CONFIG_FILE, f"sha256 names {name!r}, outside the checkpoint")
         if not path.is_file():
             raise CheckpointError(path, f"missing, though {CONFIG_FILE} records its SHA-256")
@@ -229,11 +234,12 @@ def read_checkpoint_config(folder: Path) -> dict:
         value = manifest.get(part)
         if value is None:
             continue
-        if not isinstance(value, str) or not (folder / value).resolve().is_relative_to(folder.resolve()):
+        if not _inside(folder, value):
             raise CheckpointError(path, f"{part} must name a folder inside the checkpoint, not {value!r}")
         if not (folder / value).is_dir():
             raise CheckpointError(folder, f"missing {value}/ named in {CONFIG_FILE}")
-    llm = (manifest.get("model") or {}).get("llm") if isinstance(manifest.get("model"), dict) else None
+    model = manifest.get("model")
+    llm = model.get("llm") if isinstance(model, dict) else None
     if isinstance(llm, dict) and (llm.get("config") is not None or llm.get("finetune") == "full") \
             and not manifest.get("llm_weights"):
         raise CheckpointError(path, "no llm_weights: this LLM's weights (built from a config, or fully trained) "
