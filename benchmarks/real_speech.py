@@ -87,12 +87,15 @@ def training_set(data: Path, size: str, synthetic: int, out: Path) -> Path:
 
 def ours(model_dir: Path, data: Path, size: str, args, out: Path) -> dict:
     """Train real_small on the first ``size`` training utterances, decode the test split: WER and seconds."""
-    tags = f"lr{args.lr:g}{'-pad30' if args.pad_to_30s else ''}-synth{args.add_synthetic}"
+    tags = (f"lr{args.lr:g}{'-pad30' if args.pad_to_30s else ''}-synth{args.add_synthetic}-ctc{args.ctc_weight:g}"
+            f"-{args.llm_finetune}")
     run = out / f"run-{model_dir.name}-{size}-{tags}"
     train = training_set(data, size, args.add_synthetic, out)
     env = {**os.environ, "CLIPWHISPER_MODEL__AUDIO_ENCODER__NAME": str(model_dir),
            "CLIPWHISPER_MODEL__LLM__NAME": str(GGUF),
-           "CLIPWHISPER_MODEL__AUDIO_ENCODER__PAD_TO_30S": "true" if args.pad_to_30s else "false"}
+           "CLIPWHISPER_MODEL__AUDIO_ENCODER__PAD_TO_30S": "true" if args.pad_to_30s else "false",
+           "CLIPWHISPER_MODEL__AUDIO_CONNECTOR__CTC_WEIGHT": str(args.ctc_weight),
+           "CLIPWHISPER_MODEL__LLM__FINETUNE": args.llm_finetune}
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "clipwhisper", "train", "-c", "real_small", "--data-path", str(train),
                     "--output-path", str(run), "--max-epochs", str(args.epochs), "--device", args.device,
@@ -122,6 +125,9 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--pad-to-30s", action="store_true")
     parser.add_argument("--add-synthetic", type=int, default=0, help="synthetic utterances added to train")
+    parser.add_argument("--ctc-weight", type=float, default=1.0, help="CTC loss on the audio connector's tokens "
+                        "(real_small's weight; 0 for none)")
+    parser.add_argument("--llm-finetune", default="lora", choices=["lora", "frozen"], help="model.llm.finetune")
     parser.add_argument("--no-compile", action="store_true", help="on a GPU: skip compiling the LLM's layers")
     parser.add_argument("--skip-baseline", action="store_true")
     args = parser.parse_args()
@@ -140,7 +146,9 @@ def main() -> None:
         result = ours(model_dir, data, size, args, args.out)
         padded = ", 30-s padded" if args.pad_to_30s else ""
         synthetic = f" + {args.add_synthetic} synthetic" if args.add_synthetic else ""
-        name = f"clipwhisper: Whisper {args.whisper} frozen + Gemma 3 270M LoRA{padded}{synthetic}"
+        ctc = f", CTC {args.ctc_weight:g}" if args.ctc_weight else ""
+        llm = "LoRA" if args.llm_finetune == "lora" else "frozen"
+        name = f"clipwhisper: Whisper {args.whisper} frozen + Gemma 3 270M {llm}{padded}{ctc}{synthetic}"
         rows.append(f"| {name} | {size} | {100 * result['wer']:.1f} ({result['failed']} failed) | "
                     f"{result['train_s']:.0f} | {result['decode_s']:.0f} |")
     print(f"\nAsterisk test split (63 prompts), {args.epochs} epochs, lr {args.lr:g}, seed {args.seed}, "
