@@ -1,7 +1,9 @@
 """Training on the tiny preset, on CPU, through the same code paths as real checkpoints."""
 
 import json
+import os
 import shutil
+import signal
 
 import open_clip
 import pytest
@@ -11,11 +13,13 @@ from safetensors import safe_open
 from typer.testing import CliRunner
 
 from clipwhisper.cli import app
+from clipwhisper.errors import Interrupted
 from clipwhisper.config import TrainConfig, nested, packaged_config, resolve
 from clipwhisper.dataset import AVDataset, collate
 from clipwhisper.manifest import read_manifest, write_manifest
 from clipwhisper.model.checkpoint import load_checkpoint
 from clipwhisper.training.loop import Trainer, run_training
+from clipwhisper.training.run_folder import RunFolder
 
 
 def tiny(corpus, out, **flat):
@@ -79,17 +83,61 @@ def test_checkpoint_loads_back_to_identical_outputs(both_run, synth_corpus):
     assert trainer_model.generate(batch, max_new_tokens=12) == final.generate(batch, max_new_tokens=12)
 
 
-def test_resume_is_exact(synth_corpus, tmp_path):
-    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    run_training(tiny(synth_corpus, straight, max_steps=16, save_steps=8, keep_last=5))
+def all_records(run):
+    return [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+
+
+def same_weights(a_folder, b_folder) -> bool:
+    with safe_open(a_folder / "model.safetensors", "pt") as a, safe_open(b_folder / "model.safetensors", "pt") as b:
+        return a.keys() == b.keys() and all(torch.equal(a.get_tensor(k), b.get_tensor(k)) for k in a.keys())
+
+
+def sixteen_steps(corpus, out, **flat):
+    """A checkpoint every 8 steps, an evaluation every 4, logging every 3 (a resume at 8 lands inside a window)."""
+    return tiny(corpus, out, max_steps=16, save_steps=8, keep_last=5, log_every=3, eval_steps=4, **flat)
+
+
+@pytest.fixture(scope="module")
+def straight16(synth_corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("straight16")
+    run_training(sixteen_steps(synth_corpus, out))
+    return out
+
+
+def test_resume_is_exact(synth_corpus, straight16, tmp_path):
+    """Weights and the whole log (losses, averages over the resume, evaluations) equal the straight run's."""
+    resumed = tmp_path / "resumed"
     resumed.mkdir()
-    shutil.copytree(straight / "step-000008", resumed / "step-000008")
-    shutil.copy(straight / "train_log.jsonl", resumed / "train_log.jsonl")
-    run_training(tiny(synth_corpus, resumed, max_steps=16, save_steps=8, keep_last=5, resume="auto"))
-    assert [r["loss"] for r in log_records(resumed)] == [r["loss"] for r in log_records(straight)]
-    with safe_open(straight / "final" / "model.safetensors", "pt") as a, \
-            safe_open(resumed / "final" / "model.safetensors", "pt") as b:
-        assert all(torch.equal(a.get_tensor(k), b.get_tensor(k)) for k in a.keys())
+    shutil.copytree(straight16 / "step-000008", resumed / "step-000008")
+    shutil.copy(straight16 / "train_log.jsonl", resumed / "train_log.jsonl")
+    run_training(sixteen_steps(synth_corpus, resumed, resume="auto"))
+    assert all_records(resumed) == all_records(straight16)
+    assert same_weights(straight16 / "final", resumed / "final")
+
+
+@pytest.mark.parametrize("moment", ["_evaluate", "_save_step"])
+def test_a_signal_during_evaluation_or_saving_stops_there(synth_corpus, straight16, tmp_path, moment):
+    """SIGTERM arriving while the run evaluates or saves: exit 143's error, a `stopped` record, no final/ from the
+    unfinished run; `--resume auto` then finishes with the straight run's log and weights."""
+    run = tmp_path / "run"
+    trainer = Trainer(sixteen_steps(synth_corpus, run))
+    original = getattr(trainer, moment)
+
+    def signalled(*args):
+        os.kill(os.getpid(), signal.SIGTERM)  # handled by the trainer: a stop request, like a cluster's preemption
+        return original(*args)
+
+    setattr(trainer, moment, signalled)
+    with pytest.raises(Interrupted) as stopped:
+        trainer.fit()
+    assert stopped.value.exit_code == 128 + signal.SIGTERM
+    assert not (run / "final").exists()
+    records = all_records(run)
+    assert records[-1]["event"] == "stopped" and records[-1]["step"] < 16
+    assert RunFolder(run).latest().name == f"step-{records[-1]['step']:06d}"
+    run_training(sixteen_steps(synth_corpus, run, resume="auto"))
+    assert [r for r in all_records(run) if r["event"] != "stopped"] == all_records(straight16)
+    assert same_weights(straight16 / "final", run / "final")
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import math
 import random
 import signal
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +50,9 @@ class Progress:
     best_wer: float | None = None
     skipped_steps: int = 0
     bad_samples: int = 0
+    # what the log's averages are taken over, saved so a resumed run logs what the straight run does
+    recent_losses: list[float] = field(default_factory=list)
+    last_eval_step: int | None = None
 
 
 def seed_everything(seed: int) -> None:
@@ -111,7 +114,6 @@ class Trainer:
         self.scheduler = configure_scheduler(self.optimizer, config, self.total_steps)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.progress = Progress()
-        self.last_eval_step: int | None = None
         if self.resume_from:
             saved = load_train_state(self.resume_from / "train_state", optimizer=self.optimizer,
                                      scheduler=self.scheduler, scaler=self.scaler)
@@ -182,9 +184,8 @@ class Trainer:
             report.console.print(f"resumed from {self.resume_from} at step {progress.step}")
         tracker = UpdateTracker(self.model.components()) if config.log_param_updates else None
         valid_loader = self._loader(self.valid_set)
-        losses: list[float] = []
         with report.make_progress(self.total_steps, progress.step) as bar, stop_requests() as stop:
-            while progress.step < self.total_steps and progress.epoch < config.max_epochs and not stop:
+            while progress.step < self.total_steps and progress.epoch < config.max_epochs:
                 self.sampler.set_epoch(progress.epoch, skip=progress.batches_done)
                 self.train_set.epoch = progress.epoch
                 stopping = False
@@ -192,9 +193,9 @@ class Trainer:
                     loss = self._optimizer_step(group)
                     progress.batches_done += len(group)
                     if loss is not None:
-                        losses.append(loss)
+                        self._remember(loss)
                         bar.advance(loss, self.scheduler.get_last_lr()[0], sum(len(b["ids"]) for b in group))
-                        self._after_step(losses, tracker, valid_loader)
+                        self._after_step(tracker, valid_loader)
                     stopping = self._stopping(stop)
                     if progress.step >= self.total_steps or stopping:
                         break
@@ -204,12 +205,14 @@ class Trainer:
                     progress.epoch += 1
                     progress.batches_done = 0
                     if not config.eval_steps:
-                        self._evaluate(losses, valid_loader)
+                        self._evaluate(valid_loader)
                     self._save_step()
-        if self.last_eval_step != progress.step:
-            self._evaluate(losses, valid_loader)
-        if not (self.run.step_dir(progress.step) / "config.json").exists():
-            self._save_step()
+                self._stop_if(stop)  # a signal during the evaluation or the save: stop here, not later
+            if progress.last_eval_step != progress.step:
+                self._evaluate(valid_loader)
+            if not self._saved(progress.step):
+                self._save_step()
+            self._stop_if(stop)
         final = self._save(self.run.path / "final", info=self._info())
         self._report_bad_samples()
         self._report_feature_cache()
@@ -219,8 +222,20 @@ class Trainer:
         """Whether any rank was asked to stop: all ranks must stop at the same step to save together."""
         return self.dist.total(float(bool(stop)), self.device) > 0
 
+    def _stop_if(self, stop) -> None:
+        if self._stopping(stop):
+            self._stop(stop.signal_number or signal.SIGTERM)
+
+    def _saved(self, step: int) -> bool:
+        return (self.run.step_dir(step) / "config.json").exists()
+
+    def _remember(self, loss: float) -> None:
+        kept = max(self.config.log_every, self.steps_per_epoch)
+        self.progress.recent_losses = [*self.progress.recent_losses[-(kept - 1):], loss]
+
     def _stop(self, signal_number: int) -> None:
-        folder = self._save_step()
+        step = self.progress.step
+        folder = self.run.step_dir(step) if self._saved(step) else self._save_step()
         self.run.log({"event": "stopped", "step": self.progress.step, "signal": signal_number})
         raise Interrupted(signal_number, f"stopped by signal {signal_number} at step {self.progress.step}; saved "
                                          f"{folder}; continue with --resume auto")
@@ -311,10 +326,10 @@ class Trainer:
             # logged under the step being made, so a resume from the step before drops and redoes it
             self.run.log({"id": uid, "error": error, "step": self.progress.step + 1}, name="bad_samples.jsonl")
 
-    def _after_step(self, losses: list[float], tracker, valid_loader) -> None:
+    def _after_step(self, tracker, valid_loader) -> None:
         config, step = self.config, self.progress.step
         if step % config.log_every == 0 or step == self.total_steps:
-            recent = losses[-config.log_every:]
+            recent = self.progress.recent_losses[-config.log_every:]
             self.run.log({"event": "train", "step": step, "epoch": self.progress.epoch,
                           "loss": sum(recent) / len(recent), "lr": self.scheduler.get_last_lr()[0]})
             if tracker is not None:
@@ -322,25 +337,26 @@ class Trainer:
                 self.run.log({"event": "param_updates", "step": step, "components": updates})
                 report.console.print(report.update_table(step, updates))
         if config.eval_steps and step % config.eval_steps == 0:
-            self._evaluate(losses, valid_loader)
+            self._evaluate(valid_loader)
         if config.save_steps and step % config.save_steps == 0:
             self._save_step()
 
-    def _evaluate(self, losses: list[float], valid_loader) -> None:
+    def _evaluate(self, valid_loader) -> None:
         """Rank 0 evaluates while the others wait; under FSDP every rank runs the same batches (each forward
         gathers shards from all ranks). A new best WER is saved to best/."""
-        self.last_eval_step = self.progress.step
+        self.progress.last_eval_step = self.progress.step
         metrics = None
         if self.dist.is_main or self.sharded:
             metrics = evaluate(self.model, valid_loader, self.device.type, self.amp_dtype)
-        improved = self.dist.is_main and self._report_evaluation(losses, metrics)
+        improved = self.dist.is_main and self._report_evaluation(metrics)
         improved, self.progress.best_wer = self.dist.broadcast((improved, self.progress.best_wer))
         if improved:
             self._save(self.run.path / "best", info=self._info(metrics))
 
-    def _report_evaluation(self, losses: list[float], metrics: dict) -> bool:
+    def _report_evaluation(self, metrics: dict) -> bool:
         """Log and print; whether the WER is the best so far."""
-        train_loss = sum(losses[-self.steps_per_epoch:]) / max(1, len(losses[-self.steps_per_epoch:]))
+        epoch_losses = self.progress.recent_losses[-self.steps_per_epoch:]
+        train_loss = sum(epoch_losses) / max(1, len(epoch_losses))
         self.run.log({"event": "eval", "step": self.progress.step, "epoch": self.progress.epoch,
                       "train_loss": train_loss, **metrics})
         report.console.print(report.evaluation_table(self.progress.step, self.progress.epoch - 1, train_loss,
