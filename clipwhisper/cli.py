@@ -144,6 +144,8 @@ def decode(
     noise: Path | None = typer.Option(None, "--noise", help="Noise wav mixed in at each --snr-db."),
     normalizer: str | None = typer.Option(None, "--normalizer", help="whisper (default), basic or none."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Print REF/HYP per utterance."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start over in an --output-dir holding another "
+                                   "decode's results (removes its hyps and summary only)."),
     single_file: list[Path] | None = typer.Option(None, "--single-file", "--single_file",
                                                      help="Transcribe this file instead (alias of transcribe)."),
     device: str | None = DeviceOption,
@@ -155,7 +157,7 @@ def decode(
         "model_path": model_path, "test_tsv": test_tsv, "test_wrd": test_wrd, "modality": modality,
         "output_dir": output_dir, "batch_size": batch_size, "beam_size": beam_size,
         "max_new_tokens": max_new_tokens, "snr_db": snr_db, "noise": noise, "normalizer": normalizer,
-        "verbose": verbose or None, "device": device, "precision": precision,
+        "verbose": verbose or None, "overwrite": overwrite or None, "device": device, "precision": precision,
     })
     if print_config:
         return _print_config(resolved)

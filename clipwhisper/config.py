@@ -177,6 +177,7 @@ class DecodeConfig(Strict):
     noise: Path | None = None
     normalizer: Literal["whisper", "basic", "none"] = "whisper"
     verbose: bool = False
+    overwrite: bool = Field(default=False, description="start over in an output_dir holding another decode's results")
 
 
 def read_yaml(path: Path) -> dict[str, Any]:

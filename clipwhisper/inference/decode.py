@@ -7,6 +7,7 @@ in the summary, and makes the exit code 1: nothing vanishes from the WER.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 from pathlib import Path
@@ -17,6 +18,7 @@ from torch.utils.data import DataLoader
 from ..config import DecodeConfig
 from ..dataset import AVDataset, collate
 from ..errors import ConfigError
+from ..folder_claim import claimed
 from ..manifest import Utterance, read_manifest
 from ..media import load_audio
 from ..model.avsr import AVSRModel, streams_of
@@ -25,6 +27,7 @@ from ..noise import mix_at_snr
 from ..training.distributed import Distributed
 from ..training.report import console, status
 from .compat import check_modality
+from .decode_folder import settle_decode_folder
 from .records import HypsFile, make_record
 from .sharding import merge, rank_hyps
 from .summary import summarise, summary_table
@@ -110,13 +113,18 @@ def run_decode(config: DecodeConfig) -> int:
 
 def decode_shards(config: DecodeConfig, utterances, modality: str, noise, output: Path, dist: Distributed) -> int:
     """This rank's share of every SNR cell; rank 0 merges the shards, scores them and says the exit code."""
+    with claimed(output) if dist.is_main else contextlib.nullcontext():  # one writer per folder
+        if dist.is_main:
+            settle_decode_folder(config, output)
+        dist.barrier()  # the other ranks open their files once rank 0 has settled the folder
+        hyps = rank_hyps(output, dist.rank) if dist.world > 1 else HypsFile(output / "hyps.jsonl")
+        return _decode_all(config, utterances, modality, noise, output, dist, hyps)
+
+
+def _decode_all(config: DecodeConfig, utterances, modality: str, noise, output: Path, dist: Distributed,
+                hyps: HypsFile) -> int:
     from ..model.checkpoint import load_checkpoint
 
-    try:
-        output.mkdir(parents=True, exist_ok=True)
-        hyps = rank_hyps(output, dist.rank) if dist.world > 1 else HypsFile(output / "hyps.jsonl")
-    except OSError as exc:
-        raise ConfigError(str(output), [f"cannot write the output folder: {exc.strerror or exc}"]) from None
     model = for_inference(load_checkpoint(config.model_path, dist.device(config.device)), config.precision)
     with torch.inference_mode():
         for snr in config.snr_db:

@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from ..config import ModelConfig
 from ..errors import CheckpointError
+from ..digest import file_sha256
 from ..training.fsdp import full
 from .avsr import AVSRModel
 
@@ -148,17 +149,18 @@ def _write_folder(model: AVSRModel, contents: Contents, tmp: Path, info: dict | 
     _write_json(tmp / CONFIG_FILE, manifest)  # written last: its presence marks a complete folder
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def digests(folder: Path) -> dict[str, str]:
     """SHA-256 of every weights file in the folder (the training state's too), by relative path."""
-    return {path.relative_to(folder).as_posix(): _sha256(path) for path in sorted(folder.rglob("*.safetensors"))}
+    return {path.relative_to(folder).as_posix(): file_sha256(path) for path in sorted(folder.rglob("*.safetensors"))}
+
+
+def fingerprint(folder: Path) -> str:
+    """What a checkpoint computes, in one SHA-256: its model settings and its weights files' digests (the
+    recorded ones, or computed for a checkpoint written before digests were recorded)."""
+    manifest = read_checkpoint_config(folder)
+    weights = manifest.get("sha256")
+    identity = {"model": manifest["model"], "weights": weights if isinstance(weights, dict) else digests(folder)}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
 def _inside(folder: Path, name) -> bool:
@@ -181,7 +183,7 @@ def verify_digests(folder: Path, manifest: dict) -> None:
             raise CheckpointError(folder / CONFIG_FILE, f"sha256 names {name!r}, outside the checkpoint")
         if not path.is_file():
             raise CheckpointError(path, f"missing, though {CONFIG_FILE} records its SHA-256")
-        if _sha256(path) != expected:
+        if file_sha256(path) != expected:
             raise CheckpointError(path, f"its SHA-256 differs from the one in {CONFIG_FILE}: the file was changed "
                                         "or damaged after it was written")
 

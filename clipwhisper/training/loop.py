@@ -18,6 +18,7 @@ from ..config import TrainConfig, to_yaml
 from ..dataset import AVDataset, BucketBatchSampler, collate
 from ..errors import ClipWhisperError, Interrupted, MediaError
 from ..features import FeatureCache, build_feature_cache
+from ..folder_claim import claimed
 from ..manifest import duration_s
 from ..media import load_audio
 from ..model.avsr import AVSRModel, streams_of
@@ -34,6 +35,7 @@ from .fsdp import shard_model
 from .optim import clip_gradients, configure_optimizer, configure_scheduler
 from .params import UpdateTracker, component_rows
 from .run_folder import RunFolder
+from .run_identity import settle_run_folder
 from .state import capture_train_state, load_train_state, write_train_state
 from .stop_signals import stop_requests
 
@@ -83,6 +85,7 @@ class Trainer:
         self.config = config
         self.splits = load_splits(config)  # every check before any model loads
         self.dist = dist or Distributed.from_env(config.device)
+        settle_run_folder(config, write=self.dist.is_main)
         report.quiet_unless(self.dist.is_main)
         self.run = RunFolder(config.output_path, writable=self.dist.is_main)
         self.device = self.dist.device(config.device)
@@ -406,6 +409,7 @@ class Trainer:
 def run_training(config: TrainConfig) -> Path:
     started = time.perf_counter()
     with Distributed.from_env(config.device).closing() as dist:  # also when setting up fails on every rank
-        final = Trainer(config, dist).fit()
+        with claimed(config.output_path) if dist.is_main else contextlib.nullcontext():  # one writer per folder
+            final = Trainer(config, dist).fit()
     report.console.print(f"training done in {time.perf_counter() - started:.1f} s; final checkpoint: {final}")
     return final
