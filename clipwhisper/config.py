@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, InitSettingsSource, SettingsConfigDict
 
+from .bounded_yaml import load_bounded
 from .errors import ConfigError
 
 Modality = Literal["audio", "video", "both"]
@@ -188,12 +189,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(str(path), [f"cannot read config file: {exc.strerror or exc}"]) from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(str(path), [f"not UTF-8 text (byte {exc.start})"]) from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(where, [f"invalid YAML: {getattr(exc, 'problem', None) or exc}"]) from exc
+    data = load_bounded(text, str(path))
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -86,3 +86,30 @@ def test_nested_drops_none():
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="cannot read config file"):
         resolve(TrainConfig, Path(tmp_path / "absent.yaml"))
+
+
+LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n" for i in range(8))
+
+
+@pytest.mark.parametrize("text, message", [
+    ("model:\n  llm:\n    config:\n" + "".join(f"      {line}\n" for line in LAUGHS.splitlines()),
+     "aliases expand to over 100,000 values"),                         # 10**9 values if built
+    ("a: &a [1, *a]\n", "an alias inside its own anchor"),             # a cycle
+    ("a: " + "[" * 5000 + "]" * 5000 + "\n", "nested deeper than 64 levels"),
+    ("seed: " + "9" * 5000 + "\n", "invalid value"),                   # over Python's int() digit limit
+    ("seed: 1\nbatch_size: 2\nseed: 3\n", "bad.yaml:3: key 'seed' given twice (first on line 1)"),
+    ("# " + "x" * (1 << 20) + "\n", "over 1 MiB"),
+])
+def test_yaml_is_bounded_before_anything_is_built(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as error:
+        read_yaml(path)
+    assert message in str(error.value) and str(path) in str(error.value)
+
+
+def test_anchors_that_stay_small_still_work(tmp_path):
+    path = tmp_path / "ok.yaml"
+    path.write_text("lora: &lora {r: 8, alpha: 16}\nmodel:\n  llm:\n    lora: *lora\n")
+    assert read_yaml(path)["model"]["llm"]["lora"] == {"r": 8, "alpha": 16}
