@@ -138,7 +138,7 @@ def test_an_unwritable_run_folder_is_a_usage_error(synth_corpus, tmp_path):
     blocker.write_text("not a folder")
     result = cli("train", "-c", "tiny", "--data-path", synth_corpus, "--output-path", blocker / "run",
                  "--max-steps", "1")
-    assert result.exit_code == 2 and "a_file/run: cannot create (Not a directory)" in result.stderr
+    assert result.exit_code == 2 and "a_file/run: cannot write the folder: Not a directory" in result.stderr
 
 
 def test_a_full_disk_during_a_save_keeps_earlier_checkpoints(synth_corpus, tmp_path, monkeypatch):

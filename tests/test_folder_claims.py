@@ -68,6 +68,18 @@ def test_a_rerun_with_other_settings_is_refused_then_overwrite_starts_over(check
     assert (out / "mine.txt").read_text() == "a user's file"
 
 
+def test_torn_or_foreign_lines_in_hyps_are_dropped_and_their_utterances_redone(checkpoint, synth_corpus, tmp_path):
+    tsv, out = small_manifest(synth_corpus, tmp_path / "m", count=3), tmp_path / "dec"
+    assert decode(checkpoint, tsv, out).exit_code == 0
+    whole = (out / "hyps.jsonl").read_text().splitlines()
+    (out / "hyps.jsonl").write_text("\n".join([whole[0], '{"note": "a line of mine"}', '[1, 2]', "not json",
+                                               whole[2], '{"id": "x", "modal']))
+    result = decode(checkpoint, tsv, out)
+    assert result.exit_code == 0, result.output
+    assert "4 lines were not whole records" in " ".join(result.output.split())  # rich wraps lines
+    assert sorted(records(out), key=lambda r: r["id"]) == sorted(map(json.loads, whole), key=lambda r: r["id"])
+
+
 def test_results_with_no_record_of_their_settings_are_not_reused(checkpoint, synth_corpus, tmp_path):
     tsv, out = small_manifest(synth_corpus, tmp_path / "m"), tmp_path / "dec"
     assert decode(checkpoint, tsv, out).exit_code == 0

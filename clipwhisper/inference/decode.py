@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import torch
+from rich.markup import escape
 from torch.utils.data import DataLoader
 
 from ..config import DecodeConfig
@@ -118,6 +119,9 @@ def decode_shards(config: DecodeConfig, utterances, modality: str, noise, output
             settle_decode_folder(config, output)
         dist.barrier()  # the other ranks open their files once rank 0 has settled the folder
         hyps = rank_hyps(output, dist.rank) if dist.world > 1 else HypsFile(output / "hyps.jsonl")
+        if hyps.dropped:
+            status.print(f"[yellow]{escape(str(hyps.path))}: {hyps.dropped} lines were not whole records (a crash "
+                         "mid-write, or foreign lines) and were dropped; their utterances are decoded again[/yellow]")
         return _decode_all(config, utterances, modality, noise, output, dist, hyps)
 
 

@@ -32,28 +32,38 @@ def make_record(uid: str, modality: str, snr, ref: str, hyp: str, normalise_name
     }
 
 
+def _record(line: bytes) -> dict | None:
+    """A line's record, or None if it is not one of ours (torn, not JSON, or missing the record's keys)."""
+    try:
+        record = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if not isinstance(record, dict) or not {"id", "modality", "snr", "errors", "ref_words"} <= record.keys():
+        return None
+    return record
+
+
 class HypsFile:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.records: list[dict] = []
         self.done: set[tuple[str, str, str]] = set()
+        self.dropped = 0
         if self.path.exists():
             self._recover()
 
     def _recover(self) -> None:
-        raw = self.path.read_bytes()
-        lines = raw.split(b"\n")
-        complete, intact = [], True
-        for line in lines[:-1]:  # the last element is b"" when the file ends with a newline
-            try:
-                record = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                intact = False
-                break
-            if record_key(record) not in self.done:
+        """Keep every whole record once; a torn line (a crash mid-write) or a foreign one is dropped, counted in
+        ``self.dropped``, and its utterance decoded again."""
+        lines = self.path.read_bytes().split(b"\n")
+        complete = []
+        for line in lines[:-1]:  # the last element is b"" when the file ends with a newline, else a torn tail
+            record = _record(line)
+            if record is not None and record_key(record) not in self.done:
                 self.done.add(record_key(record))
                 complete.append(record)
-        if lines[-1] or not intact or len(complete) != len(lines) - 1:  # torn tail or duplicates: rewrite
+        self.dropped = sum(1 for line in lines if line.strip()) - len(complete)
+        if lines[-1] or len(complete) != len(lines) - 1:  # torn tail, duplicates or foreign lines: rewrite
             self.path.write_text("".join(json.dumps(r) + "\n" for r in complete), encoding="utf-8")
         self.records = complete
 

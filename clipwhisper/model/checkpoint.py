@@ -22,8 +22,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..config import ModelConfig
-from ..errors import CheckpointError
 from ..digest import file_sha256
+from ..errors import CheckpointError
 from ..training.fsdp import full
 from .avsr import AVSRModel
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from rich.markup import escape
 from torch.utils.data import DataLoader
 
 from ..config import TrainConfig, to_yaml
@@ -122,7 +123,9 @@ class Trainer:
                                      scheduler=self.scheduler, scaler=self.scaler)
             self.progress = Progress(**saved)
         for log in ("train_log.jsonl", "bad_samples.jsonl"):  # what a killed run logged after its checkpoint
-            self.run.truncate_log_after(self.progress.step, log)
+            if dropped := self.run.truncate_log_after(self.progress.step, log):
+                report.status.print(f"[yellow]{escape(str(self.run.path / log))}: dropped {dropped} lines that were "
+                                    "not whole records (a torn last line after a crash)[/yellow]")
 
     def _place_model(self):
         """Frozen parts cast, LLM layers compiled (on a GPU by default), the model on this rank's device: whole,

@@ -63,11 +63,21 @@ class RunFolder:
         with open(self.path / name, "a", encoding="utf-8") as out:
             out.write(json.dumps(record) + "\n")
 
-    def truncate_log_after(self, step: int, name: str = "train_log.jsonl") -> None:
-        """Drop records written after the step this run starts from, so the log reads as one straight run."""
+    def truncate_log_after(self, step: int, name: str = "train_log.jsonl") -> int:
+        """Drop records written after the step this run starts from, so the log reads as one straight run, and
+        lines that are not whole records (a torn last line after a power loss). Returns how many of those."""
         path = self.path / name
         if not self.writable or not path.exists():
-            return
-        kept = [line for line in path.read_text(encoding="utf-8").splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= step]
-        path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+            return 0
+        records = [_record(line) for line in path.read_bytes().split(b"\n") if line.strip()]
+        kept = [r for r in records if r is not None and r.get("step", 0) <= step]
+        path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+        return records.count(None)
+
+
+def _record(line: bytes) -> dict | None:
+    try:
+        record = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("step", 0), int) else None
