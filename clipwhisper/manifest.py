@@ -45,6 +45,7 @@ def decoded_lines(path: Path) -> list[str]:
         raw = path.read_bytes()
     except OSError as exc:
         raise ManifestError(path, None, f"cannot read: {exc.strerror or exc}") from exc
+    raw = raw.removeprefix(b"\xef\xbb\xbf")  # the BOM some editors (Notepad, Excel) write first
     lines = []
     for number, line in enumerate(raw.splitlines(), start=1):
         try:

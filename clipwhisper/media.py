@@ -73,10 +73,16 @@ def _run(path: Path, stream, stream_kind: str) -> bytes:
     return out
 
 
+def local(path: Path | str) -> str:
+    """``path`` as a local file to ffmpeg: without ``file:`` a name like ``concat:a.wav|b.wav`` or
+    ``http://…`` would be read as a protocol (files joined, a network fetched)."""
+    return f"file:{path}"
+
+
 def load_audio(path: Path | str, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Mono float32 samples at ``sample_rate`` from any file ffmpeg reads (first audio stream)."""
     path = Path(path)
-    graph = ffmpeg.input(str(path)).output("pipe:", map="0:a:0", format="f32le", acodec="pcm_f32le",
+    graph = ffmpeg.input(local(path)).output("pipe:", map="0:a:0", format="f32le", acodec="pcm_f32le",
                                            ac=1, ar=sample_rate)
     samples = np.frombuffer(_run(path, graph, "audio"), dtype=np.float32)
     if not np.isfinite(samples).all():
@@ -88,7 +94,7 @@ def load_video(path: Path | str, size: int, fps: float = VIDEO_FPS) -> np.ndarra
     """RGB frames ``(T, size, size, 3)`` uint8 at ``fps``: scaled to cover, centre-cropped square."""
     path = Path(path)
     filters = f"fps={fps},scale={size}:{size}:force_original_aspect_ratio=increase:flags=area,crop={size}:{size}"
-    graph = ffmpeg.input(str(path)).output("pipe:", map="0:v:0", vf=filters, format="rawvideo", pix_fmt="rgb24")
+    graph = ffmpeg.input(local(path)).output("pipe:", map="0:v:0", vf=filters, format="rawvideo", pix_fmt="rgb24")
     raw = _run(path, graph, "video")
     frame_bytes = size * size * 3
     if len(raw) % frame_bytes:
@@ -99,7 +105,7 @@ def load_video(path: Path | str, size: int, fps: float = VIDEO_FPS) -> np.ndarra
 def frame_size(path: Path | str) -> tuple[int, int]:
     """``(width, height)`` of the first frame as ffmpeg shows it (rotation applied): from a one-frame PPM."""
     path = Path(path)
-    graph = ffmpeg.input(str(path)).output("pipe:", map="0:v:0", frames=1, format="image2pipe", vcodec="ppm")
+    graph = ffmpeg.input(local(path)).output("pipe:", map="0:v:0", frames=1, format="image2pipe", vcodec="ppm")
     header = _run(path, graph, "video").split(maxsplit=3)
     if len(header) < 3 or header[0] != b"P6":
         raise MediaError(path, "no video frame could be decoded")
@@ -135,9 +141,9 @@ def write_video(path: Path, frames: np.ndarray, fps: float = VIDEO_FPS, audio: P
     """H.264 mp4 from ``(T, H, W, 3)`` uint8 frames, muxed with ``audio`` (AAC) when given."""
     height, width = frames.shape[1:3]
     video = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{width}x{height}", framerate=fps)
-    streams = [video] + ([ffmpeg.input(str(audio))] if audio else [])
+    streams = [video] + ([ffmpeg.input(local(audio))] if audio else [])
     options = {"vcodec": "libx264", "pix_fmt": "yuv420p", "crf": 18, "preset": "veryfast", "threads": 1}
     if audio:
         options["acodec"] = "aac"
-    graph = ffmpeg.output(*streams, str(path), **options).overwrite_output()
+    graph = ffmpeg.output(*streams, local(path), **options).overwrite_output()
     _pipe(graph, np.ascontiguousarray(frames).tobytes(), path)

@@ -30,6 +30,14 @@ def test_relative_root_is_joined_to_the_tsv_folder(tmp_path):
     assert utt.video == tmp_path / "v.mp4" and utt.audio is None and utt.n_audio_samples == 0
 
 
+def test_a_byte_order_mark_is_not_part_of_the_root_or_the_first_transcript(tmp_path):
+    """Notepad and Excel write a UTF-8 BOM first; it made every path 'not found'."""
+    write(tmp_path / "t.tsv", b"\xef\xbb\xbf.\nid1\tv.mp4\t\t10\t\n")
+    write(tmp_path / "t.wrd", b"\xef\xbb\xbfbin blue\n")
+    [utt] = read_manifest(tmp_path / "t.tsv")
+    assert utt.video == tmp_path / "v.mp4" and utt.text == "bin blue"
+
+
 def test_absolute_root(tmp_path):
     write(tmp_path / "t.tsv", "/data/root\nid1\t\taudio/x.wav\t\t16000\n")
     assert read_tsv(tmp_path / "t.tsv")[0].audio == Path("/data/root/audio/x.wav")

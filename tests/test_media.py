@@ -1,9 +1,11 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import make_media
 
 from clipwhisper.errors import MediaError
-from clipwhisper.media import SAMPLE_RATE, ffmpeg_binary, load_audio, load_video
+from clipwhisper.media import SAMPLE_RATE, ffmpeg_binary, load_audio, load_video, write_video, write_wav
 
 
 @pytest.mark.parametrize("suffix", ["wav", "flac", "mp3", "m4a"])
@@ -77,3 +79,18 @@ def test_ffmpeg_binary_from_environment(monkeypatch, tmp_path):
             ffmpeg_binary()
     finally:
         ffmpeg_binary.cache_clear()
+
+
+def test_a_file_named_like_an_ffmpeg_protocol_is_read_as_a_file(tmp_path, monkeypatch):
+    """`concat:a.wav|b.wav` (a relative name, as a manifest gives it) would make ffmpeg join a.wav and b.wav;
+    it must read the file of that name."""
+    monkeypatch.chdir(tmp_path)
+    tone = (0.1 * np.sin(np.arange(16000) / 5)).astype(np.float32)
+    write_wav(Path("a.wav"), tone)
+    write_wav(Path("b.wav"), tone)
+    named = Path("concat:a.wav|b.wav")
+    write_wav(named, tone[:8000])
+    assert len(load_audio(named)) == 8000
+    video = Path("concat:x.mp4|y.mp4")
+    write_video(video, np.zeros((5, 16, 16, 3), np.uint8), audio=named)
+    assert load_video(video, 16).shape[0] == 5

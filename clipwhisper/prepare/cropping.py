@@ -9,7 +9,7 @@ import ffmpeg
 import numpy as np
 
 from ..errors import MediaError
-from ..media import VIDEO_FPS, ffmpeg_binary, frame_size
+from ..media import VIDEO_FPS, ffmpeg_binary, frame_size, local
 from . import tracking
 
 
@@ -18,7 +18,7 @@ def frames(path: Path, width: int, height: int, scaled_width: int | None = None)
     if scaled_width:
         height = max(2, round(height * scaled_width / width / 2) * 2)
         width = scaled_width
-    graph = ffmpeg.input(str(path)).output("pipe:", map="0:v:0", vf=f"fps={VIDEO_FPS},scale={width}:{height}",
+    graph = ffmpeg.input(local(path)).output("pipe:", map="0:v:0", vf=f"fps={VIDEO_FPS},scale={width}:{height}",
                                            format="rawvideo", pix_fmt="rgb24").global_args("-loglevel", "error")
     process = graph.run_async(cmd=ffmpeg_binary(), pipe_stdout=True, pipe_stderr=True)
     size = width * height * 3
@@ -52,7 +52,7 @@ def write_crops(path: Path, regions: list[tracking.Region], size: int, out: Path
     """Cut the crops frame by frame and stream them into an H.264 encoder; the number of frames written."""
     width, height = frame_size(path)
     encoder = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{size}x{size}", framerate=VIDEO_FPS) \
-        .output(str(out), vcodec="libx264", pix_fmt="yuv420p", crf=18, preset="veryfast", threads=1, f="mp4") \
+        .output(local(out), vcodec="libx264", pix_fmt="yuv420p", crf=18, preset="veryfast", threads=1, f="mp4") \
         .overwrite_output().global_args("-loglevel", "error") \
         .run_async(cmd=ffmpeg_binary(), pipe_stdin=True, pipe_stderr=True)
     count = 0
