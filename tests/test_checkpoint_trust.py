@@ -28,6 +28,9 @@ def edited(checkpoint, tmp_path, change) -> object:
     (lambda c: c.update(llm_weights=5), "llm_weights must name a folder inside the checkpoint, not 5"),
     (lambda c: c.pop("llm_weights"), "no llm_weights"),
     (lambda c: c.update(version=2), "checkpoint format version 2; this clipwhisper reads version 1"),
+    (lambda c: c["model"]["video_encoder"].update(vision_cfg="x"),
+     "invalid model config: video_encoder.vision_cfg: Input should be a valid dictionary"),
+    (lambda c: c["model"]["audio_encoder"].pop("dims"), "model.audio_encoder: set name"),
 ])
 def test_config_json_cannot_escape_or_silently_change_the_model(checkpoint, tmp_path, change, says):
     (tmp_path / "elsewhere").mkdir()
@@ -49,3 +52,12 @@ def test_flipped_bytes_in_any_weights_file_are_caught(checkpoint, tmp_path, dama
     path.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match=f"{damaged}: its SHA-256 differs"):
         load_checkpoint(folder)
+
+
+def test_a_garbage_tokenizer_is_the_checkpoints_fault_in_one_line(checkpoint, tmp_path):
+    folder = edited(checkpoint, tmp_path, lambda c: None)
+    (folder / "tokenizer" / "tokenizer.json").write_text("{garbage")
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(folder)
+    assert "no tokenizer loads from" in str(caught.value) and "\n" not in str(caught.value)
+    assert caught.value.exit_code == 1

@@ -21,9 +21,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..config import ModelConfig
+from ..config import ModelConfig, describe_errors
 from ..digest import file_sha256
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from ..training.fsdp import full
 from .avsr import AVSRModel
 
@@ -269,15 +269,19 @@ def load_checkpoint(folder: Path, device: str | torch.device = "cpu") -> AVSRMod
     verify_digests(folder, manifest)
     try:
         config = ModelConfig.model_validate(manifest["model"])
-    except (KeyError, ValidationError) as exc:
-        raise CheckpointError(folder / CONFIG_FILE, f"invalid model config: {exc}") from None
+    except ValidationError as exc:
+        raise CheckpointError(folder / CONFIG_FILE, f"invalid model config: {'; '.join(describe_errors(exc))}") \
+            from None
     tensors = load_weights_file(folder / WEIGHTS_FILE)
-    tokenizer = load_tokenizer(folder / "tokenizer")
-    llm_weights = folder / manifest["llm_weights"] if manifest.get("llm_weights") else None
-    llm = build_base_llm(config.llm, tokenizer, weights=llm_weights)
-    adapter = folder / manifest["adapter"] if manifest.get("adapter") else None
-    llm = apply_finetuning(llm, config.llm, adapter=adapter)
-    model = AVSRModel.build(config, tokenizer, llm)
+    try:  # a part the checkpoint's settings describe that cannot be built: the checkpoint's fault, exit 1
+        tokenizer = load_tokenizer(folder / "tokenizer")
+        llm_weights = folder / manifest["llm_weights"] if manifest.get("llm_weights") else None
+        llm = build_base_llm(config.llm, tokenizer, weights=llm_weights)
+        adapter = folder / manifest["adapter"] if manifest.get("adapter") else None
+        llm = apply_finetuning(llm, config.llm, adapter=adapter)
+        model = AVSRModel.build(config, tokenizer, llm)
+    except ConfigError as exc:
+        raise CheckpointError(folder / CONFIG_FILE, str(exc)) from None
     _load_components(model, tensors, folder / WEIGHTS_FILE)
     return model.to(device).eval()
 
