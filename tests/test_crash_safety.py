@@ -75,6 +75,19 @@ def test_sigkill_at_random_moments_loses_nothing(straight_run, synth_corpus, tmp
     assert not [p.name for p in run.iterdir() if p.name.startswith(".")]  # no partial folders left behind
 
 
+def test_a_kill_while_pruning_leaves_nothing_half_deleted(tmp_path):
+    """Pruning renames a step folder out of the steps before deleting it; what a kill leaves is tidied."""
+    run = tmp_path / "run"
+    for step in (1, 2, 3):
+        (run / f"step-00000{step}" / "train_state").mkdir(parents=True)
+        (run / f"step-00000{step}" / "config.json").write_text("{}")
+    RunFolder(run).prune(keep_last=1)
+    assert sorted(p.name for p in run.iterdir()) == ["step-000003"]
+    (run / ".step-000001.del-77" / "train_state").mkdir(parents=True)  # killed inside the delete
+    (run / "step-000002" / "train_state").mkdir(parents=True)  # half deleted in place (config.json gone first)
+    assert sorted(p.name for p in RunFolder(run).path.iterdir()) == ["step-000003"]
+
+
 def test_sigint_saves_and_exits_130_then_resumes_exactly(straight_run, synth_corpus, tmp_path):
     run = tmp_path / "run"
     process = subprocess.Popen(train_command(synth_corpus, run), env=ENV, stdout=subprocess.DEVNULL,

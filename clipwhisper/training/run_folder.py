@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 STEP_PATTERN = re.compile(r"^step-(\d{6,})$")
 
 
-TMP_PATTERN = re.compile(r"^\.(.+)\.(tmp|old)-\d+$")  # what save_checkpoint writes before its renames
+TMP_PATTERN = re.compile(r"^\.(.+)\.(tmp|old|del)-\d+$")  # save_checkpoint's before its renames; prune's
 
 
 class RunFolder:
@@ -23,8 +24,10 @@ class RunFolder:
             self.recover()
 
     def recover(self) -> None:
-        """Tidy after a killed run: a half-written ``.X.tmp-PID`` is removed; a ``.X.old-PID`` left between
-        the two renames of a replacement (``best/``, ``final/``) is put back if ``X`` is missing."""
+        """Tidy after a killed run: a half-written ``.X.tmp-PID`` or half-deleted ``.X.del-PID`` is removed; a
+        ``.X.old-PID`` left between the two renames of a replacement (``best/``, ``final/``) is put back if ``X``
+        is missing; a ``step-N/`` without its ``config.json`` (a save renames a step folder into place whole,
+        so that is one half deleted by a version that pruned in place) is removed."""
         for child in self.path.iterdir():
             match = TMP_PATTERN.match(child.name)
             if not match:
@@ -33,6 +36,9 @@ class RunFolder:
             if match.group(2) == "old" and not target.exists():
                 child.rename(target)
             else:
+                shutil.rmtree(child, ignore_errors=True)
+        for child in self.path.iterdir():
+            if STEP_PATTERN.match(child.name) and not (child / "config.json").is_file():
                 shutil.rmtree(child, ignore_errors=True)
 
     def step_dir(self, step: int) -> Path:
@@ -55,7 +61,9 @@ class RunFolder:
         if not self.writable:
             return
         for old in self.complete_steps()[:-keep_last]:
-            shutil.rmtree(old, ignore_errors=True)
+            doomed = old.with_name(f".{old.name}.del-{os.getpid()}")  # gone from the steps at once, in one rename
+            old.rename(doomed)
+            shutil.rmtree(doomed, ignore_errors=True)
 
     def log(self, record: dict, name: str = "train_log.jsonl") -> None:
         if not self.writable:
