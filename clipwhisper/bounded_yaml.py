@@ -48,8 +48,9 @@ def load_bounded(text: str, where: str):
     """The document's value, or ConfigError naming ``where`` (and the line) for invalid or unbounded YAML."""
     if len(text.encode("utf-8")) > MAX_BYTES:
         raise ConfigError(where, [f"over {MAX_BYTES // 2**20} MiB; a config is a short text file"])
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)  # its reader refuses unprintable characters at once
         node = loader.get_single_node()
         if node is None:
             return None
@@ -64,4 +65,5 @@ def load_bounded(text: str, where: str):
     except ValueError as exc:  # e.g. an integer of more digits than Python converts
         raise ConfigError(where, [f"invalid value: {exc}"]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()

@@ -53,7 +53,7 @@ def _error_summary(stderr: bytes, stream_kind: str) -> str:
     return lines[0] if lines else "ffmpeg failed without a message"
 
 
-def _run(path: Path, stream, stream_kind: str) -> bytes:
+def _run(path: Path, stream, stream_kind: str, may_be_empty: bool = False) -> bytes:
     """Run an ffmpeg graph to stdout; decoding errors (corrupt or truncated data) fail loudly."""
     if not path.is_file():
         raise MediaError(path, "file not found")
@@ -68,7 +68,7 @@ def _run(path: Path, stream, stream_kind: str) -> bytes:
         raise MediaError(path, _error_summary(exc.stderr, stream_kind)) from None
     if err.strip():  # at -v error, anything printed is damage ffmpeg chose to decode past
         raise MediaError(path, f"damaged {stream_kind}: {_error_summary(err, stream_kind)}")
-    if not out:
+    if not out and not may_be_empty:
         raise MediaError(path, f"zero-length {stream_kind}")
     return out
 
@@ -79,23 +79,32 @@ def local(path: Path | str) -> str:
     return f"file:{path}"
 
 
-def load_audio(path: Path | str, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Mono float32 samples at ``sample_rate`` from any file ffmpeg reads (first audio stream)."""
+def _input(path: Path, span: tuple[float, float] | None):
+    """The file as ffmpeg's input; ``span`` ``(start_s, length_s)`` reads only that part (a seek, then a limit)."""
+    return ffmpeg.input(local(path), **({"ss": f"{span[0]:.3f}", "t": f"{span[1]:.3f}"} if span else {}))
+
+
+def load_audio(path: Path | str, sample_rate: int = SAMPLE_RATE,
+               span: tuple[float, float] | None = None) -> np.ndarray:
+    """Mono float32 samples at ``sample_rate`` from any file ffmpeg reads (first audio stream); ``span``
+    ``(start_s, length_s)``: that part only (empty past the end)."""
     path = Path(path)
-    graph = ffmpeg.input(local(path)).output("pipe:", map="0:a:0", format="f32le", acodec="pcm_f32le",
-                                           ac=1, ar=sample_rate)
-    samples = np.frombuffer(_run(path, graph, "audio"), dtype=np.float32)
+    graph = _input(path, span).output("pipe:", map="0:a:0", format="f32le", acodec="pcm_f32le", ac=1,
+                                      ar=sample_rate)
+    samples = np.frombuffer(_run(path, graph, "audio", may_be_empty=bool(span and span[0])), dtype=np.float32)
     if not np.isfinite(samples).all():
         raise MediaError(path, "audio contains NaN or infinite samples")
     return samples.copy()
 
 
-def load_video(path: Path | str, size: int, fps: float = VIDEO_FPS) -> np.ndarray:
-    """RGB frames ``(T, size, size, 3)`` uint8 at ``fps``: scaled to cover, centre-cropped square."""
+def load_video(path: Path | str, size: int, fps: float = VIDEO_FPS,
+               span: tuple[float, float] | None = None) -> np.ndarray:
+    """RGB frames ``(T, size, size, 3)`` uint8 at ``fps``: scaled to cover, centre-cropped square; ``span`` as
+    for ``load_audio``."""
     path = Path(path)
     filters = f"fps={fps},scale={size}:{size}:force_original_aspect_ratio=increase:flags=area,crop={size}:{size}"
-    graph = ffmpeg.input(local(path)).output("pipe:", map="0:v:0", vf=filters, format="rawvideo", pix_fmt="rgb24")
-    raw = _run(path, graph, "video")
+    graph = _input(path, span).output("pipe:", map="0:v:0", vf=filters, format="rawvideo", pix_fmt="rgb24")
+    raw = _run(path, graph, "video", may_be_empty=bool(span and span[0]))
     frame_bytes = size * size * 3
     if len(raw) % frame_bytes:
         raise MediaError(path, "video ended inside a frame")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from ..model.avsr import AVSRModel
 
 WINDOW_S = 30.0
 OVERLAP_S = 2.0
+WINDOW_BATCH = 8  # windows generated at once: memory is that of 8 windows, whatever the file's length
 
 
 @dataclass
@@ -32,22 +34,30 @@ class Media:
         return "audio" if self.audio is not None else "video"
 
     @property
+    def streams(self) -> tuple[str, ...]:
+        return tuple(name for name in ("audio", "video") if getattr(self, name) is not None)
+
+    @property
     def duration_s(self) -> float:
         if self.audio is not None:
             return len(self.audio) / SAMPLE_RATE
         return len(self.video) / VIDEO_FPS
 
+    def cut(self, start: float, end: float) -> Media:
+        """The part from ``start`` to ``end`` seconds (views, no copies); a video part has at least a frame."""
+        first = int(start * VIDEO_FPS)
+        return Media(audio=None if self.audio is None else self.audio[int(start * SAMPLE_RATE):int(end * SAMPLE_RATE)],
+                     video=None if self.video is None else self.video[first:max(first + 1, int(end * VIDEO_FPS))])
+
 
 def windows(duration_s: float, window_s: float = WINDOW_S, overlap_s: float = OVERLAP_S) -> list[tuple[float, float]]:
-    """Overlapping ``(start, end)`` spans covering ``duration_s``; one span if it fits."""
-    if duration_s <= window_s:
-        return [(0.0, duration_s)]
-    spans, start, hop = [], 0.0, window_s - overlap_s
+    """Overlapping ``(start, end)`` spans covering ``duration_s``, each ``window_s`` long but the last, which
+    ends at the end: the spans ``Transcriber.read_windows`` reads from a file of that length."""
+    spans, start = [], 0.0
     while start + window_s < duration_s:
         spans.append((start, start + window_s))
-        start += hop
-    spans.append((max(0.0, duration_s - window_s), duration_s))
-    return spans
+        start += window_s - overlap_s
+    return [*spans, (start, duration_s)]
 
 
 def join_overlapping(texts: list[str]) -> str:
@@ -78,27 +88,43 @@ class Transcriber:
             return min(WINDOW_S, self.model.audio_encoder.max_samples / SAMPLE_RATE)
         return WINDOW_S
 
-    def read(self, path: Path, crop: str | None = None) -> tuple[Media, str]:
-        """The streams of ``path`` that the model uses, and the modality they make; with ``crop`` (mouth or
-        face) the video is a raw recording, cropped first as ``clipwhisper prepare`` does."""
+    def read(self, path: Path, crop: str | None = None, span: tuple[float, float] | None = None,
+             streams: tuple[str, ...] | None = None) -> tuple[Media, str]:
+        """The streams of ``path`` that the model uses (or ``streams`` of them), within ``span`` (``(start_s,
+        length_s)``) if given, and the modality they make; with ``crop`` (mouth or face) the video is a raw
+        recording, cropped first as ``clipwhisper prepare`` does."""
         path = Path(path)
         if crop is not None:
             return self._read_cropped(path, crop)
-        streams = self.model.streams
+        streams = streams or self.model.streams
         media = Media()
         if "video" in streams:
             try:
-                media.video = load_video(path, self.model.video_encoder.image_size)
+                media.video = load_video(path, self.model.video_encoder.image_size, span=span)
             except MediaError as exc:
                 if "no video stream" not in str(exc) or streams == ("video",):
                     raise
         if "audio" in streams:
             try:
-                media.audio = load_audio(path)
+                media.audio = load_audio(path, span=span)
             except MediaError as exc:
                 if "no audio stream" not in str(exc) or media.video is None:
                     raise
         return media, media.modality
+
+    def read_windows(self, path: Path) -> Iterator[Media]:
+        """``path`` window by window, each read from the file on its own: memory holds one window, however
+        long the file. The last window is the one that reaches the end."""
+        hop, span, streams = self.window_s - OVERLAP_S, (0.0, self.window_s), None
+        while True:
+            media = self.read(path, span=span, streams=streams)[0]
+            streams = streams or media.streams  # what the first window found: no search for a missing stream
+            if span[0] and media.duration_s <= 0:
+                return
+            yield media
+            if media.duration_s < self.window_s - 1 / VIDEO_FPS:
+                return
+            span = (span[0] + hop, self.window_s)
 
     def _read_cropped(self, path: Path, crop: str) -> tuple[Media, str]:
         from ..prepare.run import Options, prepare_one
@@ -110,28 +136,50 @@ class Transcriber:
                           if "video" in self.model.streams else None)
         return media, media.modality
 
-    def _batch(self, media: Media, spans: list[tuple[float, float]]) -> dict:
-        items = []
-        for index, (start, end) in enumerate(spans):
-            item = {"id": f"w{index}", "text": ""}
-            if media.audio is not None:
-                item["audio"] = media.audio[int(start * SAMPLE_RATE):int(end * SAMPLE_RATE)]
-            if media.video is not None:
-                first = int(start * VIDEO_FPS)
-                item["video"] = media.video[first:max(first + 1, int(end * VIDEO_FPS))]
-            items.append(item)
-        return collate(items)
+    def _generate(self, pieces: list[Media], modality: str | None) -> list[str]:
+        items = [{"id": f"w{index}", "text": "", **({"audio": piece.audio} if piece.audio is not None else {}),
+                  **({"video": piece.video} if piece.video is not None else {})} for index, piece in enumerate(pieces)]
+        return self.model.generate(collate(items), modality=modality or pieces[0].modality,
+                                   beam_size=self.beam_size, max_new_tokens=self.max_new_tokens)
 
     @torch.inference_mode()
+    def window_texts(self, pieces: Iterable[Media], modality: str | None = None) -> list[str]:
+        """The text of each of ``pieces`` (windows), generated ``WINDOW_BATCH`` at a time, in ``modality``
+        (default: the streams the pieces have)."""
+        texts, batch = [], []
+        for piece in pieces:
+            batch.append(piece)
+            if len(batch) == WINDOW_BATCH:
+                texts += self._generate(batch, modality)
+                batch = []
+        return texts + (self._generate(batch, modality) if batch else [])
+
     def transcribe_media(self, media: Media, modality: str) -> tuple[str, int]:
         spans = windows(media.duration_s, self.window_s)
-        texts = self.model.generate(self._batch(media, spans), modality=modality, beam_size=self.beam_size,
-                                    max_new_tokens=self.max_new_tokens)
-        return join_overlapping(texts), len(spans)
+        return join_overlapping(self.window_texts((media.cut(*span) for span in spans), modality)), len(spans)
+
+    def transcribe_file(self, path: Path, crop: str | None = None) -> dict:
+        """``path``'s transcript, with its modality, duration and number of windows."""
+        if crop is not None:
+            media, modality = self.read(path, crop)
+            text, count = self.transcribe_media(media, modality)
+            return {"modality": modality, "duration_s": round(media.duration_s, 3), "segments": count, "text": text}
+        last: list[Media] = []
+
+        def pieces() -> Iterator[Media]:
+            for media in self.read_windows(path):
+                last[:] = [media]
+                yield media
+
+        texts = self.window_texts(pieces())
+        duration = (len(texts) - 1) * (self.window_s - OVERLAP_S) + last[0].duration_s
+        return {"modality": last[0].modality, "duration_s": round(duration, 3), "segments": len(texts),
+                "text": join_overlapping(texts)}
 
     def transcribe(self, source: str | Path | Media, modality: str | None = None) -> str:
-        media = source if isinstance(source, Media) else self.read(Path(source))[0]
-        return self.transcribe_media(media, modality or media.modality)[0]
+        if isinstance(source, Media):
+            return self.transcribe_media(source, modality or source.modality)[0]
+        return self.transcribe_file(Path(source))["text"]
 
 
 def load(path: str | Path, device: str = "auto", beam_size: int = 1, precision: str = "auto") -> Transcriber:
@@ -155,8 +203,7 @@ def run_transcribe(config, files: list[Path], output_format: str = "text", crop:
     results, failed = [], []
     for path in files:  # a file that fails is reported and the others still transcribed
         try:
-            media, modality = transcriber.read(path, crop)
-            text, segments = transcriber.transcribe_media(media, modality)
+            result = transcriber.transcribe_file(path, crop)
         except ClipWhisperError as exc:
             if exc.exit_code != EXIT_RUNTIME:  # a usage error (a bad --prepare) stops at once, exit 2
                 raise
@@ -165,10 +212,9 @@ def run_transcribe(config, files: list[Path], output_format: str = "text", crop:
             if output_format == "text" and len(files) > 1:
                 typer.echo(f"error: {exc}", err=True)
             continue
-        results.append({"file": str(path), "modality": modality, "duration_s": round(media.duration_s, 3),
-                        "segments": segments, "text": text})
+        results.append({"file": str(path), **result})
         if output_format == "text":
-            typer.echo(text if len(files) == 1 else f"{path}\t{text}")
+            typer.echo(result["text"] if len(files) == 1 else f"{path}\t{result['text']}")
     if output_format == "json":
         typer.echo(json.dumps(results, indent=2))
     if failed:  # exit 1 after every result is out; one file's failure is its own message

@@ -150,8 +150,9 @@ def _write_folder(model: AVSRModel, contents: Contents, tmp: Path, info: dict | 
 
 
 def digests(folder: Path) -> dict[str, str]:
-    """SHA-256 of every weights file in the folder (the training state's too), by relative path."""
-    return {path.relative_to(folder).as_posix(): file_sha256(path) for path in sorted(folder.rglob("*.safetensors"))}
+    """SHA-256 of every weights file in the folder and of the training state, by relative path."""
+    files = sorted([*folder.rglob("*.safetensors"), *folder.glob("train_state/state.json")])
+    return {path.relative_to(folder).as_posix(): file_sha256(path) for path in files}
 
 
 def fingerprint(folder: Path) -> str:
@@ -259,19 +260,24 @@ def load_weights_file(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(path, f"corrupt safetensors file: {exc}") from None
 
 
-def load_checkpoint(folder: Path, device: str | torch.device = "cpu") -> AVSRModel:
+def read_model_config(folder: Path) -> tuple[dict, ModelConfig]:
+    """``config.json`` read and checked, and its model settings validated."""
     from pydantic import ValidationError
 
-    from .llm import apply_finetuning, build_base_llm, load_tokenizer
-
-    folder = Path(folder)
     manifest = read_checkpoint_config(folder)
-    verify_digests(folder, manifest)
     try:
-        config = ModelConfig.model_validate(manifest["model"])
+        return manifest, ModelConfig.model_validate(manifest.get("model"))
     except ValidationError as exc:
         raise CheckpointError(folder / CONFIG_FILE, f"invalid model config: {'; '.join(describe_errors(exc))}") \
             from None
+
+
+def load_checkpoint(folder: Path, device: str | torch.device = "cpu") -> AVSRModel:
+    from .llm import apply_finetuning, build_base_llm, load_tokenizer
+
+    folder = Path(folder)
+    manifest, config = read_model_config(folder)
+    verify_digests(folder, manifest)
     tensors = load_weights_file(folder / WEIGHTS_FILE)
     try:  # a part the checkpoint's settings describe that cannot be built: the checkpoint's fault, exit 1
         tokenizer = load_tokenizer(folder / "tokenizer")

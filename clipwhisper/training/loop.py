@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 
 from ..config import TrainConfig, to_yaml
 from ..dataset import AVDataset, BucketBatchSampler, collate
-from ..errors import ClipWhisperError, Interrupted, MediaError
+from ..errors import CheckpointError, ClipWhisperError, Interrupted, MediaError
 from ..features import FeatureCache, build_feature_cache
 from ..folder_claim import claimed
 from ..manifest import duration_s
@@ -121,7 +121,11 @@ class Trainer:
         if self.resume_from:
             saved = load_train_state(self.resume_from / "train_state", optimizer=self.optimizer,
                                      scheduler=self.scheduler, scaler=self.scaler)
-            self.progress = Progress(**saved)
+            try:
+                self.progress = Progress(**saved)
+            except TypeError as exc:
+                raise CheckpointError(self.resume_from / "train_state" / "state.json",
+                                      f"progress of another shape: {exc}") from None
         for log in ("train_log.jsonl", "bad_samples.jsonl"):  # what a killed run logged after its checkpoint
             if dropped := self.run.truncate_log_after(self.progress.step, log):
                 report.status.print(f"[yellow]{escape(str(self.run.path / log))}: dropped {dropped} lines that were "

@@ -80,6 +80,16 @@ def load_train_state(folder: Path, *, optimizer, scheduler, scaler) -> dict:
         meta = json.loads((folder / "state.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise CheckpointError(folder, f"unreadable training state: {exc}") from None
+    try:  # a state.json of another shape (edited, or not ours) is the checkpoint's fault, in one line
+        _restore(meta, tensors, optimizer, scheduler, scaler)
+        if not isinstance(meta["progress"], dict):
+            raise TypeError("progress is not a mapping")
+    except (KeyError, TypeError, ValueError, IndexError, OverflowError, AttributeError, RuntimeError) as exc:
+        raise CheckpointError(folder / "state.json", f"not a training state this version wrote: {exc!r}") from None
+    return meta["progress"]
+
+
+def _restore(meta: dict, tensors: dict, optimizer, scheduler, scaler) -> None:
     _restore_optimizer(optimizer, tensors, meta["optimizer"])
     scheduler.load_state_dict(meta["scheduler"])
     if scaler is not None and meta["scaler"] is not None:
@@ -92,4 +102,3 @@ def load_train_state(folder: Path, *, optimizer, scheduler, scaler) -> dict:
     random.setstate((version, tuple(internal), gauss))
     kind, keys, pos, has_gauss, cached = meta["rng_numpy"]
     np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
-    return meta["progress"]
