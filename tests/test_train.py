@@ -118,6 +118,18 @@ def test_resume_is_exact(synth_corpus, straight16, tmp_path):
     assert same_weights(straight16 / "final", resumed / "final")
 
 
+def test_a_kill_between_the_last_step_save_and_final_logs_no_evaluation_twice(synth_corpus, straight16, tmp_path):
+    """Killed after step-16/ was saved and before final/: each rerun used to evaluate step 16 again and log it."""
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copytree(straight16 / "step-000016", run / "step-000016")
+    shutil.copy(straight16 / "train_log.jsonl", run / "train_log.jsonl")
+    for _ in range(2):
+        run_training(sixteen_steps(synth_corpus, run, resume="auto"))
+        shutil.rmtree(run / "final")
+    assert all_records(run) == all_records(straight16)
+
+
 @pytest.mark.parametrize("moment", ["_evaluate", "_save_step"])
 def test_a_signal_during_evaluation_or_saving_stops_there(synth_corpus, straight16, tmp_path, moment):
     """SIGTERM arriving while the run evaluates or saves: exit 143's error, a `stopped` record, no final/ from the
