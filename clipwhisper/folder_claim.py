@@ -64,10 +64,18 @@ def differences(recorded: dict, identity: dict) -> list[str]:
             for key in sorted(before.keys() | now.keys()) if before.get(key) != now.get(key)]
 
 
-def settle_identity(folder: Path, identity: dict, advice: str, write: bool = True) -> None:
+def settle_identity(folder: Path, identity: dict, advice: str, write: bool = True,
+                    ours: tuple[str, ...] | None = ()) -> None:
     """Check ``identity`` against the one recorded in ``folder`` (ConfigError, exit 2, listing the differences
-    and ``advice``), or record it there if there is none and ``write`` (the ranks other than 0 only check)."""
+    and ``advice``), or record it there if there is none and ``write`` (the ranks other than 0 only check).
+    A folder with no identity must be empty but for the names in ``ours`` (what an older clipwhisper wrote
+    there); ``ours=None`` accepts any contents."""
     path = Path(folder) / IDENTITY_FILE
+    if not path.exists() and ours is not None:
+        found = sorted(p.name for p in Path(folder).iterdir() if p.name != LOCK_FILE)
+        if found and not set(found) & set(ours):
+            raise ConfigError(str(folder), [f"holds files clipwhisper did not write ({', '.join(found[:3])}"
+                                            f"{' ...' if len(found) > 3 else ''}); {advice}"])
     identity = json.loads(json.dumps(identity))  # the form it is compared in: JSON's
     if path.exists():
         try:

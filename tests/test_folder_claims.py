@@ -80,6 +80,20 @@ def test_torn_or_foreign_lines_in_hyps_are_dropped_and_their_utterances_redone(c
     assert sorted(records(out), key=lambda r: r["id"]) == sorted(map(json.loads, whole), key=lambda r: r["id"])
 
 
+def test_a_folder_of_someone_elses_files_is_not_written_into(checkpoint, synth_corpus, tmp_path):
+    tsv, out = small_manifest(synth_corpus, tmp_path / "m"), tmp_path / "theirs"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    refused = decode(checkpoint, tsv, out)
+    assert refused.exit_code == 2 and "holds files clipwhisper did not write (notes.txt)" in refused.output
+    train = runner.invoke(app, ["train", "-c", "tiny", "--data-path", str(synth_corpus), "--output-path", str(out),
+                                "--max-steps", "1"])
+    assert train.exit_code == 2 and "holds files clipwhisper did not write" in train.output
+    assert sorted(p.name for p in out.iterdir()) == ["clipwhisper.lock", "notes.txt"]
+    assert decode(checkpoint, tsv, out, "--overwrite").exit_code == 0  # asked for: written beside them
+    assert (out / "notes.txt").read_text() == "mine"
+
+
 def test_results_with_no_record_of_their_settings_are_not_reused(checkpoint, synth_corpus, tmp_path):
     tsv, out = small_manifest(synth_corpus, tmp_path / "m"), tmp_path / "dec"
     assert decode(checkpoint, tsv, out).exit_code == 0

@@ -36,4 +36,4 @@ def settle_decode_folder(config: DecodeConfig, output: Path) -> None:
     elif not (output / IDENTITY_FILE).exists() and any(p.exists() for p in our_files(output)):
         raise ConfigError(str(output), [f"holds hypotheses with no record of how they were made (an older "
                                         f"clipwhisper); {ADVICE}"])
-    settle_identity(output, decode_identity(config), ADVICE)
+    settle_identity(output, decode_identity(config), ADVICE, ours=None if config.overwrite else ())

@@ -32,4 +32,5 @@ def run_identity(config: TrainConfig) -> dict:
 
 
 def settle_run_folder(config: TrainConfig, write: bool) -> None:
-    settle_identity(Path(config.output_path), run_identity(config), ADVICE, write=write)
+    settle_identity(Path(config.output_path), run_identity(config), ADVICE, write=write,
+                    ours=("config.yaml", "train_log.jsonl"))  # a run folder written before identities
