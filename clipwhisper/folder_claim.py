@@ -64,10 +64,9 @@ def differences(recorded: dict, identity: dict) -> list[str]:
             for key in sorted(before.keys() | now.keys()) if before.get(key) != now.get(key)]
 
 
-def settle_identity(folder: Path, identity: dict, advice: str, write: bool = True,
-                    ours: tuple[str, ...] | None = ()) -> None:
+def settle_identity(folder: Path, identity: dict, advice: str, ours: tuple[str, ...] | None = ()) -> None:
     """Check ``identity`` against the one recorded in ``folder`` (ConfigError, exit 2, listing the differences
-    and ``advice``), or record it there if there is none and ``write`` (the ranks other than 0 only check).
+    and ``advice``), or record it there if there is none.
     A folder with no identity must be empty but for the names in ``ours`` (what an older clipwhisper wrote
     there); ``ours=None`` accepts any contents."""
     path = Path(folder) / IDENTITY_FILE
@@ -87,5 +86,6 @@ def settle_identity(folder: Path, identity: dict, advice: str, write: bool = Tru
             raise ConfigError(str(folder), [f"holds results made with other settings ({'; '.join(changed)}); "
                                             f"{advice}"])
         return
-    if write:
-        path.write_text(json.dumps(identity, indent=2) + "\n", encoding="utf-8")
+    tmp = path.with_name(f".{IDENTITY_FILE}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(identity, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)  # whole or absent, whatever stops the process

@@ -86,7 +86,9 @@ class Trainer:
         self.config = config
         self.splits = load_splits(config)  # every check before any model loads
         self.dist = dist or Distributed.from_env(config.device)
-        settle_run_folder(config, write=self.dist.is_main)
+        if self.dist.is_main:  # the others wait: they would read identity.json while rank 0 writes it
+            settle_run_folder(config)
+        self.dist.barrier()
         report.quiet_unless(self.dist.is_main)
         self.run = RunFolder(config.output_path, writable=self.dist.is_main)
         self.device = self.dist.device(config.device)

@@ -31,6 +31,6 @@ def run_identity(config: TrainConfig) -> dict:
             **{name: getattr(config, name) for name in OPTIMISATION}}
 
 
-def settle_run_folder(config: TrainConfig, write: bool) -> None:
-    settle_identity(Path(config.output_path), run_identity(config), ADVICE, write=write,
+def settle_run_folder(config: TrainConfig) -> None:
+    settle_identity(Path(config.output_path), run_identity(config), ADVICE,
                     ours=("config.yaml", "train_log.jsonl"))  # a run folder written before identities
