@@ -17,9 +17,10 @@ ADVICE = "pass --overwrite to start over (it removes the hyps and the summary on
 
 
 def decode_identity(config: DecodeConfig) -> dict:
-    wrd = config.test_wrd or Path(config.test_tsv).with_suffix(".wrd")
+    wrd = config.test_wrd or Path(config.test_tsv).with_suffix(".wrd")  # none beside an auto_avsr CSV
     return {"checkpoint": fingerprint(config.model_path), "test_tsv": file_sha256(config.test_tsv),
-            "test_wrd": file_sha256(wrd), "noise": file_sha256(config.noise) if config.noise else None,
+            "test_wrd": file_sha256(wrd) if wrd.is_file() else None,
+            "noise": file_sha256(config.noise) if config.noise else None,
             "beam_size": config.beam_size, "max_new_tokens": config.max_new_tokens,
             "normalizer": config.normalizer, "precision": config.precision}
 
