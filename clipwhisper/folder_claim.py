@@ -70,11 +70,6 @@ def settle_identity(folder: Path, identity: dict, advice: str, ours: tuple[str, 
     A folder with no identity must be empty but for the names in ``ours`` (what an older clipwhisper wrote
     there); ``ours=None`` accepts any contents."""
     path = Path(folder) / IDENTITY_FILE
-    if not path.exists() and ours is not None:
-        found = sorted(p.name for p in Path(folder).iterdir() if p.name != LOCK_FILE)
-        if found and not set(found) & set(ours):
-            raise ConfigError(str(folder), [f"holds files clipwhisper did not write ({', '.join(found[:3])}"
-                                            f"{' ...' if len(found) > 3 else ''}); {advice}"])
     identity = json.loads(json.dumps(identity))  # the form it is compared in: JSON's
     if path.exists():
         try:
@@ -86,6 +81,10 @@ def settle_identity(folder: Path, identity: dict, advice: str, ours: tuple[str, 
             raise ConfigError(str(folder), [f"holds results made with other settings ({'; '.join(changed)}); "
                                             f"{advice}"])
         return
+    found = sorted(p.name for p in Path(folder).iterdir() if p.name != LOCK_FILE)
+    if ours is not None and found and not set(found) & set(ours):
+        raise ConfigError(str(folder), [f"holds files clipwhisper did not write ({', '.join(found[:3])}"
+                                        f"{' ...' if len(found) > 3 else ''}); {advice}"])
     tmp = path.with_name(f".{IDENTITY_FILE}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(identity, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, path)  # whole or absent, whatever stops the process

@@ -242,8 +242,9 @@ class Trainer:
         return (self.run.step_dir(step) / "config.json").exists()
 
     def _remember(self, loss: float) -> None:
-        kept = max(self.config.log_every, self.steps_per_epoch)
-        self.progress.recent_losses = [*self.progress.recent_losses[-(kept - 1):], loss]
+        losses = self.progress.recent_losses
+        losses.append(loss)
+        del losses[:-max(self.config.log_every, self.steps_per_epoch)]  # what the log's averages reach back to
 
     def _stop(self, signal_number: int) -> None:
         step = self.progress.step
