@@ -189,6 +189,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(str(path), [f"cannot read config file: {exc.strerror or exc}"]) from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(str(path), [f"not UTF-8 text (byte {exc.start})"]) from exc
+    except ValueError as exc:  # a path no file can have: "embedded null byte"
+        raise ConfigError(repr(str(path)), [f"not a usable path ({exc})"]) from None
     data = load_bounded(text, str(path))
     if data is None:
         return {}

@@ -9,6 +9,10 @@ same work: results made with another checkpoint, manifest or option are never si
   lock; a second writer is refused with the holder's PID and host.
 - ``settle_identity(folder, identity)`` records what the folder's results depend on (``identity.json``) on the
   first run and refuses a rerun whose identity differs, naming every difference.
+- ``output_folder(folder, identity)`` does both for the commands that write a folder of data (``synth``,
+  ``prepare``, ``manifest from-folder``, ``demo``).
+
+A refused command leaves the folder as it found it: the lock file (and the folder) it created are removed.
 """
 
 from __future__ import annotations
@@ -31,24 +35,41 @@ IDENTITY_FILE = "identity.json"
 def claimed(folder: Path) -> Iterator[None]:
     """Hold ``folder``'s lock (creating the folder) until the block ends; ConfigError if another process has it."""
     folder = Path(folder)
+    new_folder, new_lock = not folder.exists(), not (folder / LOCK_FILE).exists()
     try:
         folder.mkdir(parents=True, exist_ok=True)
         handle = open(folder / LOCK_FILE, "a+", encoding="utf-8")
     except OSError as exc:
         raise ConfigError(str(folder), [f"cannot write the folder: {exc.strerror or exc}"]) from None
-    with handle:
+    with handle:  # closing it releases the lock
+        _lock(handle, folder)
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise ConfigError(str(folder), [f"in use by {holder}; wait for it to end or choose another folder"]) \
-                from None
+            yield
+        except BaseException:
+            _tidy(folder, new_folder, new_lock)  # still holding the lock: no other process is inside
+            raise
+
+
+def _lock(handle, folder: Path) -> None:
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
         handle.seek(0)
-        handle.truncate()
-        handle.write(f"PID {os.getpid()} on {socket.gethostname()}\n")
-        handle.flush()
-        yield  # closing the handle releases the lock
+        holder = handle.read().strip() or "another process"
+        raise ConfigError(str(folder), [f"in use by {holder}; wait for it to end or choose another folder"]) \
+            from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"PID {os.getpid()} on {socket.gethostname()}\n")
+    handle.flush()
+
+
+def _tidy(folder: Path, new_folder: bool, new_lock: bool) -> None:
+    """After a failure: remove the lock file and the folder this process created, if nothing else is there."""
+    if new_lock:
+        (folder / LOCK_FILE).unlink(missing_ok=True)
+    if new_folder and not any(folder.iterdir()):
+        folder.rmdir()
 
 
 def _flat(value, prefix: str = "") -> dict:
@@ -88,3 +109,12 @@ def settle_identity(folder: Path, identity: dict, advice: str, ours: tuple[str, 
     tmp = path.with_name(f".{IDENTITY_FILE}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(identity, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, path)  # whole or absent, whatever stops the process
+
+
+@contextmanager
+def output_folder(folder: Path, identity: dict, ours: tuple[str, ...] = ()) -> Iterator[Path]:
+    """Hold ``folder`` and settle its identity (see ``settle_identity``) for a command that writes data there."""
+    with claimed(folder):
+        settle_identity(folder, identity, "choose an empty or new folder (a rerun continues only the same work)",
+                        ours)
+        yield Path(folder)

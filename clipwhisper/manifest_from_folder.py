@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ManifestError
+from .folder_claim import output_folder
 from .manifest import Utterance, write_manifest
 from .manifest_check import _audio_samples
 
@@ -129,9 +130,9 @@ def build(folder: Path, transcripts: Path, out: Path, valid: int = 0, test: int 
                                                f"(first id: {rows[0][1]!r})")
     with ProcessPoolExecutor(max(1, workers)) as pool:
         samples = dict(zip(kept, pool.map(_audio_samples, [path for path, _ in kept.values()], chunksize=16)))
-    Path(out).mkdir(parents=True, exist_ok=True)
-    for split, keys in split_ids(list(kept), valid, test, seed).items():
-        utterances = [Utterance(key, None, kept[key][0], 0, samples[key], kept[key][1]) for key in keys]
-        write_manifest(Path(out) / f"{split}.tsv", folder, utterances, wrd=Path(out) / f"{split}.wrd")
-        built.splits[split] = len(utterances)
+    with output_folder(out, {"written_by": "manifest from-folder"}):  # reruns replace only our manifests
+        for split, keys in split_ids(list(kept), valid, test, seed).items():
+            utterances = [Utterance(key, None, kept[key][0], 0, samples[key], kept[key][1]) for key in keys]
+            write_manifest(Path(out) / f"{split}.tsv", folder, utterances, wrd=Path(out) / f"{split}.wrd")
+            built.splits[split] = len(utterances)
     return built

@@ -85,7 +85,7 @@ def test_prepare_refuses_bad_options(raw_videos, tmp_path, checkpoint):
     assert missing.exit_code == 2 and "no such file or folder" in missing.stderr
     (tmp_path / "file").write_text("not a folder")
     unwritable = CliRunner().invoke(app, ["prepare", str(raw_videos[0]), "--out", str(tmp_path / "file" / "out")])
-    assert unwritable.exit_code == 2 and f"{tmp_path / 'file' / 'out'}: cannot create the output folder" in \
+    assert unwritable.exit_code == 2 and f"{tmp_path / 'file' / 'out'}: cannot write the folder" in \
         unwritable.stderr
     latin = tmp_path / "latin1.txt"
     latin.write_bytes(b"landscape caf\xe9\n")

@@ -131,12 +131,12 @@ def asterisk_corpus(tmp_path_factory) -> Path:
     from clipwhisper.manifest_from_folder import build
 
     needs(REAL / "asterisk" / "core-sounds-en.txt")
-    out = tmp_path_factory.mktemp("asterisk")
+    out, text = tmp_path_factory.mktemp("asterisk"), tmp_path_factory.mktemp("asterisk-text") / "text.txt"
     lines = [line for line in (REAL / "asterisk" / "core-sounds-en.txt").read_text().splitlines()
              if line.startswith(("vm-goodbye:", "auth-thankyou:", "agent-pass:", "vm-password:", "activated:",
                                  "vm-options:"))]
-    (out / "text.txt").write_text("\n".join(lines) + "\n")
-    built = build(REAL / "asterisk", out / "text.txt", out, valid=1, test=2, seed=0)
+    text.write_text("\n".join(lines) + "\n")
+    built = build(REAL / "asterisk", text, out, valid=1, test=2, seed=0)  # out must be empty or ours
     assert built.splits == {"train": 3, "valid": 1, "test": 2}
     return out
 

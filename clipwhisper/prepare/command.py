@@ -9,7 +9,8 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ..errors import ClipWhisperError, ConfigError
+from ..errors import ClipWhisperError
+from ..folder_claim import output_folder
 from ..training.report import console, status
 from .inputs import find_videos, read_transcripts
 from .run import Options, prepare, write_split
@@ -24,10 +25,13 @@ def run_prepare(inputs: list[Path], out: Path, transcripts: Path | None, crop: s
     options = Options(Path(out), crop, size)
     videos = find_videos(inputs, out)
     texts = read_transcripts(transcripts) if transcripts else None
-    try:
-        options.out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(str(out), [f"cannot create the output folder: {exc.strerror or exc}"]) from None
+    with output_folder(options.out, {"written_by": "prepare", "crop": crop, "size": size},
+                       ours=("prepare_failures.jsonl",)):  # a folder an older clipwhisper prepared
+        return _run(videos, options, transcripts, texts, split, workers)
+
+
+def _run(videos: dict[str, Path], options: Options, transcripts: Path | None, texts: dict[str, str] | None,
+         split: str, workers: int) -> Path:
     columns = (TextColumn("preparing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=status, transient=True) as bar:
         task = bar.add_task("prepare", total=len(videos))

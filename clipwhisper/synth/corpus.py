@@ -9,6 +9,7 @@ engine, so the corpus does not depend on how many workers made it.
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import random
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..folder_claim import output_folder
 from ..manifest import Utterance, write_manifest
 from ..media import SAMPLE_RATE, VIDEO_FPS, resample, write_video, write_wav
 from .grammar import sample_sentence, spoken_text
@@ -134,6 +136,11 @@ def split_sizes(count: int, fractions: tuple[float, float, float]) -> list[int]:
 def synthesise(out_dir: Path, options: SynthOptions, progress: Callable[[int], None] | None = None) -> dict:
     """Make the corpus; returns counts per split. ``progress`` is called with each finished count."""
     out_dir = Path(out_dir)
+    with output_folder(out_dir, {"written_by": "synth", **dataclasses.asdict(options), "workers": None}):
+        return _synthesise(out_dir, options, progress)
+
+
+def _synthesise(out_dir: Path, options: SynthOptions, progress: Callable[[int], None] | None) -> dict:
     for sub in ("audio", "video", "noise"):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
     jobs = make_jobs(options.utterances, options.seed, prefix="")
