@@ -87,8 +87,9 @@ def training_set(data: Path, size: str, synthetic: int, out: Path) -> Path:
 
 def ours(model_dir: Path, data: Path, size: str, args, out: Path) -> dict:
     """Train real_small on the first ``size`` training utterances, decode the test split: WER and seconds."""
+    # every setting in the name: a rerun with another one trains and decodes afresh instead of being refused
     tags = (f"lr{args.lr:g}{'-pad30' if args.pad_to_30s else ''}-synth{args.add_synthetic}-ctc{args.ctc_weight:g}"
-            f"-{args.llm_finetune}")
+            f"-{args.llm_finetune}-ep{args.epochs}-seed{args.seed}")
     run = out / f"run-{model_dir.name}-{size}-{tags}"
     train = training_set(data, size, args.add_synthetic, out)
     env = {**os.environ, "CLIPWHISPER_MODEL__AUDIO_ENCODER__NAME": str(model_dir),
