@@ -410,3 +410,22 @@ def test_compiled_llm_layers_train_as_eager_ones(synth_corpus, tmp_path):
     assert compiled_losses == pytest.approx([r["loss"] for r in log_records(runs["eager"])], rel=1e-4)
     assert [r["step"] for r in log_records(runs["compiled"], "eval")][:1] == [2]
     assert load_checkpoint(runs["compiled"] / "final") is not None
+
+
+@pytest.mark.parametrize("modality", ["audio", "video", "both"])
+def test_generation_starts_where_training_predicts_the_first_token(both_run, synth_corpus, modality):
+    """Generation's first logits equal training's at the first target, for every modality of a `both` model.
+    A video-only prefix ends in the hidden audio block: generation once started from that empty token, and a
+    `both` model decoded with video alone read no lips at all (issue 24)."""
+    model = load_checkpoint(both_run / "final")
+    batch = a_batch(synth_corpus, model, n=4)
+    with torch.no_grad():
+        prefix, mask = model.prefix(batch, modality)
+        hidden = model._llm_hidden(prefix, mask)  # training's packed rows
+        last = mask.sum(1) - 1
+        trained = model.llm.get_output_embeddings()(hidden[torch.arange(len(last)), last])
+        embeds, attention = model.generation_prefix(batch, modality)
+        generated = model.llm.generate(inputs_embeds=embeds, attention_mask=attention.long(), max_new_tokens=1,
+                                       do_sample=False, output_logits=True, return_dict_in_generate=True,
+                                       pad_token_id=model.tokenizer.pad_token_id).logits[0]
+    assert torch.allclose(generated, trained, atol=1e-4), (generated - trained).abs().max()

@@ -237,10 +237,19 @@ class AVSRModel(nn.Module):
         return sum(weights[s] * ctc_loss(*tokens[s], table, transcripts, self.tokenizer.eos_token_id)
                    for s in wanted)
 
+    def generation_prefix(self, batch: dict, modality: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``prefix`` with each row's masked tokens moved to its front (left padding), so that generation
+        continues from the last attended token at the position training gives it (training packs the same
+        tokens to the front of its rows). Left in place, a masked tail (the hidden audio block that ends a
+        video-only prefix of a ``both`` model) is where generation would start, from an empty token."""
+        prefix, mask = self.prefix(batch, modality)
+        order = torch.sort(mask.to(torch.uint8), dim=1, stable=True).indices  # masked first, then attended
+        return prefix.gather(1, order[..., None].expand(-1, -1, prefix.shape[-1])), mask.gather(1, order)
+
     @torch.no_grad()
     def generate(self, batch: dict, modality: str | None = None, beam_size: int = 1,
                  max_new_tokens: int = 64) -> list[str]:
-        prefix, mask = self.prefix(batch, modality)
+        prefix, mask = self.generation_prefix(batch, modality)
         output = self.llm.generate(
             inputs_embeds=prefix, attention_mask=mask.long(), num_beams=beam_size, do_sample=False,
             max_new_tokens=max_new_tokens, eos_token_id=self.tokenizer.eos_token_id,
