@@ -10,6 +10,7 @@ import json
 import os
 from pathlib import Path
 
+from ..jsonl import json_object
 from ..metrics import char_errors, normalizer, word_errors
 
 
@@ -34,13 +35,9 @@ def make_record(uid: str, modality: str, snr, ref: str, hyp: str, normalise_name
 
 def _record(line: bytes) -> dict | None:
     """A line's record, or None if it is not one of ours (torn, not JSON, or missing the record's keys)."""
-    try:
-        record = json.loads(line)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    if not isinstance(record, dict) or not {"id", "modality", "snr", "errors", "ref_words"} <= record.keys():
-        return None
-    return record
+    record = json_object(line)
+    return record if record is not None and {"id", "modality", "snr", "errors", "ref_words"} <= record.keys() \
+        else None
 
 
 class HypsFile:

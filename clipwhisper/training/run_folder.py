@@ -8,6 +8,8 @@ import re
 import shutil
 from pathlib import Path
 
+from ..jsonl import json_object
+
 STEP_PATTERN = re.compile(r"^step-(\d{6,})$")
 
 
@@ -84,8 +86,5 @@ class RunFolder:
 
 
 def _record(line: bytes) -> dict | None:
-    try:
-        record = json.loads(line)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    return record if isinstance(record, dict) and isinstance(record.get("step", 0), int) else None
+    record = json_object(line)
+    return record if record is not None and isinstance(record.get("step", 0), int) else None
