@@ -324,12 +324,13 @@ def synth(
 @reports_errors
 def demo(
     out: Path = typer.Option(Path("demo"), "--out", help="Folder for the corpus, run, decodes and report."),
-    quick: bool = typer.Option(False, "--quick", help="A smaller corpus and fewer epochs (about 2 minutes)."),
+    quick: bool = typer.Option(False, "--quick", help="A smaller corpus and fewer epochs."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the model's training (the corpus is the same for all)."),
 ):
     """Synthesise a corpus, train the tiny preset, decode at several SNRs and report WER (CPU, no downloads)."""
     from .demo import run_demo
 
-    run_demo(out, quick=quick)
+    run_demo(out, quick=quick, seed=seed)
 
 
 def main() -> None:

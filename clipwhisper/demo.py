@@ -3,19 +3,24 @@
 Synthesise a corpus, train the tiny preset (one ``both`` model with modality
 dropout), decode the test split for audio, video and both in clean speech and
 babble at 10, 5, 0 and -5 dB, and write a WER table, a plot and ``report.md``.
-Each stage reuses what an earlier run of the same folder finished.
+Each stage reuses what an earlier run of the same folder finished; a folder holds one demo (its size and
+seed recorded in ``identity.json``). The corpus is the same for every seed (synthesised with seed 0, a fixed
+task); ``--seed`` seeds the model's initialisation, the data order and modality dropout.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
+import subprocess
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from .config import DecodeConfig, TrainConfig, nested, packaged_config, resolve
+from .folder_claim import output_folder
 from .training.report import console
 
 SNRS = ["clean", 10.0, 5.0, 0.0, -5.0]
@@ -43,14 +48,14 @@ def _synth(corpus: Path, plan: DemoPlan) -> None:
     console.print(f"corpus: {counts} utterances in {corpus}")
 
 
-def _train(corpus: Path, run: Path, plan: DemoPlan) -> Path:
+def _train(corpus: Path, run: Path, plan: DemoPlan, seed: int) -> Path:
     from .training.loop import run_training
 
     if (run / "final" / "config.json").exists():
         console.print(f"model: reusing {run / 'final'}")
         return run / "final"
     config = resolve(TrainConfig, packaged_config("tiny"), nested({
-        "data.path": corpus, "output_path": run, "max_epochs": plan.epochs, "keep_last": 1,
+        "data.path": corpus, "output_path": run, "max_epochs": plan.epochs, "keep_last": 1, "seed": seed,
     }))
     run_training(config)
     return run / "final"
@@ -114,21 +119,43 @@ def markdown_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def run_demo(out: Path, quick: bool = False) -> Path:
+def source_revision() -> str:
+    """The commit this clipwhisper runs from (``+changes`` when its files differ from it), or its version."""
+    from . import __version__
+
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no", "."],
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return f"version {__version__}"
+    if commit.returncode:
+        return f"version {__version__}"  # installed from a wheel: no repository around it
+    return f"commit {commit.stdout.strip()}{' +changes' if dirty.stdout.strip() else ''}"
+
+
+def run_demo(out: Path, quick: bool = False, seed: int = 0) -> Path:
     plan = QUICK if quick else FULL
-    out = Path(out)
+    identity = {"written_by": "demo", "utterances": plan.utterances, "epochs": plan.epochs, "seed": seed}
+    with output_folder(out, identity, ours=("report.md", "corpus", "run", "decode")):  # an older demo's
+        return _run_demo(Path(out), plan, quick, seed)
+
+
+def _run_demo(out: Path, plan: DemoPlan, quick: bool, seed: int) -> Path:
     started = time.perf_counter()
     _synth(out / "corpus", plan)
-    checkpoint = _train(out / "corpus", out / "run", plan)
+    checkpoint = _train(out / "corpus", out / "run", plan, seed)
     summary = _decode(checkpoint, out / "corpus", out / "decode")
     plot(summary, out / "wer_vs_snr.png")
     elapsed = time.perf_counter() - started
     report = out / "report.md"
     report.write_text(
         f"# clipwhisper demo{' (quick)' if quick else ''}\n\n"
-        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {platform.processor() or 'CPU'}; "
-        f"{plan.utterances} synthetic utterances, tiny preset trained {plan.epochs} epochs on `both` with "
-        f"modality dropout; {elapsed:.0f} s in all.\n\n"
+        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, clipwhisper {source_revision()}, {platform.machine()}, "
+        f"{os.cpu_count()} cores; {plan.utterances} synthetic utterances, tiny preset trained {plan.epochs} epochs "
+        f"on `both` with modality dropout, seed {seed}; {elapsed:.0f} s in all.\n\n"
         f"Test WER (%) by modality and babble SNR ({summary['cells'][0]['utterances']} utterances per cell):\n\n"
         f"{markdown_table(summary)}\n\n![WER against SNR](wer_vs_snr.png)\n",
         encoding="utf-8",

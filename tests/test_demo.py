@@ -23,3 +23,13 @@ def test_quick_demo(tmp_path):
     again = CliRunner().invoke(app, ["demo", "--quick", "--out", str(tmp_path)])
     assert again.exit_code == 0 and "reusing" in again.output
     assert json.loads((tmp_path / "decode" / "summary.json").read_text()) == summary
+    assert "clipwhisper commit " in report or "clipwhisper version " in report  # the figures name their code
+    other = CliRunner().invoke(app, ["demo", "--quick", "--out", str(tmp_path), "--seed", "1"])
+    assert other.exit_code == 2 and "seed: 0 there, 1 now" in other.output  # never mixed with another seed's
+
+
+def test_the_demo_does_not_write_into_someone_elses_folder(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    result = CliRunner().invoke(app, ["demo", "--quick", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "holds files clipwhisper did not write (notes.txt)" in result.output
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
