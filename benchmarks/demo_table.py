@@ -81,7 +81,7 @@ def report(runs: list[dict], quick: bool, load: float) -> str:
     return (f"{what}, seeds {seeds}: test WER % over {runs[0]['utterances']} utterances per cell, mean (lowest–"
             f"highest) over the seeds. {datetime.now(timezone.utc):%Y-%m-%d}, clipwhisper {source_revision()}, "
             f"{platform.machine()} with {os.cpu_count()} cores (load {load:.1f} at the start); wall time per run "
-            f"{walls}. Regenerate: `python benchmarks/demo_table.py "
+            f"{walls} (the first synthesises the corpus). Regenerate: `python benchmarks/demo_table.py "
             f"--out /tmp/demos{' --quick' if quick else ''} --readme README.md`.\n\n{table(runs)}\n")
 
 
