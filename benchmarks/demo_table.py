@@ -23,7 +23,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from clipwhisper.demo import MODALITIES, SNRS, source_revision
+from clipwhisper.demo import SNRS, source_revision, wer_table
 
 START, END = "<!-- demo-table:start -->", "<!-- demo-table:end -->"
 
@@ -44,21 +44,12 @@ def run(out: Path, seed: int, quick: bool, corpus: Path | None) -> dict:
             "utterances": summary["cells"][0]["utterances"], "corpus": folder / "corpus"}
 
 
-def key(snr) -> str:
-    return "clean" if snr == "clean" else str(float(snr))
-
-
 def table(runs: list[dict]) -> str:
-    header = "| modality | " + " | ".join("clean" if s == "clean" else f"{s:g} dB" for s in SNRS) + " |"
-    lines = [header, "|---" * (len(SNRS) + 1) + "|"]
-    for modality in MODALITIES:
-        cells = []
-        for snr in SNRS:
-            values = [r["wer"][(modality, key(snr))] for r in runs]
-            mean = sum(values) / len(values)
-            cells.append(f"{mean:.1f} ({min(values):.1f}–{max(values):.1f})" if len(values) > 1 else f"{mean:.1f}")
-        lines.append(f"| {modality} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    def cell(modality: str, snr: str) -> str:
+        values = [r["wer"][modality, snr] for r in runs]
+        mean = sum(values) / len(values)
+        return f"{mean:.1f} ({min(values):.1f}–{max(values):.1f})" if len(values) > 1 else f"{mean:.1f}"
+    return wer_table(cell)
 
 
 def targets(runs: list[dict]) -> list[str]:
@@ -66,7 +57,7 @@ def targets(runs: list[dict]) -> list[str]:
     lines = []
     for r in runs:
         wer = r["wer"]
-        below = all(wer[("both", key(s))] < wer[("audio", key(s))] for s in SNRS)
+        below = all(wer["both", str(s)] < wer["audio", str(s)] for s in SNRS)
         gap = wer[("audio", "0.0")] - wer[("both", "0.0")]
         lines.append(f"seed {r['seed']}: audio clean {wer[('audio', 'clean')]:.1f} (<= 10), video clean "
                      f"{wer[('video', 'clean')]:.1f} (<= 55), both below audio at every SNR: {below}, "

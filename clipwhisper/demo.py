@@ -15,6 +15,7 @@ import os
 import platform
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -107,16 +108,19 @@ def plot(summary: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def markdown_table(summary: dict) -> str:
-    rows = {m: {} for m in MODALITIES}
-    for cell in summary["cells"]:
-        rows[cell["modality"]][str(cell["snr"])] = cell["wer"]
+def wer_table(cell_text: Callable[[str, str], str]) -> str:
+    """A markdown table with a row per modality and a column per SNR, filled by ``cell_text(modality, snr)``;
+    ``snr`` as ``summary.json`` names a cell's (``clean``, ``10.0``)."""
     header = "| modality | " + " | ".join("clean" if s == "clean" else f"{s:g} dB" for s in SNRS) + " |"
     lines = [header, "|---" * (len(SNRS) + 1) + "|"]
     for modality in MODALITIES:
-        values = [rows[modality].get(str(s)) for s in SNRS]
-        lines.append(f"| {modality} | " + " | ".join("-" if v is None else f"{100 * v:.1f}" for v in values) + " |")
+        lines.append(f"| {modality} | " + " | ".join(cell_text(modality, str(s)) for s in SNRS) + " |")
     return "\n".join(lines)
+
+
+def markdown_table(summary: dict) -> str:
+    wer = {(cell["modality"], str(cell["snr"])): cell["wer"] for cell in summary["cells"]}
+    return wer_table(lambda modality, snr: f"{100 * wer[modality, snr]:.1f}" if (modality, snr) in wer else "-")
 
 
 def source_revision() -> str:

@@ -36,8 +36,9 @@ def make_record(uid: str, modality: str, snr, ref: str, hyp: str, normalise_name
 def _record(line: bytes) -> dict | None:
     """A line's record, or None if it is not one of ours (torn, not JSON, or missing the record's keys)."""
     record = json_object(line)
-    return record if record is not None and {"id", "modality", "snr", "errors", "ref_words"} <= record.keys() \
-        else None
+    if record is None or not {"id", "modality", "snr", "errors", "ref_words"} <= record.keys():
+        return None
+    return record
 
 
 class HypsFile:

@@ -243,7 +243,7 @@ class AVSRModel(nn.Module):
         tokens to the front of its rows). Left in place, a masked tail (the hidden audio block that ends a
         video-only prefix of a ``both`` model) is where generation would start, from an empty token."""
         prefix, mask = self.prefix(batch, modality)
-        order = torch.sort(mask.to(torch.uint8), dim=1, stable=True).indices  # masked first, then attended
+        order = packing_order(~mask)  # the masked tokens first, then the attended ones, each in order
         return prefix.gather(1, order[..., None].expand(-1, -1, prefix.shape[-1])), mask.gather(1, order)
 
     @torch.no_grad()
