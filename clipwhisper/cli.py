@@ -301,6 +301,8 @@ def synth(
     seed: int = typer.Option(0, "--seed"),
     image_size: int = typer.Option(96, "--image-size", min=16, help="Mouth video frame size in pixels."),
     workers: int = typer.Option(0, "--workers", min=0, help="Processes (0: one per core)."),
+    voices: str = typer.Option("seen", "--voices", help="seen: train/valid/test in the corpus's voices; unseen: "
+                               "a test split alone, in voices and faces no 'seen' corpus has."),
 ):
     """Synthesise a GRID-style audio-visual corpus (eSpeak NG speech, rendered mouth video)."""
     import time
@@ -313,7 +315,7 @@ def synth(
     with Progress(disable=not sys.stderr.isatty(), transient=True) as bar:
         task = bar.add_task("synthesising", total=utterances)
         counts = synthesise(out_dir, SynthOptions(utterances=utterances, seed=seed, image_size=image_size,
-                                                  workers=workers),
+                                                  workers=workers, voices=voices),
                             progress=lambda done: bar.update(task, completed=done))
     elapsed = time.perf_counter() - started
     summary = ", ".join(f"{split} {n}" for split, n in counts.items())

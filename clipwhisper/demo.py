@@ -62,7 +62,8 @@ def _train(corpus: Path, run: Path, plan: DemoPlan, seed: int) -> Path:
     return run / "final"
 
 
-def _decode(checkpoint: Path, corpus: Path, out: Path) -> dict:
+def decode_grid(checkpoint: Path, corpus: Path, out: Path, modalities=MODALITIES, snrs=SNRS) -> dict:
+    """Decode ``corpus``'s test split in each modality at each SNR (its ``noise/babble.wav``); the summary."""
     from .inference.decode import decode_cell, finish
     from .inference.records import HypsFile
     from .manifest import read_manifest
@@ -75,8 +76,8 @@ def _decode(checkpoint: Path, corpus: Path, out: Path) -> dict:
     utterances = read_manifest(corpus / "test.tsv")
     noise = load_audio(corpus / "noise" / "babble.wav")
     hyps = HypsFile(out / "hyps.jsonl")
-    for modality in MODALITIES:
-        for snr in SNRS:
+    for modality in modalities:
+        for snr in snrs:
             decode_cell(model, utterances, modality, snr, config, hyps, noise)
     finish(out, hyps.records)
     return json.loads((out / "summary.json").read_text())
@@ -151,7 +152,7 @@ def _run_demo(out: Path, plan: DemoPlan, quick: bool, seed: int) -> Path:
     started = time.perf_counter()
     _synth(out / "corpus", plan)
     checkpoint = _train(out / "corpus", out / "run", plan, seed)
-    summary = _decode(checkpoint, out / "corpus", out / "decode")
+    summary = decode_grid(checkpoint, out / "corpus", out / "decode")
     plot(summary, out / "wer_vs_snr.png")
     elapsed = time.perf_counter() - started
     report = out / "report.md"

@@ -2,7 +2,7 @@ import numpy as np
 
 from clipwhisper.manifest import read_manifest
 from clipwhisper.media import SAMPLE_RATE, load_audio, load_video
-from clipwhisper.synth.corpus import SynthOptions, make_jobs, speak, synthesise
+from clipwhisper.synth.corpus import VOICES, SynthOptions, make_jobs, speak, synthesise
 from clipwhisper.synth.grammar import SLOTS, VOCABULARY, spoken_text
 from clipwhisper.synth.mouth import random_appearance, render_frame
 from clipwhisper.synth.visemes import mouth_track, shape_of
@@ -84,3 +84,25 @@ def test_same_seed_same_corpus(tmp_path):
     assert names == sorted(p.name for p in (second / "audio").iterdir()) and len(names) == 6
     for name in names:
         assert (first / "audio" / name).read_bytes() == (second / "audio" / name).read_bytes()
+
+
+def test_unseen_voices_make_a_test_split_of_voices_the_corpus_never_uses(tmp_path):
+    out = tmp_path / "unseen"
+    counts = synthesise(out, SynthOptions(utterances=4, seed=5, image_size=32, babble_utterances=2, workers=1,
+                                          voices="unseen"))
+    assert counts == {"test": 4} and not (out / "train.tsv").exists()
+    utts = read_manifest(out / "test.tsv")
+    jobs = {j.uid: j for j in make_jobs(4, 5, prefix="u", voices="unseen")}
+    seen = {voice for voice, _ in VOICES["seen"]}
+    assert [u.id for u in utts] == list(jobs) and all(jobs[u.id].voice not in seen for u in utts)
+    assert all(np.sqrt(np.mean(load_audio(u.audio) ** 2)) > 0.01 for u in utts)
+
+
+def test_unknown_voice_set_is_a_usage_error(tmp_path):
+    from typer.testing import CliRunner
+
+    from clipwhisper.cli import app
+
+    result = CliRunner().invoke(app, ["synth", str(tmp_path / "x"), "--voices", "famous"])
+    assert result.exit_code == 2 and "'famous' is not one of seen, unseen" in result.output
+    assert not (tmp_path / "x").exists()

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..folder_claim import output_folder
 from ..manifest import Utterance, write_manifest
 from ..media import SAMPLE_RATE, VIDEO_FPS, resample, write_video, write_wav
@@ -26,11 +27,14 @@ from .mouth import Appearance, random_appearance, render_video
 from .speech import Speaker
 from .visemes import mouth_track
 
-# (eSpeak voice, pitch): several accents and registers
-VOICES = (
-    ("en-us", 45), ("en", 55), ("en-gb-x-rp", 40), ("en-gb-scotland", 50),
-    ("en-029", 60), ("en-us+f3", 65), ("en+f2", 70), ("en-us+m3", 35),
-)
+# (eSpeak voice, pitch): several accents and registers. "seen" speaks the training corpus; "unseen" holds
+# accents, variants and registers none of them uses, for a test set of voices a model never heard.
+VOICES = {
+    "seen": (("en-us", 45), ("en", 55), ("en-gb-x-rp", 40), ("en-gb-scotland", 50),
+             ("en-029", 60), ("en-us+f3", 65), ("en+f2", 70), ("en-us+m3", 35)),
+    "unseen": (("en-gb-x-gbclan", 48), ("en-us-nyc", 42), ("en-gb-x-gbcwmd", 58), ("en+f4", 75),
+               ("en-us+m7", 30), ("en-029+f1", 62)),
+}
 SPLITS = ("train", "valid", "test")
 BABBLE_TALKERS = 6
 BABBLE_SECONDS = 30.0
@@ -54,6 +58,7 @@ class SynthOptions:
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     babble_utterances: int = 24
     workers: int = 0  # 0: one per core
+    voices: str = "seen"  # "unseen": every utterance goes to the test split
 
 
 # eSpeak's output depends slightly on what the engine spoke before (buffer state that no
@@ -69,12 +74,12 @@ def _pristine_speaker() -> Speaker:
     return _speaker
 
 
-def make_jobs(count: int, seed: int, prefix: str) -> list[Job]:
+def make_jobs(count: int, seed: int, prefix: str, voices: str = "seen") -> list[Job]:
     rng = random.Random(seed)
     jobs = []
     for index in range(count):
-        speaker = rng.randrange(len(VOICES))
-        voice, pitch = VOICES[speaker]
+        speaker = rng.randrange(len(VOICES[voices]))
+        voice, pitch = VOICES[voices][speaker]
         jobs.append(Job(f"{prefix}s{speaker}_{index:05d}", sample_sentence(rng), voice,
                         pitch + rng.randint(-8, 8), rng.randint(140, 200), rng.randrange(2**31)))
     return jobs
@@ -89,7 +94,8 @@ def speak(job: Job) -> tuple[np.ndarray, list]:
 
 
 def _appearance(job: Job) -> Appearance:
-    speaker_seed = int(job.uid.split("_")[0].lstrip("xs") or 0)  # one look per voice
+    tag = job.uid.split("_")[0]  # [x|u]s<speaker>: one look per voice, unseen voices unseen faces
+    speaker_seed = int(tag.lstrip("xus") or 0) + (500 if tag.startswith("u") else 0)
     return random_appearance(np.random.default_rng(1000 + speaker_seed))
 
 
@@ -136,6 +142,8 @@ def split_sizes(count: int, fractions: tuple[float, float, float]) -> list[int]:
 def synthesise(out_dir: Path, options: SynthOptions, progress: Callable[[int], None] | None = None) -> dict:
     """Make the corpus; returns counts per split. ``progress`` is called with each finished count."""
     out_dir = Path(out_dir)
+    if options.voices not in VOICES:
+        raise ConfigError("voices", [f"{options.voices!r} is not one of {', '.join(VOICES)}"])
     with output_folder(out_dir, {"written_by": "synth", **dataclasses.asdict(options), "workers": None}):
         return _synthesise(out_dir, options, progress)
 
@@ -143,7 +151,8 @@ def synthesise(out_dir: Path, options: SynthOptions, progress: Callable[[int], N
 def _synthesise(out_dir: Path, options: SynthOptions, progress: Callable[[int], None] | None) -> dict:
     for sub in ("audio", "video", "noise"):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
-    jobs = make_jobs(options.utterances, options.seed, prefix="")
+    unseen = options.voices == "unseen"
+    jobs = make_jobs(options.utterances, options.seed, prefix="u" if unseen else "", voices=options.voices)
     babble_jobs = make_jobs(options.babble_utterances, options.seed + 1, prefix="x")
     workers = options.workers or multiprocessing.cpu_count()
     _pristine_speaker()
@@ -157,11 +166,13 @@ def _synthesise(out_dir: Path, options: SynthOptions, progress: Callable[[int], 
         babble_clips = pool.map(_speak_audio, babble_jobs)
     write_wav(out_dir / "noise" / "babble.wav", mix_babble(babble_clips, options.seed))
 
+    sizes = [0, 0, len(utterances)] if unseen else split_sizes(len(utterances), options.fractions)
     counts = {}
     start = 0
-    for split, size in zip(SPLITS, split_sizes(len(utterances), options.fractions)):
+    for split, size in zip(SPLITS, sizes):
         part = utterances[start:start + size]
         start += size
-        write_manifest(out_dir / f"{split}.tsv", out_dir, part, wrd=out_dir / f"{split}.wrd")
-        counts[split] = len(part)
+        if part or not unseen:  # an unseen-voice set is a test split alone
+            write_manifest(out_dir / f"{split}.tsv", out_dir, part, wrd=out_dir / f"{split}.wrd")
+            counts[split] = len(part)
     return counts
