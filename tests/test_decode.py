@@ -56,6 +56,33 @@ def test_decode_writes_records_summary_and_resumes(checkpoint, synth_corpus, tmp
     assert json.loads((out / "summary.json").read_text()) == summary
 
 
+def test_video_alone_is_decoded_once_for_every_snr(checkpoint, synth_corpus, tmp_path):
+    """Babble is mixed into the audio alone: video's noisy cells are its clean records, decoded once, and equal
+    to what decoding them afresh at that SNR gives."""
+    import torch
+
+    from clipwhisper.config import DecodeConfig, nested, resolve
+    from clipwhisper.inference.decode import decode_cell
+    from clipwhisper.inference.records import HypsFile
+    from clipwhisper.model.checkpoint import load_checkpoint
+
+    model = load_checkpoint(checkpoint)
+    generate, rows = model.generate, []
+    model.generate = lambda batch, **options: rows.append(len(batch["ids"])) or generate(batch, **options)
+    utterances = read_manifest(synth_corpus / "test.tsv")
+    noise, config = load_audio(synth_corpus / "noise" / "babble.wav"), resolve(DecodeConfig, None, {})
+    grid, afresh = HypsFile(tmp_path / "grid.jsonl"), HypsFile(tmp_path / "afresh.jsonl")
+    with torch.inference_mode():
+        for snr in ("clean", 0.0, -5.0):
+            decode_cell(model, utterances, "video", snr, config, grid, noise)
+        assert sum(rows) == len(utterances)
+        decode_cell(model, utterances, "video", -5.0, config, afresh, noise)
+    assert sum(rows) == 2 * len(utterances)
+    noisy = [r for r in grid.records if r["snr"] == -5.0]
+    assert noisy == afresh.records and len(grid.records) == 3 * len(utterances)
+    assert [r["hyp"] for r in noisy] == [r["hyp"] for r in grid.records if r["snr"] == "clean"]
+
+
 def test_noise_is_reproducible_and_at_the_requested_snr(synth_corpus):
     speech = load_audio(read_manifest(synth_corpus / "test.tsv")[0].audio)
     noise = load_audio(synth_corpus / "noise" / "babble.wav")

@@ -51,6 +51,10 @@ def decode_cell(model: AVSRModel, utterances: list[Utterance], modality: str, sn
     todo = [u for u in utterances if (u.id, modality, key) not in hyps.done]
     if not todo:
         return
+    if key != "clean" and "audio" not in streams_of(modality):
+        todo = _same_as_clean(todo, modality, snr, hyps)
+        if not todo:
+            return
     with Progress(console=status, transient=True, disable=not status.is_terminal) as bar:
         task = bar.add_task(f"decode {modality} {snr}", total=len(todo))
         for records in _decode_batches(model, todo, modality, snr, config, noise):
@@ -58,6 +62,16 @@ def decode_cell(model: AVSRModel, utterances: list[Utterance], modality: str, sn
             bar.advance(task, len(records))
             if config.verbose:
                 _print_records(records, modality, snr)
+
+
+def _same_as_clean(todo: list[Utterance], modality: str, snr, hyps: HypsFile) -> list[Utterance]:
+    """Babble is mixed into the audio alone, so a modality without audio decodes the same input at every SNR:
+    an utterance this folder already decoded clean gets that record at ``snr`` (the same computation, not a
+    reuse of another result). Returns the utterances still to decode."""
+    clean = {r["id"]: r for r in hyps.records if r["modality"] == modality and str(r["snr"]) == "clean"}
+    if clean:
+            hyps.append([{**clean[u.id], "snr": snr} for u in todo if u.id in clean])
+    return [u for u in todo if u.id not in clean]
 
 
 def _print_records(records: list[dict], modality: str, snr) -> None:
