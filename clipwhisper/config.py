@@ -130,7 +130,7 @@ class DataConfig(Strict):
     train_split: str = "train"
     valid_split: str = "valid"
     fps: float = Field(default=25.0, gt=0)
-    max_duration_s: float | None = Field(default=None, gt=0)
+    max_duration_s: float | None = Field(default=None, gt=0, description="leave longer training utterances out")
     num_workers: int = Field(default=0, ge=0)
     media_cache_gb: float = Field(default=2.0, ge=0, description="keep decoded media in memory if the split fits")
     noise: Path | None = Field(default=None, description="noise wav mixed into training audio; relative to path")

@@ -429,3 +429,27 @@ def test_generation_starts_where_training_predicts_the_first_token(both_run, syn
                                        do_sample=False, output_logits=True, return_dict_in_generate=True,
                                        pad_token_id=model.tokenizer.pad_token_id).logits[0]
     assert torch.allclose(generated, trained, atol=1e-4), (generated - trained).abs().max()
+
+
+def test_training_leaves_out_utterances_beyond_whispers_window_and_max_duration(synth_corpus, tmp_path):
+    import dataclasses
+
+    from clipwhisper.manifest import duration_s, read_manifest, write_manifest
+    from clipwhisper.training.checks import load_splits
+    from clipwhisper.training.run_identity import run_identity
+
+    train, valid = read_manifest(synth_corpus / "train.tsv"), read_manifest(synth_corpus / "valid.tsv")
+    train[0] = dataclasses.replace(train[0], n_audio_samples=31 * 16000)  # as a 31-s recording's row says
+    valid[0] = dataclasses.replace(valid[0], n_audio_samples=31 * 16000)
+    for split, utterances in (("train", train), ("valid", valid)):
+        write_manifest(tmp_path / f"{split}.tsv", synth_corpus, utterances, wrd=tmp_path / f"{split}.wrd")
+    limit = sorted(duration_s(u) for u in train[1:])[len(train) // 2]
+    config = resolve(TrainConfig, packaged_config("tiny"), nested({
+        "data.path": tmp_path, "data.max_duration_s": limit, "output_path": tmp_path / "run"}))
+    splits = load_splits(config)
+    assert [u.id for u in splits["train"]] == [u.id for u in train[1:] if duration_s(u) <= limit]
+    assert len(train) // 3 < len(splits["train"]) < len(train) - 1
+    assert [u.id for u in splits["valid"]] == [u.id for u in valid[1:]]  # max_duration_s leaves validation whole
+    assert run_identity(config)["data"]["max_duration_s"] == limit  # a resume with another limit is refused
+    assert "max_duration_s" not in run_identity(config.model_copy(update={"data": config.data.model_copy(
+        update={"max_duration_s": None})}))["data"]

@@ -6,23 +6,23 @@ from pathlib import Path
 
 from ..config import TrainConfig
 from ..errors import ClipWhisperError, ConfigError
-from ..manifest import Utterance, read_manifest, split_paths
-from ..media import MAX_AUDIO_SAMPLES
+from ..manifest import Utterance, duration_s, read_manifest, split_paths
+from ..media import MAX_AUDIO_SAMPLES, SAMPLE_RATE
 from ..model.avsr import streams_of
 
 SHOWN_MISSING = 3
+WHISPER_WINDOW_S = MAX_AUDIO_SAMPLES / SAMPLE_RATE
 
 
-def _within_whisper_window(tsv: Path, utterances: list[Utterance]) -> list[Utterance]:
-    """Whisper's encoder reads at most 30 s: longer utterances are left out of training, with a warning
-    (their transcript would not match a cut). ``transcribe`` reads long files in windows instead."""
+def _at_most(tsv: Path, utterances: list[Utterance], limit_s: float, fps: float, what: str) -> list[Utterance]:
+    """The utterances of at most ``limit_s``; the longer ones are left out of training with a warning."""
     from .report import status
 
-    long = [u.id for u in utterances if u.n_audio_samples > MAX_AUDIO_SAMPLES]
+    long = [u.id for u in utterances if duration_s(u, fps) > limit_s]
     if long:
-        status.print(f"[yellow]{tsv}: left out {len(long)} utterances longer than Whisper's 30-s window "
-                     f"(first: {long[0]})[/yellow]", soft_wrap=True)
-    return [u for u in utterances if u.n_audio_samples <= MAX_AUDIO_SAMPLES]
+        status.print(f"[yellow]{tsv}: left out {len(long)} utterances longer than {what} (first: {long[0]})"
+                     "[/yellow]", soft_wrap=True)
+    return [u for u in utterances if duration_s(u, fps) <= limit_s]
 
 
 def _stream_problems(split: str, utterances: list[Utterance], streams: tuple[str, ...]) -> list[str]:
@@ -63,8 +63,11 @@ def load_splits(config: TrainConfig) -> dict[str, list[Utterance]]:
         if not splits[split]:
             problems.append(f"{tsv}: no utterances")
         problems += _stream_problems(split, splits[split], streams)
-        if "audio" in streams:
-            splits[split] = _within_whisper_window(tsv, splits[split])
+        if "audio" in streams:  # Whisper reads at most 30 s; a cut would not match the transcript
+            splits[split] = _at_most(tsv, splits[split], WHISPER_WINDOW_S, config.data.fps, "Whisper's 30-s window")
+        if split == config.data.train_split and config.data.max_duration_s:
+            splits[split] = _at_most(tsv, splits[split], config.data.max_duration_s, config.data.fps,
+                                     f"data.max_duration_s ({config.data.max_duration_s:g} s)")
     noise = config.data.noise_file()
     if noise is not None and not noise.is_file():
         problems.append(f"data.noise {noise} not found")

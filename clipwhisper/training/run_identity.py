@@ -27,7 +27,8 @@ def run_identity(config: TrainConfig) -> dict:
     noise = data.noise_file()
     return {"model": config.model.model_dump(mode="json"),
             "data": {"manifests": splits, "fps": data.fps, "noise": file_sha256(noise) if noise else None,
-                     "noise_prob": data.noise_prob, "noise_snr_db": list(data.noise_snr_db)},
+                     "noise_prob": data.noise_prob, "noise_snr_db": list(data.noise_snr_db),
+                     **({"max_duration_s": data.max_duration_s} if data.max_duration_s else {})},
             **{name: getattr(config, name) for name in OPTIMISATION}}
 
 
