@@ -19,10 +19,10 @@ from pathlib import Path
 import ffmpeg
 import torch
 
-from clipwhisper.dataset import AVDataset, collate
-from clipwhisper.features import FeatureCache
-from clipwhisper.manifest import Utterance
-from clipwhisper.media import ffmpeg_binary
+from clipwhisper.data.dataset import AVDataset, collate
+from clipwhisper.data.features import FeatureCache
+from clipwhisper.data.media import ffmpeg_binary
+from clipwhisper.data.utterance import Utterance
 
 SECONDS = 4.5
 

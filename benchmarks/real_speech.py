@@ -25,10 +25,10 @@ from pathlib import Path
 
 import torch
 
-from clipwhisper.manifest import read_manifest, write_manifest
+from clipwhisper.data.manifest import read_manifest, write_manifest
+from clipwhisper.data.media import load_audio
+from clipwhisper.data.metrics import normalizer, word_errors
 from clipwhisper.manifest_from_folder import build
-from clipwhisper.media import load_audio
-from clipwhisper.metrics import normalizer, word_errors
 from clipwhisper.model.whisper_formats import read_ctranslate2
 
 REAL = Path(os.environ.get("CLIPWHISPER_REAL", Path.home() / ".cache" / "clipwhisper" / "real")).expanduser()

@@ -10,7 +10,7 @@ match one process's (issue 9's measurements).
 
 The model is speed.py's reference configuration (``--llm 8b``: a Llama with Llama-3.1-8B dimensions), built
 with the same seed on every rank and wrapped as ``clipwhisper train`` wraps it (DDP, or FSDP2 through
-``clipwhisper.training.fsdp``). Every run draws the same global batches (LRS3-like, ``--global-batch``
+``clipwhisper.model.fsdp``). Every run draws the same global batches (LRS3-like, ``--global-batch``
 utterances, sorted by length as the bucket sampler sorts them) and each rank takes every N-th item; the loss is
 the mean over the global batch's target tokens, as in ``clipwhisper train``, so the loss curves of different
 process counts should match within bf16 noise (dropout is off to make them comparable). Decoding (DDP runs)
@@ -31,8 +31,8 @@ import torch.distributed as dist
 
 from clipwhisper.model.compiled import compile_llm_layers
 from clipwhisper.model.tokenizer import train_tokenizer
+from clipwhisper.runtime.distributed import Distributed
 from clipwhisper.synth.grammar import sample_sentence
-from clipwhisper.training.distributed import Distributed
 
 LLAMA_8B = {"hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32,
             "num_key_value_heads": 8, "vocab_size": 128256, "max_position_embeddings": 8192}
@@ -138,7 +138,7 @@ def measure(args, cluster: Distributed) -> None:
 
         wrapped = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
     elif cluster.world > 1:
-        from clipwhisper.training.fsdp import shard_model
+        from clipwhisper.model.fsdp import shard_model
 
         wrapped = model = shard_model(model, device)
     model.train()

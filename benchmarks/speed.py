@@ -28,8 +28,8 @@ import numpy as np
 import torch
 
 from clipwhisper.config import ModelConfig
-from clipwhisper.features import FeatureCache
-from clipwhisper.manifest import Utterance
+from clipwhisper.data.features import FeatureCache
+from clipwhisper.data.utterance import Utterance
 from clipwhisper.model.avsr import AVSRModel, packing_order
 from clipwhisper.model.compiled import compile_llm_layers
 from clipwhisper.model.graphs import graphs_of

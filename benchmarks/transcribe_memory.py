@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clipwhisper.media import SAMPLE_RATE, write_wav
+from clipwhisper.data.media import SAMPLE_RATE, write_wav
 
 WHOLE = ("import sys, clipwhisper; t = clipwhisper.load(sys.argv[1], device='cpu'); "
          "media, modality = t.read(sys.argv[2]); t.transcribe_media(media, modality)")

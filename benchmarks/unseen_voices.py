@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import yaml
+
 from clipwhisper.config import TrainConfig, nested, packaged_config, resolve
 from clipwhisper.demo import MODALITIES, decode_grid
 from clipwhisper.synth.corpus import SynthOptions, synthesise

@@ -269,7 +269,7 @@ def manifest_from_folder(
     from rich.markup import escape
 
     from .manifest_from_folder import build
-    from .training.report import status
+    from .runtime.report import status
 
     built = build(folder, transcripts, out, valid, test, seed, workers or os.cpu_count() or 1)
     for what, keys in (("have no audio file", built.missing), ("have no words outside [brackets]",

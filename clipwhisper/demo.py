@@ -21,8 +21,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .config import DecodeConfig, TrainConfig, nested, packaged_config, resolve
-from .folder_claim import output_folder
-from .training.report import console
+from .runtime.folder_claim import output_folder
+from .runtime.report import console
 
 SNRS = ["clean", 10.0, 5.0, 0.0, -5.0]
 MODALITIES = ("audio", "video", "both")
@@ -56,7 +56,7 @@ def _train(corpus: Path, run: Path, plan: DemoPlan, seed: int) -> Path:
     if (run / "final" / "config.json").exists():
         console.print(f"model: reusing {run / 'final'}")
         return run / "final"
-    from .manifest import read_manifest
+    from .data.manifest import read_manifest
 
     batch_size = resolve(TrainConfig, packaged_config("tiny")).batch_size
     steps_per_epoch = -(-len(read_manifest(corpus / "train.tsv")) // batch_size)
@@ -71,10 +71,10 @@ def _train(corpus: Path, run: Path, plan: DemoPlan, seed: int) -> Path:
 
 def decode_grid(checkpoint: Path, corpus: Path, out: Path, modalities=MODALITIES, snrs=SNRS) -> dict:
     """Decode ``corpus``'s test split in each modality at each SNR (its ``noise/babble.wav``); the summary."""
+    from .data.manifest import read_manifest
+    from .data.media import load_audio
     from .inference.decode import decode_cell, finish
     from .inference.records import HypsFile
-    from .manifest import read_manifest
-    from .media import load_audio
     from .model.checkpoint import load_checkpoint
 
     config = resolve(DecodeConfig, None, nested({"model_path": checkpoint, "output_dir": out, "batch_size": 16}))
@@ -133,7 +133,7 @@ def markdown_table(summary: dict) -> str:
 
 def source_revision() -> str:
     """The commit this clipwhisper runs from (``+changes`` when its files differ from it), or its version."""
-    from . import __version__
+    from importlib.metadata import version
 
     here = Path(__file__).resolve().parent
     try:
@@ -142,9 +142,9 @@ def source_revision() -> str:
         dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no", "."],
                                capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
-        return f"version {__version__}"
+        return f"version {version('clipwhisper')}"
     if commit.returncode:
-        return f"version {__version__}"  # installed from a wheel: no repository around it
+        return f"version {version('clipwhisper')}"  # installed from a wheel: no repository around it
     return f"commit {commit.stdout.strip()}{' +changes' if dirty.stdout.strip() else ''}"
 
 

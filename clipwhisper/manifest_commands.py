@@ -7,11 +7,11 @@ from pathlib import Path
 
 from rich.table import Table
 
-from .auto_avsr import Units, read_csv, write_csv
+from .data.auto_avsr import Units, read_csv, write_csv
+from .data.manifest import read_manifest, write_manifest
+from .data.manifest_check import check
 from .errors import ClipWhisperError, ConfigError
-from .manifest import read_manifest, write_manifest
-from .manifest_check import check
-from .training.report import console, status
+from .runtime.report import console, status
 
 
 class ManifestProblems(ClipWhisperError):

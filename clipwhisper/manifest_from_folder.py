@@ -19,10 +19,11 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .data.manifest import write_manifest
+from .data.manifest_check import _audio_samples
+from .data.utterance import Utterance
 from .errors import ManifestError
-from .folder_claim import output_folder
-from .manifest import Utterance, write_manifest
-from .manifest_check import _audio_samples
+from .runtime.folder_claim import output_folder
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".mp4", ".mkv", ".webm", ".avi", ".mov"}
 ID_COLUMNS = ("id", "file", "filename", "file_name", "path", "audio", "utt_id", "utterance_id", "key")

@@ -5,7 +5,7 @@ from pathlib import Path
 import ffmpeg
 import pytest
 
-from clipwhisper.media import ffmpeg_binary
+from clipwhisper.data.media import ffmpeg_binary
 
 
 def make_media(path: Path, *, audio: bool = True, video: bool = True, seconds: float = 1.0,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from clipwhisper.media import write_video, write_wav
+from clipwhisper.data.media import write_video, write_wav
 
 SKIN, LIPS = (220, 180, 150), (150, 40, 50)
 

@@ -14,8 +14,8 @@ from conftest import make_media
 from typer.testing import CliRunner
 
 from clipwhisper.cli import app
-from clipwhisper.manifest import read_manifest, write_manifest
-from clipwhisper.media import write_wav
+from clipwhisper.data.manifest import read_manifest, write_manifest
+from clipwhisper.data.media import write_wav
 
 runner = CliRunner()
 

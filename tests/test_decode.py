@@ -11,11 +11,11 @@ from typer.testing import CliRunner
 
 import clipwhisper
 from clipwhisper.cli import app
+from clipwhisper.data.manifest import read_manifest, write_manifest
+from clipwhisper.data.media import SAMPLE_RATE, load_audio, write_wav
+from clipwhisper.data.metrics import char_errors, word_errors
+from clipwhisper.data.noise import mix_at_snr
 from clipwhisper.inference.transcribe import Media, join_overlapping, windows
-from clipwhisper.manifest import read_manifest, write_manifest
-from clipwhisper.media import SAMPLE_RATE, load_audio, write_wav
-from clipwhisper.metrics import char_errors, word_errors
-from clipwhisper.noise import mix_at_snr
 
 runner = CliRunner()
 
@@ -61,7 +61,7 @@ def test_video_alone_is_decoded_once_for_every_snr(checkpoint, synth_corpus, tmp
     to what decoding them afresh at that SNR gives."""
     import torch
 
-    from clipwhisper.config import DecodeConfig, nested, resolve
+    from clipwhisper.config import DecodeConfig, resolve
     from clipwhisper.inference.decode import decode_cell
     from clipwhisper.inference.records import HypsFile
     from clipwhisper.model.checkpoint import load_checkpoint

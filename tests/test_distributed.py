@@ -13,8 +13,9 @@ import torch
 from safetensors import safe_open
 from test_train import bad_sample_records, broken_corpus, log_records
 
-from clipwhisper.dataset import BucketBatchSampler
-from clipwhisper.manifest import duration_s, read_manifest
+from clipwhisper.data.dataset import BucketBatchSampler
+from clipwhisper.data.manifest import read_manifest
+from clipwhisper.data.utterance import duration_s
 
 NO_DROPOUT = {"CLIPWHISPER_MODEL__FUSION__AUDIO_DROP": "0", "CLIPWHISPER_MODEL__FUSION__VIDEO_DROP": "0"}
 TOLERANCE = 1e-5  # relative: float sums in another order (per-rank gradients are averaged by all-reduce)
@@ -202,7 +203,7 @@ def test_the_scaling_benchmark_runs_and_agrees_across_process_counts(tmp_path):
 
 ENDS_ITS_GROUP = """
 import os, sys
-from clipwhisper.training.distributed import Distributed
+from clipwhisper.runtime.distributed import Distributed
 cluster = Distributed.from_env("cpu")
 with cluster.closing():
     import transformers

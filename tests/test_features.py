@@ -9,9 +9,9 @@ from safetensors.torch import load_file
 from test_train import log_records, tiny
 
 from clipwhisper.config import AudioEncoderConfig
-from clipwhisper.dataset import collate
-from clipwhisper.features import FeatureCache, build_feature_cache
-from clipwhisper.manifest import read_manifest
+from clipwhisper.data.dataset import collate
+from clipwhisper.data.features import FeatureCache, build_feature_cache
+from clipwhisper.data.manifest import read_manifest
 from clipwhisper.model.audio_encoder import WhisperAudioEncoder
 from clipwhisper.training.loop import Trainer
 

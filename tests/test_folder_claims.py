@@ -9,8 +9,8 @@ import sys
 from typer.testing import CliRunner
 
 from clipwhisper.cli import app
-from clipwhisper.folder_claim import LOCK_FILE, claimed
-from clipwhisper.manifest import read_manifest, write_manifest
+from clipwhisper.data.manifest import read_manifest, write_manifest
+from clipwhisper.runtime.folder_claim import LOCK_FILE, claimed
 
 runner = CliRunner()
 

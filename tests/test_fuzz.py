@@ -14,11 +14,11 @@ from hypothesis import strategies as st
 from safetensors.torch import save
 
 from clipwhisper.config import TrainConfig, resolve
+from clipwhisper.data.manifest import read_manifest
 from clipwhisper.errors import CheckpointError, ConfigError, ManifestError
-from clipwhisper.folder_claim import settle_identity
 from clipwhisper.inference.records import HypsFile
-from clipwhisper.manifest import read_manifest
 from clipwhisper.model.checkpoint import load_weights_file, read_checkpoint_config, read_model_config
+from clipwhisper.runtime.folder_claim import settle_identity
 from clipwhisper.training.run_folder import RunFolder
 from clipwhisper.training.state import capture_train_state, load_train_state, write_train_state
 

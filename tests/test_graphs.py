@@ -81,7 +81,7 @@ def test_fsdp_turns_the_graphs_off():
     import torch.distributed as dist
     from test_causal import tiny_llm
 
-    from clipwhisper.training.fsdp import shard_model
+    from clipwhisper.model.fsdp import shard_model
 
     class Model(torch.nn.Module):
         def generate(self):
@@ -104,7 +104,7 @@ def test_ddp_turns_the_llm_graphs_off(synth_corpus, tmp_path):
     import torch.distributed as dist
     from test_train import tiny
 
-    from clipwhisper.training.distributed import Distributed
+    from clipwhisper.runtime.distributed import Distributed
     from clipwhisper.training.loop import Trainer
 
     lora = {"model.llm.finetune": "lora"}

@@ -11,8 +11,8 @@ import dataclasses
 import json
 
 from clipwhisper.config import DecodeConfig, TrainConfig, nested, packaged_config, resolve
+from clipwhisper.data.manifest import read_manifest, write_manifest
 from clipwhisper.inference.decode import run_decode
-from clipwhisper.manifest import read_manifest, write_manifest
 from clipwhisper.training.loop import run_training
 
 STEPS = 150

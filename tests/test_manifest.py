@@ -2,8 +2,9 @@ from pathlib import Path
 
 import pytest
 
+from clipwhisper.data.manifest import read_manifest, read_tsv, write_manifest
+from clipwhisper.data.utterance import Utterance
 from clipwhisper.errors import ManifestError
-from clipwhisper.manifest import Utterance, read_manifest, read_tsv, write_manifest
 
 
 def write(path: Path, text: str | bytes) -> Path:

@@ -10,8 +10,9 @@ from conftest import make_media
 from typer.testing import CliRunner
 
 from clipwhisper.cli import app
-from clipwhisper.dataset import AVDataset
-from clipwhisper.manifest import Utterance, read_manifest
+from clipwhisper.data.dataset import AVDataset
+from clipwhisper.data.manifest import read_manifest
+from clipwhisper.data.utterance import Utterance
 
 runner = CliRunner()
 TEXTS = {"digits/0": "zero", "digits/1": "one", "vm-goodbye": "Goodbye.", "auth-thankyou": "Thank you.",

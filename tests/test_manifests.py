@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from clipwhisper.cli import app
-from clipwhisper.manifest import read_manifest, write_manifest
+from clipwhisper.data.manifest import read_manifest, write_manifest
 
 
 def sentencepiece_model(texts, folder):

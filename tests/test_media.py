@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from conftest import make_media
 
+from clipwhisper.data.media import SAMPLE_RATE, ffmpeg_binary, load_audio, load_video, write_video, write_wav
 from clipwhisper.errors import MediaError
-from clipwhisper.media import SAMPLE_RATE, ffmpeg_binary, load_audio, load_video, write_video, write_wav
 
 
 @pytest.mark.parametrize("suffix", ["wav", "flac", "mp3", "m4a"])

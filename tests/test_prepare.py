@@ -9,8 +9,8 @@ from faces import face_video, lips_angle, lips_centre
 from typer.testing import CliRunner
 
 from clipwhisper.cli import app
-from clipwhisper.manifest import read_manifest
-from clipwhisper.media import load_video
+from clipwhisper.data.manifest import read_manifest
+from clipwhisper.data.media import load_video
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ def needs(*parts: Path) -> None:
 
 def speech_mel(encoder: WhisperAudioEncoder, name: str = "agent-pass.wav") -> torch.Tensor:
     """Whisper's 30-s log-mel of a recorded prompt."""
-    from clipwhisper.media import load_audio
+    from clipwhisper.data.media import load_audio
 
     needs(REAL / "asterisk" / name)
     audio = torch.from_numpy(load_audio(REAL / "asterisk" / name))

@@ -1,7 +1,7 @@
 import numpy as np
 
-from clipwhisper.manifest import read_manifest
-from clipwhisper.media import SAMPLE_RATE, load_audio, load_video
+from clipwhisper.data.manifest import read_manifest
+from clipwhisper.data.media import SAMPLE_RATE, load_audio, load_video
 from clipwhisper.synth.corpus import VOICES, SynthOptions, make_jobs, speak, synthesise
 from clipwhisper.synth.grammar import SLOTS, VOCABULARY, spoken_text
 from clipwhisper.synth.mouth import random_appearance, render_frame

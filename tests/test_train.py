@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 
 from clipwhisper.cli import app
 from clipwhisper.config import TrainConfig, nested, packaged_config, resolve
-from clipwhisper.dataset import AVDataset, collate
+from clipwhisper.data.dataset import AVDataset, collate
+from clipwhisper.data.manifest import read_manifest, write_manifest
 from clipwhisper.errors import Interrupted
-from clipwhisper.manifest import read_manifest, write_manifest
 from clipwhisper.model.checkpoint import load_checkpoint
 from clipwhisper.training.loop import Trainer, run_training
 from clipwhisper.training.run_folder import RunFolder
@@ -254,8 +254,8 @@ def test_checks_before_loading_report_every_problem(synth_corpus, tmp_path):
 def test_noise_augmentation_depends_only_on_seed_epoch_and_id(synth_corpus):
     import numpy as np
 
-    from clipwhisper.media import load_audio
-    from clipwhisper.noise import NoiseAugmentation
+    from clipwhisper.data.media import load_audio
+    from clipwhisper.data.noise import NoiseAugmentation
 
     speech = load_audio(read_manifest(synth_corpus / "train.tsv")[0].audio)
     noise = load_audio(synth_corpus / "noise" / "babble.wav")
@@ -434,7 +434,8 @@ def test_generation_starts_where_training_predicts_the_first_token(both_run, syn
 def test_training_leaves_out_utterances_beyond_whispers_window_and_max_duration(synth_corpus, tmp_path):
     import dataclasses
 
-    from clipwhisper.manifest import duration_s, read_manifest, write_manifest
+    from clipwhisper.data.manifest import read_manifest, write_manifest
+    from clipwhisper.data.utterance import duration_s
     from clipwhisper.training.checks import load_splits
     from clipwhisper.training.run_identity import run_identity
 

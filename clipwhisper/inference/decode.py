@@ -17,16 +17,17 @@ from rich.markup import escape
 from torch.utils.data import DataLoader
 
 from ..config import DecodeConfig
-from ..dataset import AVDataset, collate
+from ..data.dataset import AVDataset, collate
+from ..data.manifest import read_manifest
+from ..data.media import load_audio
+from ..data.noise import mix_at_snr
+from ..data.utterance import Utterance
 from ..errors import ConfigError
-from ..folder_claim import claimed
-from ..manifest import Utterance, read_manifest
-from ..media import load_audio
 from ..model.avsr import AVSRModel, streams_of
 from ..model.precision import for_inference
-from ..noise import mix_at_snr
-from ..training.distributed import Distributed
-from ..training.report import console, status
+from ..runtime.distributed import Distributed
+from ..runtime.folder_claim import claimed
+from ..runtime.report import console, status
 from .compat import check_modality
 from .decode_folder import settle_decode_folder
 from .records import HypsFile, make_record

@@ -8,10 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import DecodeConfig
-from ..digest import file_sha256
 from ..errors import ConfigError
-from ..folder_claim import IDENTITY_FILE, settle_identity
 from ..model.checkpoint import fingerprint
+from ..runtime.digest import file_sha256
+from ..runtime.folder_claim import IDENTITY_FILE, settle_identity
 
 ADVICE = "pass --overwrite to start over (it removes the hyps and the summary only) or choose another --output-dir"
 

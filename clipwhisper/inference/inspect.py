@@ -11,8 +11,8 @@ from rich.table import Table
 from ..errors import CheckpointError
 from ..model.avsr import streams_of
 from ..model.checkpoint import CONFIG_FILE, WEIGHTS_FILE, read_checkpoint_config
+from ..runtime.report import console
 from ..training.curves import PLOTS, read_curves, sparkline
-from ..training.report import console
 
 GROUPS = {"audio_connector": "audio connector", "video_connector": "video connector", "fusion": "fusion",
           "whisper": "whisper", "clip": "clip"}

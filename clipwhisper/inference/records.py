@@ -10,8 +10,8 @@ import json
 import os
 from pathlib import Path
 
-from ..jsonl import json_object
-from ..metrics import char_errors, normalizer, word_errors
+from ..data.metrics import char_errors, normalizer, word_errors
+from ..runtime.jsonl import json_object
 
 
 def record_key(record: dict) -> tuple[str, str, str]:

@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from ..manifest import Utterance
+from ..data.utterance import Utterance
 from .records import HypsFile, record_key
 
 

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 import typer
 
-from ..dataset import collate
+from ..data.dataset import collate
+from ..data.media import SAMPLE_RATE, VIDEO_FPS, load_audio, load_video
 from ..errors import EXIT_RUNTIME, ClipWhisperError, MediaError
-from ..media import SAMPLE_RATE, VIDEO_FPS, load_audio, load_video
 from ..model.avsr import AVSRModel
 
 WINDOW_S = 30.0
@@ -186,7 +186,7 @@ def load(path: str | Path, device: str = "auto", beam_size: int = 1, precision: 
     """A checkpoint ready to transcribe: bf16 on a GPU, fp32 on the CPU unless ``precision`` says otherwise."""
     from ..model.checkpoint import load_checkpoint
     from ..model.precision import for_inference
-    from ..training.distributed import pick_device
+    from ..runtime.distributed import pick_device
 
     model = for_inference(load_checkpoint(Path(path), pick_device(device)), precision)
     return Transcriber(model, beam_size=beam_size)

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import AudioEncoderConfig
+from ..data.media import MAX_AUDIO_SAMPLES
 from ..errors import CheckpointError, ConfigError, first_line
-from ..media import MAX_AUDIO_SAMPLES
 from .graphs import ShapeGraphs
 from .padding import pad_to_multiple
 from .transfer import to_device

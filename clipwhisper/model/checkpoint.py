@@ -22,10 +22,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..config import ModelConfig, describe_errors
-from ..digest import file_sha256
 from ..errors import CheckpointError, ConfigError
-from ..training.fsdp import full
+from ..runtime.digest import file_sha256
 from .avsr import AVSRModel
+from .fsdp import full
 
 FORMAT = "clipwhisper-checkpoint"
 VERSION = 1

@@ -10,8 +10,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..errors import ClipWhisperError
-from ..folder_claim import output_folder
-from ..training.report import console, status
+from ..runtime.folder_claim import output_folder
+from ..runtime.report import console, status
 from .inputs import find_videos, read_transcripts
 from .run import Options, prepare, write_split
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import ffmpeg
 import numpy as np
 
+from ..data.media import VIDEO_FPS, ffmpeg_binary, frame_size, local
 from ..errors import MediaError
-from ..media import VIDEO_FPS, ffmpeg_binary, frame_size, local
 from . import tracking
 
 

@@ -14,9 +14,10 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..data.manifest import write_manifest
+from ..data.media import load_audio, write_wav
+from ..data.utterance import Utterance
 from ..errors import ClipWhisperError, ConfigError
-from ..manifest import Utterance, write_manifest
-from ..media import load_audio, write_wav
 from .cropping import track, write_crops
 
 CROPS = ("mouth", "face")

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.manifest import write_manifest
+from ..data.media import SAMPLE_RATE, VIDEO_FPS, resample, write_video, write_wav
+from ..data.utterance import Utterance
 from ..errors import ConfigError
-from ..folder_claim import output_folder
-from ..manifest import Utterance, write_manifest
-from ..media import SAMPLE_RATE, VIDEO_FPS, resample, write_video, write_wav
+from ..runtime.folder_claim import output_folder
 from .grammar import sample_sentence, spoken_text
 from .mouth import Appearance, random_appearance, render_video
 from .speech import Speaker

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import TrainConfig
+from ..data.manifest import read_manifest, split_paths
+from ..data.media import MAX_AUDIO_SAMPLES, SAMPLE_RATE
+from ..data.utterance import Utterance, duration_s
 from ..errors import ClipWhisperError, ConfigError
-from ..manifest import Utterance, duration_s, read_manifest, split_paths
-from ..media import MAX_AUDIO_SAMPLES, SAMPLE_RATE
 from ..model.avsr import streams_of
 
 SHOWN_MISSING = 3
@@ -16,7 +17,7 @@ WHISPER_WINDOW_S = MAX_AUDIO_SAMPLES / SAMPLE_RATE
 
 def _at_most(tsv: Path, utterances: list[Utterance], limit_s: float, fps: float, what: str) -> list[Utterance]:
     """The utterances of at most ``limit_s``; the longer ones are left out of training with a warning."""
-    from .report import status
+    from ..runtime.report import status
 
     long = [u.id for u in utterances if duration_s(u, fps) > limit_s]
     if long:

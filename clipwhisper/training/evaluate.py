@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..metrics import error_rate, normalizer, word_errors
+from ..data.metrics import error_rate, normalizer, word_errors
 
 
 @torch.no_grad()

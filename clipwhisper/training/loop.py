@@ -16,23 +16,23 @@ from rich.markup import escape
 from torch.utils.data import DataLoader
 
 from ..config import TrainConfig, to_yaml
-from ..dataset import AVDataset, BucketBatchSampler, collate
+from ..data.dataset import AVDataset, BucketBatchSampler, collate
+from ..data.features import FeatureCache, build_feature_cache
+from ..data.media import load_audio
+from ..data.noise import NoiseAugmentation
+from ..data.utterance import duration_s
 from ..errors import CheckpointError, ClipWhisperError, Interrupted, MediaError
-from ..features import FeatureCache, build_feature_cache
-from ..folder_claim import claimed
-from ..manifest import duration_s
-from ..media import load_audio
 from ..model.avsr import AVSRModel, streams_of
 from ..model.checkpoint import gather, load_checkpoint, save_checkpoint
 from ..model.compiled import compile_llm_layers
+from ..model.fsdp import shard_model
 from ..model.precision import autocast_dtype, cast_frozen, configure_kernels
-from ..noise import NoiseAugmentation
-from . import report
+from ..runtime import report
+from ..runtime.distributed import Distributed
+from ..runtime.folder_claim import claimed
 from .checks import load_splits
 from .curves import write_plots
-from .distributed import Distributed
 from .evaluate import evaluate
-from .fsdp import shard_model
 from .optim import clip_gradients, configure_optimizer, configure_scheduler
 from .params import UpdateTracker, component_rows
 from .run_folder import RunFolder

@@ -7,7 +7,7 @@ import math
 import torch
 
 from ..config import TrainConfig
-from .fsdp import full
+from ..model.fsdp import full
 
 
 def configure_optimizer(model: torch.nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.AdamW:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .fsdp import full
+from ..model.fsdp import full
 
 
 def component_rows(components: dict[str, nn.Module]) -> list[dict]:

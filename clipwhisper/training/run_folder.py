@@ -8,7 +8,7 @@ import re
 import shutil
 from pathlib import Path
 
-from ..jsonl import json_object
+from ..runtime.jsonl import json_object
 
 STEP_PATTERN = re.compile(r"^step-(\d{6,})$")
 

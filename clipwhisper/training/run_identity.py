@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import TrainConfig
-from ..digest import file_sha256
-from ..folder_claim import settle_identity
-from ..manifest import split_paths
+from ..data.manifest import split_paths
+from ..runtime.digest import file_sha256
+from ..runtime.folder_claim import settle_identity
 
 OPTIMISATION = ("seed", "precision", "batch_size", "grad_accum", "learning_rate", "weight_decay", "warmup_steps",
                 "grad_clip")

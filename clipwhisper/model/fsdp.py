@@ -20,8 +20,8 @@ import torch
 from torch import nn
 from torch.distributed.tensor import DTensor
 
-from ..model.graphs import graphs_of
-from ..model.llm import decoder_layers
+from .graphs import graphs_of
+from .llm import decoder_layers
 
 
 def shard_model(model: nn.Module, device: torch.device) -> nn.Module:

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 LOCK_FILE = "clipwhisper.lock"
 IDENTITY_FILE = "identity.json"

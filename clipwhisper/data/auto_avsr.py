@@ -18,8 +18,8 @@ import os
 import re
 from pathlib import Path
 
-from .errors import ConfigError, ManifestError
-from .manifest import Utterance, decoded_lines
+from ..errors import ConfigError, ManifestError
+from .utterance import Utterance, decoded_lines
 
 SAMPLES_PER_FRAME = 640  # 16 kHz / 25 fps
 COLUMNS = ("dataset", "path", "n_video_frames", "token_ids")

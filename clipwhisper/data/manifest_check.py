@@ -12,9 +12,9 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import MediaError
-from .manifest import Utterance, duration_s
+from ..errors import MediaError
 from .media import SAMPLE_RATE, VIDEO_FPS, load_audio, load_video
+from .utterance import Utterance, duration_s
 
 BINS_S = (1, 2, 4, 6, 8, 10, 15, 20, 30)
 FRAME_TOLERANCE = 1

@@ -23,8 +23,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .errors import ConfigError
-from .manifest import Utterance
+from ..errors import ConfigError
+from .utterance import Utterance
 
 
 def encoder_fingerprint(encoder: nn.Module, settings: dict) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 import ffmpeg
 import numpy as np
 
-from .errors import MediaError
+from ..errors import MediaError
 
 SAMPLE_RATE = 16_000
 MAX_AUDIO_SAMPLES = 30 * SAMPLE_RATE  # Whisper's window: every Whisper encoder reads at most 30 s

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from .errors import MediaError
-from .manifest import Utterance
+from ..errors import MediaError
 from .media import MAX_AUDIO_SAMPLES, SAMPLE_RATE, load_audio, load_video
+from .utterance import Utterance
 
 
 def decoded_bytes(utterances: Sequence[Utterance], streams: Sequence[str], image_size: int | None) -> int:
