@@ -26,15 +26,6 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
 
-def _one_source(encoder: Strict, random_init: str):
-    """An encoder is loaded by name or built at random from its dimensions, never both: the dimensions would
-    win and the name be silently ignored."""
-    if encoder.name is not None and getattr(encoder, random_init):
-        raise ValueError(f"name ({encoder.name}) and {random_init} are both set: set name: null to build a "
-                         f"randomly initialised encoder from {random_init}, or remove {random_init} to load the name")
-    return encoder
-
-
 class AudioEncoderConfig(Strict):
     """openai-whisper's encoder: a model name, a local ``.pt`` path, or random init from ``dims``."""
 
@@ -44,10 +35,6 @@ class AudioEncoderConfig(Strict):
     )
     pad_to_30s: bool = False
     trainable: bool = False
-
-    @model_validator(mode="after")
-    def _one_source(self):
-        return _one_source(self, "dims")
 
 
 class VideoEncoderConfig(Strict):
@@ -62,10 +49,6 @@ class VideoEncoderConfig(Strict):
     std: list[float] | None = None
     chunk_frames: int = Field(default=512, ge=1)
     trainable: bool = False
-
-    @model_validator(mode="after")
-    def _one_source(self):
-        return _one_source(self, "vision_cfg")
 
 
 class ConnectorConfig(Strict):

@@ -79,20 +79,6 @@ def test_modality_dropout_cannot_drop_both():
         resolve(TrainConfig, None, nested({"model.fusion.audio_drop": 0.6, "model.fusion.video_drop": 0.6}))
 
 
-@pytest.mark.parametrize("encoder, random_init", [
-    ("audio_encoder", {"dims": {"n_mels": 80, "n_audio_ctx": 1500, "n_audio_state": 64, "n_audio_head": 4,
-                                "n_audio_layer": 2}}),
-    ("video_encoder", {"vision_cfg": {"image_size": 48, "patch_size": 12, "width": 64, "layers": 2}}),
-])
-def test_an_encoder_is_named_or_built_at_random_never_both(encoder, random_init):
-    """Before, the dimensions won and a name set beside them was silently ignored."""
-    (key,) = random_init
-    with pytest.raises(ConfigError, match=f"model.{encoder}: .*name .* and {key} are both set: set name: null"):
-        resolve(TrainConfig, None, nested({f"model.{encoder}": {"name": "some-model", **random_init}}))
-    built = resolve(TrainConfig, None, nested({f"model.{encoder}": {"name": None, **random_init}}))
-    assert getattr(getattr(built.model, encoder), key) == random_init[key]
-
-
 def test_nested_drops_none():
     assert nested({"a.b": 1, "a.c": None, "d": 2}) == {"a": {"b": 1}, "d": 2}
 
