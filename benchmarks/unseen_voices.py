@@ -35,7 +35,7 @@ def train_with_whisper(demo: Path, whisper: Path, run: Path) -> float:
     identity = json.loads((demo / "identity.json").read_text())
     recipe = yaml.safe_load(packaged_config("tiny").read_text())
     recipe["model"]["audio_encoder"] = {"name": str(whisper), "trainable": False}
-    run.mkdir(parents=True, exist_ok=True)
+    run.parent.mkdir(parents=True, exist_ok=True)
     (run.parent / "tiny-with-whisper.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
     config = resolve(TrainConfig, run.parent / "tiny-with-whisper.yaml", nested({
         "data.path": demo / "corpus", "output_path": run, "max_epochs": identity["epochs"], "keep_last": 1,

@@ -51,20 +51,18 @@ def _synth(corpus: Path, plan: DemoPlan) -> None:
 
 
 def _train(corpus: Path, run: Path, plan: DemoPlan, seed: int) -> Path:
+    from .data.manifest import read_manifest
     from .training.loop import run_training
 
     if (run / "final" / "config.json").exists():
         console.print(f"model: reusing {run / 'final'}")
         return run / "final"
-    from .data.manifest import read_manifest
-
-    batch_size = resolve(TrainConfig, packaged_config("tiny")).batch_size
-    steps_per_epoch = -(-len(read_manifest(corpus / "train.tsv")) // batch_size)
     config = resolve(TrainConfig, packaged_config("tiny"), nested({
         "data.path": corpus, "output_path": run, "max_epochs": plan.epochs, "keep_last": 1, "seed": seed,
-        # the report decodes final/: validating every 4th epoch (and at the end) only draws the curves
-        "eval_steps": EVAL_EVERY_EPOCHS * steps_per_epoch,
     }))
+    # the report decodes final/: validating every 4th epoch (and at the end) only draws the curves
+    steps_per_epoch = -(-len(read_manifest(corpus / "train.tsv")) // config.batch_size)
+    config = config.model_copy(update={"eval_steps": EVAL_EVERY_EPOCHS * steps_per_epoch})
     run_training(config)
     return run / "final"
 

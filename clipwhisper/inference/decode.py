@@ -70,8 +70,9 @@ def _same_as_clean(todo: list[Utterance], modality: str, snr, hyps: HypsFile) ->
     an utterance this folder already decoded clean gets that record at ``snr`` (the same computation, not a
     reuse of another result). Returns the utterances still to decode."""
     clean = {r["id"]: r for r in hyps.records if r["modality"] == modality and str(r["snr"]) == "clean"}
-    if clean:
-            hyps.append([{**clean[u.id], "snr": snr} for u in todo if u.id in clean])
+    copies = [{**clean[u.id], "snr": snr} for u in todo if u.id in clean]
+    if copies:
+        hyps.append(copies)
     return [u for u in todo if u.id not in clean]
 
 

@@ -19,11 +19,12 @@ def _at_most(tsv: Path, utterances: list[Utterance], limit_s: float, fps: float,
     """The utterances of at most ``limit_s``; the longer ones are left out of training with a warning."""
     from ..runtime.report import status
 
-    long = [u.id for u in utterances if duration_s(u, fps) > limit_s]
-    if long:
-        status.print(f"[yellow]{tsv}: left out {len(long)} utterances longer than {what} (first: {long[0]})"
-                     "[/yellow]", soft_wrap=True)
-    return [u for u in utterances if duration_s(u, fps) <= limit_s]
+    kept = [u for u in utterances if duration_s(u, fps) <= limit_s]
+    if len(kept) < len(utterances):
+        first = next(u.id for u in utterances if duration_s(u, fps) > limit_s)
+        status.print(f"[yellow]{tsv}: left out {len(utterances) - len(kept)} utterances longer than {what} "
+                     f"(first: {first})[/yellow]", soft_wrap=True)
+    return kept
 
 
 def _stream_problems(split: str, utterances: list[Utterance], streams: tuple[str, ...]) -> list[str]:
