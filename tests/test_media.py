@@ -29,6 +29,14 @@ def test_stereo_44k_is_downmixed_and_resampled(tmp_path):
     assert samples.shape == (2 * SAMPLE_RATE,)
 
 
+def test_a_16k_mono_wav_is_read_in_process_with_ffmpegs_samples(tmp_path, monkeypatch):
+    path = make_media(tmp_path / "plain.wav", video=False, seconds=1.5, rate=SAMPLE_RATE)
+    through_ffmpeg = load_audio(path, span=(0.0, 60.0))  # a span always goes through ffmpeg
+    monkeypatch.setattr("clipwhisper.data.media.ffmpeg_binary", lambda: "/nonexistent/ffmpeg")
+    in_process = load_audio(path)  # would fail had it started ffmpeg
+    assert in_process.dtype == np.float32 and np.array_equal(in_process, through_ffmpeg)
+
+
 def test_30fps_is_resampled_to_25fps(tmp_path):
     frames = load_video(make_media(tmp_path / "v30.mp4", audio=False, seconds=2.0, fps=30), size=24)
     assert frames.shape[0] == 50
