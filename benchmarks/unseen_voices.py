@@ -21,7 +21,8 @@ from pathlib import Path
 import yaml
 
 from clipwhisper.config import TrainConfig, nested, packaged_config, resolve
-from clipwhisper.demo import MODALITIES, decode_grid
+from clipwhisper.demo import decode_grid
+from clipwhisper.modality import MODALITIES
 from clipwhisper.synth.corpus import SynthOptions, synthesise
 from clipwhisper.training.loop import run_training
 

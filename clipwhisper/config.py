@@ -16,8 +16,8 @@ from pydantic_settings import BaseSettings, InitSettingsSource, SettingsConfigDi
 
 from .bounded_yaml import load_bounded
 from .errors import ConfigError
+from .modality import Modality
 
-Modality = Literal["audio", "video", "both"]
 ENV_PREFIX = "CLIPWHISPER_"
 PACKAGED_CONFIGS = Path(__file__).parent / "configs"
 

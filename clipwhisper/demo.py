@@ -21,11 +21,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .config import DecodeConfig, TrainConfig, nested, packaged_config, resolve
+from .modality import MODALITIES
 from .runtime.folder_claim import output_folder
 from .runtime.report import console
 
 SNRS = ["clean", 10.0, 5.0, 0.0, -5.0]
-MODALITIES = ("audio", "video", "both")
 
 
 @dataclass(frozen=True)

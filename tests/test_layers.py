@@ -9,7 +9,7 @@ import clipwhisper
 PACKAGE = Path(clipwhisper.__file__).parent
 # bottom to top; a module's layer is that of its first name below the package
 LAYERS = [
-    {"errors", "bounded_yaml", "config"},
+    {"errors", "bounded_yaml", "modality", "config"},
     {"runtime"},
     {"data"},
     {"model"},

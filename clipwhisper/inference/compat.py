@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 from ..errors import ConfigError
-
-
-def servable(trained: str) -> tuple[str, ...]:
-    """A ``both`` model serves each stream alone as well (it was trained with modality dropout)."""
-    return ("audio", "video", "both") if trained == "both" else (trained,)
+from ..modality import servable
 
 
 def check_modality(requested: str | None, trained: str, checkpoint) -> str:

@@ -23,7 +23,8 @@ from ..data.media import load_audio
 from ..data.noise import mix_at_snr
 from ..data.utterance import Utterance
 from ..errors import ConfigError
-from ..model.avsr import AVSRModel, streams_of
+from ..modality import streams_of
+from ..model.avsr import AVSRModel
 from ..model.precision import for_inference
 from ..runtime.distributed import Distributed
 from ..runtime.folder_claim import claimed

@@ -9,13 +9,11 @@ from pathlib import Path
 from rich.table import Table
 
 from ..errors import CheckpointError
-from ..model.avsr import streams_of
+from ..modality import STREAMS, streams_of
 from ..model.checkpoint import CONFIG_FILE, WEIGHTS_FILE, read_checkpoint_config
+from ..model.components import COMPONENTS, ENCODERS
 from ..runtime.report import console
 from ..training.curves import PLOTS, read_curves, sparkline
-
-GROUPS = {"audio_connector": "audio connector", "video_connector": "video connector", "fusion": "fusion",
-          "whisper": "whisper", "clip": "clip"}
 
 
 def _header(path: Path) -> dict[str, tuple[str, list[int]]]:
@@ -54,19 +52,19 @@ def describe_checkpoint(folder: Path) -> dict:
     for key, value in header.items():
         grouped.setdefault(key.split(".", 1)[0], {})[key] = value
     components = []
-    for prefix, name in GROUPS.items():
-        if prefix in grouped:
-            settings = model["audio_encoder" if prefix == "whisper" else "video_encoder"] \
-                if prefix in ("whisper", "clip") else {"trainable": True}
-            stats = _summarise(grouped[prefix])
-            components.append({"component": name, "source": WEIGHTS_FILE, **stats,
-                               "trainable": stats["parameters"] if settings.get("trainable", True) else 0})
+    for component in COMPONENTS:
+        if component.prefix in grouped:
+            trainable = model[component.attribute].get("trainable", True) if component.encoder else True
+            stats = _summarise(grouped[component.prefix])
+            components.append({"component": component.name, "source": WEIGHTS_FILE, **stats,
+                               "trainable": stats["parameters"] if trainable else 0})
     streams = streams_of(model["modality"])
-    for stream, prefix, key in (("audio", "whisper", "audio_encoder"), ("video", "clip", "video_encoder")):
-        if stream in streams and prefix not in grouped:
-            ref = model[key]["name"] + (f" ({model[key]['pretrained']})" if key == "video_encoder" else "")
-            components.append({"component": prefix, "source": _referenced(manifest, prefix, ref), "parameters": None,
-                               "trainable": 0, "dtype": "-", "tensors": None})
+    for encoder in ENCODERS:
+        if encoder.stream in streams and encoder.prefix not in grouped:
+            settings = model[encoder.attribute]
+            ref = settings["name"] + (f" ({settings['pretrained']})" if "pretrained" in settings else "")
+            components.append({"component": encoder.name, "source": _referenced(manifest, encoder.name, ref),
+                               "parameters": None, "trainable": 0, "dtype": "-", "tensors": None})
     llm = model["llm"]
     if manifest.get("llm_weights"):
         stats = _summarise(_llm_tensors(folder / manifest["llm_weights"]))
@@ -83,7 +81,7 @@ def describe_checkpoint(folder: Path) -> dict:
     return {
         "path": str(folder), "kind": "checkpoint", "modality": model["modality"], "prompt": model["prompt"],
         "fusion": model["fusion"]["kind"], "llm": llm["name"] or "built from config", "finetune": llm["finetune"],
-        "ctc_weights": {stream: weight for stream in ("audio", "video")
+        "ctc_weights": {stream: weight for stream in sorted(STREAMS)
                         if (weight := model[f"{stream}_connector"].get("ctc_weight", 0.0))},
         "components": components,
         "training": {key: manifest.get(key) for key in ("step", "epoch", "best_valid_wer", "valid_wer")}
@@ -101,7 +99,7 @@ def consistency_problems(model: dict, grouped: dict, folder: Path, manifest: dic
     for stream in streams:
         if f"{stream}_connector" not in grouped:
             problems.append(f"{stream} connector weights missing for modality {model['modality']}")
-    for stream in {"audio", "video"} - set(streams):
+    for stream in set(STREAMS) - set(streams):
         if f"{stream}_connector" in grouped:
             problems.append(f"{stream} connector weights present but modality is {model['modality']}")
     dims = model["audio_encoder"].get("dims")

@@ -15,6 +15,7 @@ import typer
 from ..data.dataset import collate
 from ..data.media import SAMPLE_RATE, VIDEO_FPS, load_audio, load_video
 from ..errors import EXIT_RUNTIME, ClipWhisperError, MediaError
+from ..modality import STREAMS, Modality, modality_of
 from ..model.avsr import AVSRModel
 
 WINDOW_S = 30.0
@@ -28,14 +29,12 @@ class Media:
     video: np.ndarray | None = None  # (T, H, W, 3) uint8, 25 fps
 
     @property
-    def modality(self) -> str:
-        if self.audio is not None and self.video is not None:
-            return "both"
-        return "audio" if self.audio is not None else "video"
+    def modality(self) -> Modality:
+        return modality_of(self.streams)
 
     @property
     def streams(self) -> tuple[str, ...]:
-        return tuple(name for name in ("audio", "video") if getattr(self, name) is not None)
+        return tuple(name for name in STREAMS if getattr(self, name) is not None)
 
     @property
     def duration_s(self) -> float:

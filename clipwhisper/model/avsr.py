@@ -19,21 +19,19 @@ from torch import nn
 from torch.profiler import record_function
 
 from ..config import ModelConfig
+from ..modality import streams_of
 from .audio_encoder import WhisperAudioEncoder
 from .causal import causal_only
+from .components import COMPONENTS
 from .connector import Connector
 from .ctc import ctc_loss
-from .fusion import STREAMS, Fusion
+from .fusion import Fusion
 from .graphs import TrainingGraphs
 from .padding import pad_to_multiple
 from .transfer import to_device
 from .video_encoder import ClipVideoEncoder
 
 IGNORE_INDEX = -100
-
-
-def streams_of(modality: str) -> tuple[str, ...]:
-    return STREAMS if modality == "both" else (modality,)
 
 
 def has_stream(batch: dict, stream: str) -> bool:
@@ -86,8 +84,7 @@ class AVSRModel(nn.Module):
     # -- components ---------------------------------------------------------------------------
     def components(self) -> dict[str, nn.Module]:
         """Named parts, for parameter tables and update logs (the LLM split into base and LoRA)."""
-        parts = {"whisper": self.audio_encoder, "clip": self.video_encoder, "audio connector": self.audio_connector,
-                 "video connector": self.video_connector, "fusion": self.fusion, "llm": self.llm}
+        parts = {component.name: getattr(self, component.attribute) for component in COMPONENTS}
         return {name: module for name, module in parts.items() if module is not None}
 
     def encoder_is_frozen(self, encoder: nn.Module | None) -> bool:

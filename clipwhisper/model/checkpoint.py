@@ -25,12 +25,12 @@ from ..config import ModelConfig, describe_errors
 from ..errors import CheckpointError, ConfigError
 from ..runtime.digest import file_sha256
 from .avsr import AVSRModel
+from .components import BY_NAME, BY_PREFIX, COMPONENTS, HEADS
 from .fsdp import full
 
 FORMAT = "clipwhisper-checkpoint"
 VERSION = 1
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
-ENCODERS = {"whisper": "audio_encoder", "clip": "video_encoder"}
 
 
 def _saves_encoder(model: AVSRModel, name: str, portable: bool = False) -> bool:
@@ -38,7 +38,7 @@ def _saves_encoder(model: AVSRModel, name: str, portable: bool = False) -> bool:
     module = model.components().get(name)
     if module is None:
         return False
-    settings = getattr(model.config, ENCODERS[name])
+    settings = getattr(model.config, BY_NAME[name].attribute)
     built_from_dims = settings.dims if name == "whisper" else settings.vision_cfg
     return portable or bool(built_from_dims) or not model.encoder_is_frozen(module)
 
@@ -78,13 +78,13 @@ class Contents:
 def gather(model: AVSRModel, portable: bool = False) -> Contents:
     """What ``save_checkpoint`` writes (``portable``: every part, nothing referenced). Under FSDP a collective:
     every rank must call it."""
-    names = ["audio connector", "video connector", "fusion"] + [n for n in ENCODERS
-                                                                  if _saves_encoder(model, n, portable)]
+    present = model.components()
     weights = {}
-    for name, module in model.components().items():
-        if name in names:
-            weights.update(_whole((f"{name.replace(' ', '_')}.{key}", value)
-                                  for key, value in module.state_dict().items()))
+    for component in COMPONENTS:
+        saved = component.head or (component.encoder and _saves_encoder(model, component.name, portable))
+        if saved and component.name in present:
+            weights.update(_whole((f"{component.prefix}.{key}", value)
+                                  for key, value in present[component.name].state_dict().items()))
     base, has_adapter = _llm_parts(model)
     config = saved_config(model, portable)
     trainable = {name for name, param in model.llm.named_parameters() if param.requires_grad}
@@ -295,8 +295,8 @@ def load_checkpoint(folder: Path, device: str | torch.device = "cpu") -> AVSRMod
 def _load_components(model: AVSRModel, tensors: dict[str, torch.Tensor], path: Path) -> None:
     grouped: dict[str, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
-        component, _, name = key.partition(".")
-        grouped.setdefault(component.replace("_", " "), {})[name] = value
+        prefix, _, name = key.partition(".")
+        grouped.setdefault(BY_PREFIX[prefix].name if prefix in BY_PREFIX else prefix, {})[name] = value
     components = model.components()
     for name, state in grouped.items():
         if name not in components:
@@ -306,6 +306,6 @@ def _load_components(model: AVSRModel, tensors: dict[str, torch.Tensor], path: P
         except RuntimeError as exc:
             first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
             raise CheckpointError(path, f"{name} weights do not match the config: {first}") from None
-    for name in ("audio connector", "video connector", "fusion"):
+    for name in (head.name for head in HEADS):
         if name in components and name not in grouped and any(True for _ in components[name].parameters()):
             raise CheckpointError(path, f"no weights for {name}")

@@ -13,8 +13,6 @@ from torch import nn
 
 from ..config import FusionConfig
 
-STREAMS = ("video", "audio")
-
 
 class Fusion(nn.Module):
     def __init__(self, config: FusionConfig, hidden_size: int, streams: tuple[str, ...]):

@@ -9,7 +9,7 @@ from ..data.manifest import read_manifest, split_paths
 from ..data.media import MAX_AUDIO_SAMPLES, SAMPLE_RATE
 from ..data.utterance import Utterance, duration_s
 from ..errors import ClipWhisperError, ConfigError
-from ..model.avsr import streams_of
+from ..modality import streams_of
 
 SHOWN_MISSING = 3
 WHISPER_WINDOW_S = MAX_AUDIO_SAMPLES / SAMPLE_RATE

@@ -22,7 +22,8 @@ from ..data.media import load_audio
 from ..data.noise import NoiseAugmentation
 from ..data.utterance import duration_s
 from ..errors import CheckpointError, ClipWhisperError, Interrupted, MediaError
-from ..model.avsr import AVSRModel, streams_of
+from ..modality import streams_of
+from ..model.avsr import AVSRModel
 from ..model.checkpoint import gather, load_checkpoint, save_checkpoint
 from ..model.compiled import compile_llm_layers
 from ..model.fsdp import shard_model
