@@ -119,6 +119,8 @@ class DataConfig(Strict):
     noise: Path | None = Field(default=None, description="noise wav mixed into training audio; relative to path")
     noise_prob: float = Field(default=0.5, ge=0.0, le=1.0)
     noise_snr_db: tuple[float, float] = (-5.0, 20.0)
+    noise_from_epoch: int = Field(default=0, ge=0, description="clean audio before this epoch: a model learning "
+                                  "from scratch first learns to read clean speech")
 
     def noise_file(self) -> Path | None:
         """The noise file training mixes in, or None when it mixes none."""

@@ -28,6 +28,9 @@ def test_splits_and_layout(synth_corpus):
     assert sizes == {"train": 96, "valid": 12, "test": 12}
     babble = load_audio(synth_corpus / "noise" / "babble.wav")
     assert len(babble) >= 20 * SAMPLE_RATE and np.sqrt(np.mean(babble**2)) > 0.03
+    training_babble = load_audio(synth_corpus / "noise" / "babble-train.wav")  # other talkers: not the test noise
+    assert len(training_babble) == len(babble) and np.sqrt(np.mean(training_babble**2)) > 0.03
+    assert np.corrcoef(babble, training_babble)[0, 1] < 0.2
 
 
 def test_speech_is_not_silence_and_lasts_as_long_as_its_phonemes(synth_corpus):

@@ -265,6 +265,9 @@ def test_noise_augmentation_depends_only_on_seed_epoch_and_id(synth_corpus):
     assert 10 < noisy < 30  # about half
     assert all(np.array_equal(a, augment(speech, f"u{i}", epoch=0)) for i, a in enumerate(outputs))
     assert any(not np.array_equal(a, augment(speech, f"u{i}", epoch=1)) for i, a in enumerate(outputs))
+    late = NoiseAugmentation(noise, prob=0.5, snr_range=(-5, 20), seed=3, from_epoch=2)
+    assert all(np.array_equal(late(speech, f"u{i}", epoch=epoch), speech) for i in range(40) for epoch in (0, 1))
+    assert all(np.array_equal(late(speech, f"u{i}", epoch=2), augment(speech, f"u{i}", epoch=2)) for i in range(40))
 
 
 def test_non_finite_losses_stop_training_with_a_checkpoint(synth_corpus, tmp_path):

@@ -30,14 +30,17 @@ def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float, utterance_i
 
 
 class NoiseAugmentation:
-    """Training-time noise: each item, with probability ``prob``, gets ``noise`` at an SNR drawn
-    uniformly from ``snr_range``. The draw depends only on (seed, epoch, utterance id), so an
+    """Training-time noise: from epoch ``from_epoch`` on, each item, with probability ``prob``, gets ``noise``
+    at an SNR drawn uniformly from ``snr_range``. The draw depends only on (seed, epoch, utterance id), so an
     epoch is the same however it is split by workers or a resume."""
 
-    def __init__(self, noise: np.ndarray, prob: float, snr_range: tuple[float, float], seed: int):
-        self.noise, self.prob, self.snr_range, self.seed = noise, prob, snr_range, seed
+    def __init__(self, noise: np.ndarray, prob: float, snr_range: tuple[float, float], seed: int,
+                 from_epoch: int = 0):
+        self.noise, self.prob, self.snr_range, self.seed, self.from_epoch = noise, prob, snr_range, seed, from_epoch
 
     def __call__(self, audio: np.ndarray, utterance_id: str, epoch: int) -> np.ndarray:
+        if epoch < self.from_epoch:
+            return audio
         rng = np.random.default_rng(zlib.crc32(f"{self.seed}|{epoch}|{utterance_id}".encode()))
         if rng.random() >= self.prob:
             return audio

@@ -2,7 +2,8 @@
 
 ``OUT/{train,valid,test}.{tsv,wrd}``, ``OUT/audio/<id>.wav`` (16 kHz),
 ``OUT/video/<id>.mp4`` (25 fps mouth video with the speech muxed in) and
-``OUT/noise/babble.wav`` mixed from utterances that are in no split.
+``OUT/noise/babble.wav`` mixed from utterances that are in no split, and ``OUT/noise/babble-train.wav``
+from others again, for noise training that never hears the test noise.
 Each utterance draws from its own seeded generator and is spoken by a fresh
 engine, so the corpus does not depend on how many workers made it.
 """
@@ -154,7 +155,8 @@ def _synthesise(out_dir: Path, options: SynthOptions, progress: Callable[[int], 
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
     unseen = options.voices == "unseen"
     jobs = make_jobs(options.utterances, options.seed, prefix="u" if unseen else "", voices=options.voices)
-    babble_jobs = make_jobs(options.babble_utterances, options.seed + 1, prefix="x")
+    babble_jobs = {name: make_jobs(options.babble_utterances, options.seed + offset, prefix=prefix)
+                   for name, offset, prefix in (("babble", 1, "x"), ("babble-train", 2, "y"))}
     workers = options.workers or multiprocessing.cpu_count()
     _pristine_speaker()
     with multiprocessing.get_context("fork").Pool(workers, maxtasksperchild=1) as pool:
@@ -164,8 +166,9 @@ def _synthesise(out_dir: Path, options: SynthOptions, progress: Callable[[int], 
             utterances.append(utterance)
             if progress:
                 progress(len(utterances))
-        babble_clips = pool.map(_speak_audio, babble_jobs)
-    write_wav(out_dir / "noise" / "babble.wav", mix_babble(babble_clips, options.seed))
+        babbles = {name: pool.map(_speak_audio, jobs) for name, jobs in babble_jobs.items()}
+    for offset, (name, clips) in enumerate(babbles.items()):
+        write_wav(out_dir / "noise" / f"{name}.wav", mix_babble(clips, options.seed + offset))
 
     sizes = [0, 0, len(utterances)] if unseen else split_sizes(len(utterances), options.fractions)
     counts = {}

@@ -159,7 +159,8 @@ class Trainer:
         if noise_file is None or "audio" not in self.streams:
             return None
         data = self.config.data
-        return NoiseAugmentation(load_audio(noise_file), data.noise_prob, data.noise_snr_db, self.config.seed)
+        return NoiseAugmentation(load_audio(noise_file), data.noise_prob, data.noise_snr_db, self.config.seed,
+                                 data.noise_from_epoch)
 
     def _feature_cache(self, utterances, augmented: bool) -> FeatureCache | None:
         if self.config.feature_cache is None:
