@@ -19,12 +19,6 @@ import torch
 import turns
 
 from clipwhisper.model.compiled import compile_llm_layers
-from clipwhisper.model.graphs import graphs_of
-
-
-def set_graphs(model, enabled: bool) -> None:
-    for graphs in graphs_of(model):
-        graphs.enabled = enabled
 
 
 def largest_difference(model, batch: dict) -> dict[str, float]:
@@ -50,9 +44,9 @@ def compare(image: int, args, profile: bool, cached: bool) -> None:
     if cached:
         datasets["cached"] = speed.cached_batches(model, batches, device, fast)
     turns.in_turns({"eager": model, "graphed": model}, datasets, device, fast, args.rounds,
-                   select=lambda name: set_graphs(model, name == "graphed"))
+                   select=lambda name: model.use_cuda_graphs(name == "graphed"))
     if profile:
-        set_graphs(model, True)
+        model.use_cuda_graphs(True)
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4,
                                       fused=device.type == "cuda")
         middle = batches[len(batches) // 2]

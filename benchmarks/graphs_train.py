@@ -3,8 +3,8 @@
     python benchmarks/graphs_train.py on  train -c tiny --data-path CORPUS --output-path /tmp/on  --seed 0
     python benchmarks/graphs_train.py off train -c tiny --data-path CORPUS --output-path /tmp/off --seed 0
 
-Everything after the first argument goes to the ``clipwhisper`` command. ``off`` sets ``MEMORY_SHARE`` below
-zero, so no graph is captured and every step runs kernel by kernel. At exit it prints, per kind of graph and
+Everything after the first argument goes to the ``clipwhisper`` command. ``off`` adds ``--no-cuda-graphs``,
+so no graph is captured and every step runs kernel by kernel. At exit it prints, per kind of graph and
 module, how many graphs were captured and how many calls a graph served. Graphs apply on a GPU only, to frozen
 encoders and a LoRA or frozen LLM: e.g. ``CLIPWHISPER_MODEL__LLM__FINETUNE=lora
 CLIPWHISPER_MODEL__AUDIO_ENCODER__TRAINABLE=false CLIPWHISPER_MODEL__VIDEO_ENCODER__TRAINABLE=false``.
@@ -43,7 +43,7 @@ def main() -> None:
         print("graphs_train.py: error: the first argument must be on or off", file=sys.stderr)
         sys.exit(2)  # a usage error, as clipwhisper's own
     if mode == "off":
-        graphs.MEMORY_SHARE = -1.0
+        sys.argv.append("--no-cuda-graphs")
     graphs._PerShape._graph = counted_graph
     atexit.register(lambda: print(f"graphs captured {dict(captured)}; calls served {dict(served)}", flush=True))
     app(prog_name="clipwhisper")

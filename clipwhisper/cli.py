@@ -59,6 +59,8 @@ ConfigOption = typer.Option(None, "--config", "-c", help="YAML config file, or t
 PrintConfigOption = typer.Option(False, "--print-config", help="Print the resolved config as YAML and exit.")
 DeviceOption = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:1, ...")
 PrecisionOption = typer.Option(None, "--precision", help="auto (bf16 on a GPU, fp32 on the CPU), bf16, fp16, fp32.")
+CudaGraphsOption = typer.Option(None, "--cuda-graphs/--no-cuda-graphs",
+                                help="Replay CUDA graphs of frozen encoders and a LoRA LLM (default: on; GPU only).")
 
 
 def _config_path(config: str | None) -> Path | None:
@@ -110,6 +112,7 @@ def train(
     strategy: str | None = typer.Option(None, "--strategy", help="Under torchrun: ddp (default) or fsdp."),
     compile_llm: bool | None = typer.Option(None, "--compile/--no-compile",
                                             help="torch.compile the LLM's layers (default: on a GPU)."),
+    cuda_graphs: bool | None = CudaGraphsOption,
     print_config: bool = PrintConfigOption,
 ):
     """Train an audio, video or audio-visual model; writes a run folder with checkpoints."""
@@ -120,6 +123,7 @@ def train(
         "log_param_updates": log_param_updates or None, "resume": resume, "seed": seed, "device": device,
         "feature_cache": feature_cache, "on_bad_sample": on_bad_sample,
         "strategy": strategy, "compile": compile_llm, "model.video_encoder.image_size": video_image_size,
+        "cuda_graphs": cuda_graphs,
     })
     if print_config:
         return _print_config(resolved)
@@ -150,6 +154,7 @@ def decode(
                                                      help="Transcribe this file instead (alias of transcribe)."),
     device: str | None = DeviceOption,
     precision: str | None = PrecisionOption,
+    cuda_graphs: bool | None = CudaGraphsOption,
     print_config: bool = PrintConfigOption,
 ):
     """Decode a test set and report WER per modality and SNR."""
@@ -158,6 +163,7 @@ def decode(
         "output_dir": output_dir, "batch_size": batch_size, "beam_size": beam_size,
         "max_new_tokens": max_new_tokens, "snr_db": snr_db, "noise": noise, "normalizer": normalizer,
         "verbose": verbose or None, "overwrite": overwrite or None, "device": device, "precision": precision,
+        "cuda_graphs": cuda_graphs,
     })
     if print_config:
         return _print_config(resolved)
@@ -179,11 +185,13 @@ def transcribe(
     device: str | None = DeviceOption,
     precision: str | None = PrecisionOption,
     crop: str | None = typer.Option(None, "--prepare", help="Crop raw video first, as `prepare` does: mouth or face."),
+    cuda_graphs: bool | None = CudaGraphsOption,
 ):
     """Transcribe audio or video files with a checkpoint."""
     from .inference.transcribe import run_transcribe
 
-    resolved = _resolve("decode", None, {"model_path": model_path, "device": device, "precision": precision})
+    resolved = _resolve("decode", None, {"model_path": model_path, "device": device, "precision": precision,
+                                         "cuda_graphs": cuda_graphs})
     run_transcribe(resolved, files, output_format=output_format, crop=crop)
 
 

@@ -157,6 +157,7 @@ class TrainConfig(Strict):
     feature_cache: Path | None = None
     strategy: Literal["ddp", "fsdp"] = Field(default="ddp", description="under torchrun: replicate or shard")
     compile: bool | None = Field(default=None, description="torch.compile the LLM's layers; default: on a GPU")
+    cuda_graphs: bool = Field(default=True, description="replay CUDA graphs of frozen encoders and a LoRA LLM")
 
     @model_validator(mode="after")
     def _fsdp_without_fp16(self):
@@ -179,6 +180,7 @@ class DecodeConfig(Strict):
     snr_db: list[float | Literal["clean"]] = ["clean"]
     noise: Path | None = None
     normalizer: Literal["whisper", "basic", "none"] = "whisper"
+    cuda_graphs: bool = Field(default=True, description="replay CUDA graphs of the encoders")
     verbose: bool = False
     overwrite: bool = Field(default=False, description="start over in an output_dir holding another decode's results")
 

@@ -36,6 +36,13 @@ def test_original_flag_spellings_are_aliases():
         assert line in result.output
 
 
+def test_cuda_graphs_switch_reaches_train_and_decode_settings():
+    for command in (["train", "-c", "tiny"], ["decode"]):
+        default = runner.invoke(app, [*command, "--print-config"])
+        off = runner.invoke(app, [*command, "--no-cuda-graphs", "--print-config"])
+        assert "cuda_graphs: true" in default.output and "cuda_graphs: false" in off.output, off.output
+
+
 def test_config_errors_are_one_line_with_exit_code_2(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("batch_size: 4\nmodell: {}\n")

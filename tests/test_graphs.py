@@ -10,7 +10,7 @@ import torch
 from clipwhisper.config import AudioEncoderConfig, VideoEncoderConfig
 from clipwhisper.model import graphs
 from clipwhisper.model.audio_encoder import WhisperAudioEncoder
-from clipwhisper.model.graphs import GRANULE, TrainingGraphs, graphs_of
+from clipwhisper.model.graphs import GRANULE, graphs_of
 from clipwhisper.model.video_encoder import ClipVideoEncoder
 
 WHISPER = {"n_mels": 80, "n_audio_ctx": 1500, "n_audio_state": 64, "n_audio_head": 4, "n_audio_layer": 2}
@@ -76,26 +76,26 @@ def test_replayed_graphs_equal_the_encoders_without_them(monkeypatch):
             torch.testing.assert_close(graphed, eager, atol=1e-4, rtol=1e-4)
 
 
-def test_fsdp_turns_the_graphs_off():
-    """FSDP frees the gathered weights after each step and gathers them anew: a graph would read freed memory."""
+def test_fsdp_or_no_cuda_graphs_turns_every_graph_off(synth_corpus, tmp_path):
+    """FSDP frees the gathered weights after each step and gathers them anew: a graph would read freed memory.
+    (Sharded over two ranks as far as the trainer knows, one gloo process in fact.)"""
     import torch.distributed as dist
-    from test_causal import tiny_llm
+    from test_train import tiny
 
-    from clipwhisper.model.fsdp import shard_model
+    from clipwhisper.runtime.distributed import Distributed
+    from clipwhisper.training.loop import Trainer
 
-    class Model(torch.nn.Module):
-        def generate(self):
-            pass
-
-    model = Model()
-    model.llm, (model.audio_encoder, model.video_encoder) = tiny_llm(), encoders()
-    model.llm_graphs = TrainingGraphs(model.llm.model, model.llm)
+    lora = {"model.llm.finetune": "lora"}
+    model = lora_model(tmp_path / "lora")
+    assert len(graphs_of(model)) == 3 and all(graphs.enabled for graphs in graphs_of(model))
+    model.use_cuda_graphs(wanted=False)  # --no-cuda-graphs
+    assert not any(graphs.enabled for graphs in graphs_of(model))
     dist.init_process_group("gloo", init_method="tcp://127.0.0.1:0", rank=0, world_size=1)
     try:
-        shard_model(model, torch.device("cpu"))
+        sharded = Trainer(tiny(synth_corpus, tmp_path / "run", strategy="fsdp", **lora), Distributed(world=2))
     finally:
         dist.destroy_process_group()
-    assert len(graphs_of(model)) == 3 and not any(graphs.enabled for graphs in graphs_of(model))
+    assert sharded.sharded and not any(graphs.enabled for graphs in graphs_of(sharded.model))
 
 
 def test_ddp_turns_the_llm_graphs_off(synth_corpus, tmp_path):

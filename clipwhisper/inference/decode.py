@@ -147,6 +147,7 @@ def _decode_all(config: DecodeConfig, utterances, modality: str, noise, output: 
     from ..model.checkpoint import load_checkpoint
 
     model = for_inference(load_checkpoint(config.model_path, dist.device(config.device)), config.precision)
+    model.use_cuda_graphs(config.cuda_graphs)
     with torch.inference_mode():
         for snr in config.snr_db:
             decode_cell(model, utterances[dist.rank::dist.world], modality, snr, config, hyps, noise)

@@ -181,13 +181,15 @@ class Transcriber:
         return self.transcribe_file(Path(source))["text"]
 
 
-def load(path: str | Path, device: str = "auto", beam_size: int = 1, precision: str = "auto") -> Transcriber:
+def load(path: str | Path, device: str = "auto", beam_size: int = 1, precision: str = "auto",
+         cuda_graphs: bool = True) -> Transcriber:
     """A checkpoint ready to transcribe: bf16 on a GPU, fp32 on the CPU unless ``precision`` says otherwise."""
     from ..model.checkpoint import load_checkpoint
     from ..model.precision import for_inference
     from ..runtime.distributed import pick_device
 
     model = for_inference(load_checkpoint(Path(path), pick_device(device)), precision)
+    model.use_cuda_graphs(cuda_graphs)
     return Transcriber(model, beam_size=beam_size)
 
 
@@ -198,7 +200,8 @@ class TranscribeFailed(ClipWhisperError):
 def run_transcribe(config, files: list[Path], output_format: str = "text", crop: str | None = None) -> None:
     if output_format not in ("text", "json"):
         raise typer.BadParameter(f"--format must be text or json, not {output_format!r}")
-    transcriber = load(config.model_path, config.device, beam_size=config.beam_size, precision=config.precision)
+    transcriber = load(config.model_path, config.device, beam_size=config.beam_size, precision=config.precision,
+                       cuda_graphs=config.cuda_graphs)
     results, failed = [], []
     for path in files:  # a file that fails is reported and the others still transcribed
         try:

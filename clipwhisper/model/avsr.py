@@ -12,6 +12,7 @@ positions and attention, and SDPA's flash kernel.
 from __future__ import annotations
 
 import contextlib
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +27,7 @@ from .components import COMPONENTS
 from .connector import Connector
 from .ctc import ctc_loss
 from .fusion import Fusion
-from .graphs import TrainingGraphs
+from .graphs import TrainingGraphs, graphs_of
 from .padding import pad_to_multiple
 from .transfer import to_device
 from .video_encoder import ClipVideoEncoder
@@ -63,9 +64,7 @@ class AVSRModel(nn.Module):
             if video_encoder else None
         self.fusion = Fusion(config.fusion, hidden, self.streams)
         self.llm_graphs = TrainingGraphs(self._decode_packed, llm)
-        # LoRA and frozen LLMs only: the graphs keep each shape's parameter gradients (a full fine-tune's are
-        # the LLM's size), and checkpointed layers' recomputation inside a graph is untested.
-        self.llm_graphs.enabled = config.llm.finetune != "full" and not config.llm.gradient_checkpointing
+        self.use_cuda_graphs()
         prompt = tokenizer(config.prompt, add_special_tokens=False)["input_ids"]
         bos = [] if tokenizer.bos_token_id is None else [tokenizer.bos_token_id]  # some LLMs (Qwen) have none
         self.register_buffer("prompt_ids", torch.tensor([*bos, *prompt]), persistent=False)
@@ -86,6 +85,18 @@ class AVSRModel(nn.Module):
         """Named parts, for parameter tables and update logs (the LLM split into base and LoRA)."""
         parts = {component.name: getattr(self, component.attribute) for component in COMPONENTS}
         return {name: module for name, module in parts.items() if module is not None}
+
+    def use_cuda_graphs(self, wanted: bool = True, wrapper: Literal["ddp", "fsdp"] | None = None) -> None:
+        """Where CUDA graphs may run (only ever on a GPU, where each ``applies``), decided here alone: nowhere
+        unless ``wanted`` (``--no-cuda-graphs``) or under FSDP (a graph would read weights that FSDP frees and
+        gathers again every step); the LLM's training graphs not under DDP (its gradient accumulators live on
+        the default stream, which a backward captured on another stream cannot wait on), nor for a full
+        fine-tune (they keep each shape's parameter gradients: a whole LLM's), nor with checkpointed layers
+        (recomputation inside a graph is untested)."""
+        for graphs in graphs_of(self):
+            graphs.enabled = wanted and wrapper != "fsdp"
+        llm = self.config.llm
+        self.llm_graphs.enabled &= wrapper != "ddp" and llm.finetune != "full" and not llm.gradient_checkpointing
 
     def encoder_is_frozen(self, encoder: nn.Module | None) -> bool:
         return encoder is not None and not any(p.requires_grad for p in encoder.parameters())

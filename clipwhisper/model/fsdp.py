@@ -20,7 +20,6 @@ import torch
 from torch import nn
 from torch.distributed.tensor import DTensor
 
-from .graphs import graphs_of
 from .llm import decoder_layers
 
 
@@ -30,8 +29,6 @@ def shard_model(model: nn.Module, device: torch.device) -> nn.Module:
     from torch.distributed.fsdp import fully_shard, register_fsdp_forward_method
 
     mesh = init_device_mesh(device.type, (torch.distributed.get_world_size(),))
-    for graphs in graphs_of(model):  # a graph would read weights that FSDP frees and gathers again every step
-        graphs.enabled = False
     for layer in decoder_layers(model.llm):
         fully_shard(layer, mesh=mesh)
     fully_shard(model, mesh=mesh)

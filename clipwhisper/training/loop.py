@@ -138,6 +138,8 @@ class Trainer:
         """Frozen parts cast, LLM layers compiled (on a GPU by default), the model on this rank's device: whole,
         or sharded (FSDP). Returns what the training forward calls: the model, or its DDP wrapper."""
         cast_frozen(self.model, self.amp_dtype)
+        wrapper = "fsdp" if self.sharded else "ddp" if self.dist.world > 1 else None
+        self.model.use_cuda_graphs(self.config.cuda_graphs, wrapper)
         if self.config.compile if self.config.compile is not None else self.device.type == "cuda":
             compile_llm_layers(self.model.llm)
         if self.sharded:  # each rank keeps its shards only, on its device
@@ -149,9 +151,6 @@ class Trainer:
             return self.model
         from torch.nn.parallel import DistributedDataParallel  # all-reduces the trainable parameters' gradients
 
-        # DDP keeps the parameters' gradient accumulators, made on the default stream; a graph's backward
-        # captured on its own stream would have to wait on that stream, which CUDA refuses during capture.
-        self.model.llm_graphs.enabled = False
         return DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == "cuda" else None)
 
     def _augmentation(self) -> NoiseAugmentation | None:
