@@ -29,7 +29,7 @@ def edited(checkpoint, tmp_path, change) -> object:
     (lambda c: c.pop("llm_weights"), "no llm_weights"),
     (lambda c: c.update(version=2), "checkpoint format version 2; this clipwhisper reads version 1"),
     (lambda c: c["model"]["video_encoder"].update(vision_cfg="x"),
-     "invalid model config: video_encoder.vision_cfg: Input should be a valid dictionary"),
+     "invalid settings: model.video_encoder.vision_cfg: Input should be a valid dictionary"),
     (lambda c: c["model"]["audio_encoder"].pop("dims"), "model.audio_encoder: set name"),
 ])
 def test_config_json_cannot_escape_or_silently_change_the_model(checkpoint, tmp_path, change, says):

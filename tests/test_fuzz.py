@@ -17,7 +17,7 @@ from clipwhisper.config import TrainConfig, resolve
 from clipwhisper.data.manifest import read_manifest
 from clipwhisper.errors import CheckpointError, ConfigError, ManifestError
 from clipwhisper.inference.records import HypsFile
-from clipwhisper.model.checkpoint import load_weights_file, read_checkpoint_config, read_model_config
+from clipwhisper.model.checkpoint import load_weights_file, read_checkpoint_config, read_header
 from clipwhisper.runtime.folder_claim import settle_identity
 from clipwhisper.training.run_folder import RunFolder
 from clipwhisper.training.state import capture_train_state, load_train_state, write_train_state
@@ -155,7 +155,7 @@ def test_a_checkpoints_config_json_mutated_anywhere(checkpoint_copy, data, repla
     path = data.draw(st.sampled_from(list(places(config))))
     (folder / "config.json").write_text(json.dumps(mutated(config, path, replacement, delete and bool(path))))
     try:
-        read_model_config(folder)
+        read_header(folder)
     except CheckpointError as exc:
         assert str(folder) in str(exc)
 

@@ -114,10 +114,10 @@ def _validate(config: DecodeConfig) -> None:
 
 
 def run_decode(config: DecodeConfig) -> int:
-    from ..model.checkpoint import read_checkpoint_config
+    from ..model.checkpoint import read_header
 
     _validate(config)
-    trained = read_checkpoint_config(config.model_path)["model"]["modality"]
+    trained = read_header(config.model_path).model.modality
     modality = check_modality(config.modality, trained, config.model_path)
     utterances = read_manifest(config.test_tsv, config.test_wrd)
     if any(u.text is None for u in utterances):

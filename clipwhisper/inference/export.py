@@ -12,7 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ClipWhisperError, ConfigError
-from ..model.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint, read_checkpoint_config, save_checkpoint
+from ..model.checkpoint import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    load_checkpoint,
+    read_checkpoint_config,
+    read_header,
+    save_checkpoint,
+)
 
 KEPT = ("step", "epoch", "best_valid_wer", "valid_wer")
 CHECKPOINT_ENTRIES = {CONFIG_FILE, WEIGHTS_FILE, "adapter", "llm", "tokenizer", "train_state"}
@@ -43,11 +50,11 @@ def check_target(target: Path, overwrite: bool) -> None:
 
 def export_checkpoint(source: Path, target: Path, merge_lora: bool = False, overwrite: bool = False) -> Path:
     check_target(target, overwrite)
-    manifest = read_checkpoint_config(source)
+    recorded = read_header(source).model_extra or {}
     model = load_checkpoint(source)
     if merge_lora and hasattr(model.llm, "merge_and_unload"):
         model.llm = model.llm.merge_and_unload()
         model.config.llm.finetune = "frozen"  # the adapter is in the weights now
-    info = {key: manifest[key] for key in KEPT if key in manifest}
+    info = {key: recorded[key] for key in KEPT if key in recorded}
     return save_checkpoint(model, target, info={**info, "exported_from": str(Path(source).resolve())},
                            portable=True)

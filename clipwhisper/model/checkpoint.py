@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
@@ -157,10 +158,11 @@ def digests(folder: Path) -> dict[str, str]:
 
 def fingerprint(folder: Path) -> str:
     """What a checkpoint computes, in one SHA-256: its model settings and its weights files' digests (the
-    recorded ones, or computed for a checkpoint written before digests were recorded)."""
+    recorded ones, or computed for a checkpoint written before digests were recorded). The settings as written,
+    not as validated now: a later version's new defaults leave the fingerprints of decodes already made alone."""
     manifest = read_checkpoint_config(folder)
-    weights = manifest.get("sha256")
-    identity = {"model": manifest["model"], "weights": weights if isinstance(weights, dict) else digests(folder)}
+    weights = read_header(folder).sha256
+    identity = {"model": manifest["model"], "weights": weights if weights is not None else digests(folder)}
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
@@ -169,16 +171,11 @@ def _inside(folder: Path, name) -> bool:
     return isinstance(name, str) and (folder / name).resolve().is_relative_to(folder.resolve())
 
 
-def verify_digests(folder: Path, manifest: dict) -> None:
+def verify_digests(folder: Path, recorded: dict[str, str] | None) -> None:
     """Every weights file ``config.json`` lists has the SHA-256 recorded there: a changed or damaged file is a
     one-line error naming it, never a silently different model. Checkpoints written before digests were
     recorded have none to check."""
-    recorded = manifest.get("sha256")
-    if recorded is None:
-        return
-    if not isinstance(recorded, dict):
-        raise CheckpointError(folder / CONFIG_FILE, "sha256 must map weights files to their digests")
-    for name, expected in recorded.items():
+    for name, expected in (recorded or {}).items():
         path = folder / name
         if not _inside(folder, name):
             raise CheckpointError(folder / CONFIG_FILE, f"sha256 names {name!r}, outside the checkpoint")
@@ -260,15 +257,28 @@ def load_weights_file(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(path, f"corrupt safetensors file: {exc}") from None
 
 
-def read_model_config(folder: Path) -> tuple[dict, ModelConfig]:
-    """``config.json`` read and checked, and its model settings validated."""
-    from pydantic import ValidationError
+class CheckpointHeader(BaseModel):
+    """A checkpoint's ``config.json``: what rebuilds the model, where its LLM parts are, the weights files'
+    digests, and what training recorded (step, epoch, valid WER... kept as extra fields)."""
 
+    model_config = ConfigDict(extra="allow")
+    format: str
+    version: int
+    model: ModelConfig
+    llm_weights: str | None = None
+    adapter: str | None = None
+    sources: dict[str, str] = {}
+    sha256: dict[str, str] | None = None  # None: written before digests were recorded
+
+
+def read_header(folder: Path) -> CheckpointHeader:
+    """``config.json`` read, checked against the folder and validated, once; a one-line CheckpointError naming
+    the file otherwise."""
     manifest = read_checkpoint_config(folder)
     try:
-        return manifest, ModelConfig.model_validate(manifest.get("model"))
+        return CheckpointHeader.model_validate(manifest)
     except ValidationError as exc:
-        raise CheckpointError(folder / CONFIG_FILE, f"invalid model config: {'; '.join(describe_errors(exc))}") \
+        raise CheckpointError(Path(folder) / CONFIG_FILE, f"invalid settings: {'; '.join(describe_errors(exc))}") \
             from None
 
 
@@ -276,14 +286,15 @@ def load_checkpoint(folder: Path, device: str | torch.device = "cpu") -> AVSRMod
     from .llm import apply_finetuning, build_base_llm, load_tokenizer
 
     folder = Path(folder)
-    manifest, config = read_model_config(folder)
-    verify_digests(folder, manifest)
+    header = read_header(folder)
+    config = header.model
+    verify_digests(folder, header.sha256)
     tensors = load_weights_file(folder / WEIGHTS_FILE)
     try:  # a part the checkpoint's settings describe that cannot be built: the checkpoint's fault, exit 1
         tokenizer = load_tokenizer(folder / "tokenizer")
-        llm_weights = folder / manifest["llm_weights"] if manifest.get("llm_weights") else None
+        llm_weights = folder / header.llm_weights if header.llm_weights else None
         llm = build_base_llm(config.llm, tokenizer, weights=llm_weights)
-        adapter = folder / manifest["adapter"] if manifest.get("adapter") else None
+        adapter = folder / header.adapter if header.adapter else None
         llm = apply_finetuning(llm, config.llm, adapter=adapter)
         model = AVSRModel.build(config, tokenizer, llm)
     except ConfigError as exc:

@@ -85,16 +85,16 @@ def load_splits(config: TrainConfig) -> dict[str, list[Utterance]]:
 
 
 def _resume_problems(path: Path, config: TrainConfig) -> list[str]:
-    from ..model.checkpoint import read_checkpoint_config
+    from ..model.checkpoint import read_header
 
     try:
-        manifest = read_checkpoint_config(path)
+        header = read_header(path)
     except ClipWhisperError as exc:
         return [f"resume: {exc}"]
     problems = []
     if not (path / "train_state").is_dir():
         problems.append(f"resume: {path} has no train_state/ (a weights-only checkpoint)")
-    trained = manifest["model"]["modality"]
+    trained = header.model.modality
     if trained != config.model.modality:
         problems.append(f"resume: {path} was trained for modality {trained}, not {config.model.modality}")
     return problems
