@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Install every dependency at the lowest version pyproject.toml allows (its ">=" floors as "=="), then run a
+# smoke test of train, export, decode and the CLI, so the floors stay true. Not part of CI (it installs a second
+# set of packages): run it when a floor moves or before a release.
+#   bash scripts/check_floors.sh            # torch at its floor too (a large download)
+#   KEEP_TORCH=1 bash scripts/check_floors.sh   # every floor but torch's (torch as the range resolves it)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+venv=${FLOORS_VENV:-.floors-venv}
+rm -rf "$venv"
+python3 -m venv "$venv"
+. "$venv/bin/activate"
+python -m pip install -q --upgrade pip
+pins=$(python - <<'PY'
+import re, tomllib, os
+project = tomllib.load(open("pyproject.toml", "rb"))["project"]
+for spec in project["dependencies"] + project["optional-dependencies"]["dev"]:
+    name, floor = re.match(r"([A-Za-z0-9_.\-\[\]]+)\s*>=\s*([^,;\s]+)", spec).groups()
+    keep = name == "torch" and os.environ.get("KEEP_TORCH")
+    print(f"{name}>={floor}" if keep else f"{name}=={floor}")
+PY
+)
+echo "$pins" | tr '\n' ' '; echo
+pip install -q $pins
+pip install -q --no-deps -e .
+pip check
+python -m pytest -q -x -m "not real" tests/test_cli.py tests/test_config.py tests/test_export.py tests/test_decode.py
