@@ -45,7 +45,7 @@ def measure(image: int) -> None:
         speed.train_step(model, optimizer, batch, device, fast)
         torch.cuda.synchronize()
         graphs = ", ".join(f"{type(g.module).__name__} {len(g.graphs)} graphs pool {g.pool}" for g in graphs_of(model))
-        print(f"{image}px batch {index} ({sum(batch['video_lengths'].tolist())} frames): allocated "
+        print(f"{image}px batch {index} ({sum(batch.media['video'].lengths.tolist())} frames): allocated "
               f"{gib(torch.cuda.memory_allocated())} reserved {gib(torch.cuda.memory_reserved())} GiB; "
               f"pools {pools()}; {graphs}", flush=True)
     torch.cuda.empty_cache()

@@ -29,6 +29,7 @@ import speed
 import torch
 import torch.distributed as dist
 
+from clipwhisper.data.batch import Batch
 from clipwhisper.model.compiled import compile_llm_layers
 from clipwhisper.model.tokenizer import train_tokenizer
 from clipwhisper.runtime.distributed import Distributed
@@ -48,14 +49,10 @@ def config_for(args):
     return config
 
 
-def rows(batch: dict, rank: int, world: int) -> dict:
-    """This rank's share of a global batch: every ``world``-th item, as the bucket sampler deals them."""
-    taken = {k: v[rank::world] if isinstance(v, (list, torch.Tensor)) and not isinstance(v, str) else v
-             for k, v in batch.items()}
-    for stream in ("audio", "video"):
-        if stream in taken:  # trim the padding the other ranks' items needed
-            taken[stream] = taken[stream][:, : int(taken[f"{stream}_lengths"].max())]
-    return taken
+def rows(batch: Batch, rank: int, world: int) -> Batch:
+    """This rank's share of a global batch: every ``world``-th item, as the bucket sampler deals them (without
+    the padding the other ranks' items needed)."""
+    return batch.take(list(range(rank, len(batch), world)))
 
 
 def train(model, wrapped, batches, device, dtype, steps: int, warmup: int, world: int):
@@ -68,8 +65,8 @@ def train(model, wrapped, batches, device, dtype, steps: int, warmup: int, world
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats()
             started = time.perf_counter()
-        batch = batches[step % len(batches)]
-        tokens = torch.tensor(float(model.target_tokens(batch["texts"])), device=device)
+        batch, global_size = batches[step % len(batches)]
+        tokens = torch.tensor(float(model.target_tokens(batch.texts)), device=device)
         if world > 1:
             dist.all_reduce(tokens)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
@@ -82,7 +79,7 @@ def train(model, wrapped, batches, device, dtype, steps: int, warmup: int, world
             dist.all_reduce(total)
         losses.append(float(total))
         if step >= warmup:
-            utts += batch["global_size"]
+            utts += global_size
     speed.sync(device)
     elapsed = time.perf_counter() - started
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
@@ -125,9 +122,8 @@ def measure(args, cluster: Distributed) -> None:
     image = config.video_encoder.vision_cfg["image_size"]
     draws = [speed.make_batches(speed.lrs3_durations(args.global_batch * args.batches, rng), args.global_batch, rng,
                                 image, ("audio", "video"), True) for _ in range(2)]
-    train_batches, test_batches = ({**rows(b, cluster.rank, cluster.world), "global_size": len(b["ids"])}
-                                   for b in draws[0]), draws[1]
-    train_batches = [speed.to_device(b, device) for b in train_batches]
+    train_batches = [(speed.to_device(rows(b, cluster.rank, cluster.world), device), len(b)) for b in draws[0]]
+    test_batches = draws[1]
     torch.manual_seed(0)
     model = speed.build(config, tokenizer, device, dtype)
     if args.compile:

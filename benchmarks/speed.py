@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
 import gc
 import random
@@ -22,12 +23,14 @@ import tempfile
 import time
 import types
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from clipwhisper.config import ModelConfig
+from clipwhisper.data.batch import Batch, Padded
 from clipwhisper.data.features import FeatureCache
 from clipwhisper.data.utterance import Utterance
 from clipwhisper.model.avsr import AVSRModel, packing_order
@@ -81,42 +84,47 @@ def lrs3_durations(count: int, rng: random.Random) -> list[float]:
     return [min(12.0, max(1.0, rng.gammavariate(4.0, 4.5 / 4.0))) for _ in range(count)]
 
 
-def make_batch(durations: list[float], rng: random.Random, image_size: int, streams) -> dict:
+@dataclass
+class TimedBatch(Batch):
+    seconds: float = 0.0  # of speech in the batch, for audio-seconds per second
+
+
+def make_batch(durations: list[float], rng: random.Random, image_size: int, streams) -> TimedBatch:
     size = len(durations)
-    batch = {"ids": [f"u{i}" for i in range(size)],
-             "texts": [" ".join(sample_sentence(rng) for _ in range(max(1, round(3 * d / 6)))) for d in durations]}
+    batch = TimedBatch([f"u{i}" for i in range(size)],
+                       [" ".join(sample_sentence(rng) for _ in range(max(1, round(3 * d / 6)))) for d in durations],
+                       seconds=sum(durations))
     if "audio" in streams:
         lengths = [int(d * 16000) for d in durations]
         audio = torch.zeros(size, max(lengths))
         for row, n in enumerate(lengths):
             audio[row, :n] = torch.randn(n) * 0.1
-        batch["audio"], batch["audio_lengths"] = audio, torch.tensor(lengths)
+        batch.media["audio"] = Padded(audio, torch.tensor(lengths))
     if "video" in streams:
         lengths = [int(d * 25) for d in durations]
-        batch["video"] = torch.randint(0, 256, (size, max(lengths), image_size, image_size, 3), dtype=torch.uint8)
-        batch["video_lengths"] = torch.tensor(lengths)
-    batch["seconds"] = sum(durations)
+        video = torch.randint(0, 256, (size, max(lengths), image_size, image_size, 3), dtype=torch.uint8)
+        batch.media["video"] = Padded(video, torch.tensor(lengths))
     return batch
 
 
 def make_batches(durations: list[float], size: int, rng: random.Random, image_size: int, streams,
-                 bucketed: bool) -> list[dict]:
+                 bucketed: bool) -> list[TimedBatch]:
     """Batches of ``durations``: in drawn order (naive) or sorted by length, as the bucket sampler does."""
     order = sorted(durations) if bucketed else list(durations)
     return [make_batch(order[i:i + size], rng, image_size, streams) for i in range(0, len(order), size)]
 
 
-def padding_fraction(batches: list[dict]) -> float:
-    key = "audio_lengths" if "audio_lengths" in batches[0] else "video_lengths"
-    real = sum(int(b[key].sum()) for b in batches)
-    padded = sum(len(b[key]) * int(b[key].max()) for b in batches)
+def padding_fraction(batches: list[TimedBatch]) -> float:
+    stream = "audio" if "audio" in batches[0].media else "video"
+    real = sum(int(b.media[stream].lengths.sum()) for b in batches)
+    padded = sum(len(b) * int(b.media[stream].lengths.max()) for b in batches)
     return 1 - real / padded
 
 
-def to_device(batch: dict, device) -> dict:
+def to_device(batch: TimedBatch, device) -> TimedBatch:
     """Media on the device; lengths stay on the host, as the data loader delivers them."""
-    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) and not k.endswith("lengths") else v
-            for k, v in batch.items()}
+    return dataclasses.replace(batch, media={stream: Padded(p.values.to(device, non_blocking=True), p.lengths)
+                                             for stream, p in batch.media.items()})
 
 
 def sync(device) -> None:
@@ -181,7 +189,7 @@ def train_rate(model, batches, device, dtype, steps: int, count_flops: bool = Tr
     if count_flops:  # the mean over the batches the timed steps run: short and long ones alike
         timed = [i % len(batches) for i in range(steps)]
         counts = [count_flops_of(model, step, batch) for batch in batches]
-        utts = sum(len(batches[i]["ids"]) for i in timed)
+        utts = sum(len(batches[i]) for i in timed)
         parts = {part: sum(counts[i][part] for i in timed) / utts for part in counts[0]}
         flops_per_utt = parts.pop("all")
     syncs = count_syncs(step, batches[0]) if device.type == "cuda" else []
@@ -195,8 +203,8 @@ def train_rate(model, batches, device, dtype, steps: int, count_flops: bool = Tr
     for i in range(steps):
         batch = batches[i % len(batches)]
         step(batch)
-        utts += len(batch["ids"])
-        seconds += batch["seconds"]
+        utts += len(batch)
+        seconds += batch.seconds
     sync(device)
     elapsed = time.perf_counter() - start
     # Reserved, not allocated: a replayed CUDA graph works in its pool's memory without allocating it.
@@ -258,43 +266,41 @@ def count_syncs(step, batch) -> list[str]:
 def decode_rate(model, batches, device, beam: int, batch_size: int, new_tokens: int) -> float:
     """Utterances/s of ``model.generate`` at ``batch_size``."""
     model.eval()
-    warm = {k: (v[:batch_size] if torch.is_tensor(v) or isinstance(v, list) else v) for k, v in batches[0].items()}
+    warm = batches[0].take(list(range(min(batch_size, len(batches[0])))))
     model.generate(warm, beam_size=beam, max_new_tokens=2)  # kernel selection and handles, not timed
     utts = 0
     sync(device)
     start = time.perf_counter()
     for batch in batches:
-        rows = [{k: (v[i:i + batch_size] if torch.is_tensor(v) or isinstance(v, list) else v)
-                 for k, v in batch.items()} for i in range(0, len(batch["ids"]), batch_size)]
+        rows = [batch.take(list(range(i, min(i + batch_size, len(batch))))) for i in range(0, len(batch), batch_size)]
         for row in rows:
             model.generate(row, beam_size=beam, max_new_tokens=new_tokens)
-            utts += len(row["ids"])
+            utts += len(row)
     sync(device)
     return utts / (time.perf_counter() - start)
 
 
-def cached_batches(model, batches, device, dtype) -> list[dict]:
+def cached_batches(model, batches, device, dtype) -> list[TimedBatch]:
     """The batches as the feature cache serves them: encoder outputs instead of media, on the device."""
     out = []
     with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
         for batch in batches:
-            cached = {key: batch[key] for key in ("ids", "texts", "seconds")}
+            cached = TimedBatch(batch.ids, batch.texts, seconds=batch.seconds)
             for stream in model.streams:
                 features, mask = model._features(stream, batch)
-                cached[f"{stream}_features"], cached[f"{stream}_features_lengths"] = features, mask.sum(1)
+                cached.features[stream] = Padded(features, mask.sum(1))
             out.append(cached)
     return out
 
 
-def cache_read_rate(batch: dict, streams, repeats: int = 5) -> float:
+def cache_read_rate(batch: TimedBatch, streams, repeats: int = 5) -> float:
     """Utterances per second one core reads from a FeatureCache on local disk (page cache warm)."""
     with tempfile.TemporaryDirectory() as tmp:
-        utterances = [Utterance(uid, Path(tmp) / f"{uid}.mp4", None) for uid in batch["ids"]]
+        utterances = [Utterance(uid, Path(tmp) / f"{uid}.mp4", None) for uid in batch.ids]
         cache = FeatureCache(Path(tmp), {stream: "bench" for stream in streams}, utterances)
         for stream in streams:
-            features = batch[f"{stream}_features"]
-            lengths = batch[f"{stream}_features_lengths"]
-            cache.put(stream, batch["ids"], features, torch.arange(features.shape[1], device=features.device)[None]
+            features, lengths = batch.features[stream]
+            cache.put(stream, batch.ids, features, torch.arange(features.shape[1], device=features.device)[None]
                       < lengths[:, None])
         start = time.perf_counter()
         for _ in range(repeats):

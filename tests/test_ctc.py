@@ -73,7 +73,7 @@ def test_the_loss_adds_each_asked_for_streams_weighted_ctc_to_the_cross_entropy(
     with torch.no_grad():
         cross_entropy = {m: model(batch, modality=m, reduction="sum").item() for m in ("both", "video")}
         tokens = model._tokens(batch)
-        targets = [ids[:-1] for ids in model.target_ids(batch["texts"])]  # EOS is the blank, never a label
+        targets = [ids[:-1] for ids in model.target_ids(batch.texts)]  # EOS is the blank, never a label
         table = model.llm.get_input_embeddings().weight
         ctc = {s: ctc_loss(*tokens[s], table, targets, model.tokenizer.eos_token_id).item() for s in tokens}
         model.config.video_connector.ctc_weight, model.config.audio_connector.ctc_weight = 0.5, 0.25
@@ -82,7 +82,7 @@ def test_the_loss_adds_each_asked_for_streams_weighted_ctc_to_the_cross_entropy(
         video = model(batch, modality="video", reduction="sum").item()
     assert min(ctc.values()) > 0
     assert both == pytest.approx(cross_entropy["both"] + 0.5 * ctc["video"] + 0.25 * ctc["audio"], rel=1e-5)
-    assert per_token == pytest.approx(both / model.target_tokens(batch["texts"]), rel=1e-5)
+    assert per_token == pytest.approx(both / model.target_tokens(batch.texts), rel=1e-5)
     assert video == pytest.approx(cross_entropy["video"] + 0.5 * ctc["video"], rel=1e-5)  # audio not asked for
 
 

@@ -68,7 +68,7 @@ def test_video_alone_is_decoded_once_for_every_snr(checkpoint, synth_corpus, tmp
 
     model = load_checkpoint(checkpoint)
     generate, rows = model.generate, []
-    model.generate = lambda batch, **options: rows.append(len(batch["ids"])) or generate(batch, **options)
+    model.generate = lambda batch, **options: rows.append(len(batch)) or generate(batch, **options)
     utterances = read_manifest(synth_corpus / "test.tsv")
     noise, config = load_audio(synth_corpus / "noise" / "babble.wav"), resolve(DecodeConfig, None, {})
     grid, afresh = HypsFile(tmp_path / "grid.jsonl"), HypsFile(tmp_path / "afresh.jsonl")

@@ -77,7 +77,7 @@ def test_a_partly_cached_batch_encodes_the_rest_and_matches(cached_runs, synth_c
     cached = type(fresh)(utterances, fresh.streams, fresh.image_size, features=features)
     plain_batch = collate([fresh[i] for i in range(4)])
     mixed_batch = collate([cached[i] for i in range(4)])
-    assert mixed_batch["audio_lengths"].tolist()[1::2] == [0, 0]
+    assert mixed_batch.media["audio"].lengths.tolist()[1::2] == [0, 0]
     with torch.no_grad():
         for stream in ("audio", "video"):
             want, want_mask = model._features(stream, plain_batch)

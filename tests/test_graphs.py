@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from clipwhisper.config import AudioEncoderConfig, VideoEncoderConfig
+from clipwhisper.data.batch import Batch, Padded
 from clipwhisper.model import graphs
 from clipwhisper.model.audio_encoder import WhisperAudioEncoder
 from clipwhisper.model.graphs import GRANULE, graphs_of
@@ -140,19 +141,18 @@ def lora_model(folder, device="cpu"):
     return tiny_model(folder, **LORA).to(device).train()
 
 
-def cached_batch(model, frames: list[tuple[int, int]], seed: int = 0) -> dict:
+def cached_batch(model, frames: list[tuple[int, int]], seed: int = 0) -> Batch:
     """A batch as the feature cache serves it: random encoder outputs of (audio, video) frames per row."""
     generator = torch.Generator().manual_seed(seed)
-    batch = {"ids": [f"u{i}" for i in range(len(frames))],
-             "texts": ["set blue at a one now", "blue now", "one"][: len(frames)]}
+    batch = Batch([f"u{i}" for i in range(len(frames))], ["set blue at a one now", "blue now", "one"][: len(frames)])
     for index, (stream, encoder) in enumerate((("audio", model.audio_encoder), ("video", model.video_encoder))):
         lengths = torch.tensor([row[index] for row in frames])
         features = torch.randn(len(frames), int(lengths.max()), encoder.output_size, generator=generator)
-        batch[f"{stream}_features"], batch[f"{stream}_features_lengths"] = features.to(model.device), lengths
+        batch.features[stream] = Padded(features.to(model.device), lengths)
     return batch
 
 
-def gradients(model, micro_batches: list[dict]) -> dict[str, torch.Tensor]:
+def gradients(model, micro_batches: list[Batch]) -> dict[str, torch.Tensor]:
     """The trainable parameters' gradients summed over ``micro_batches``, from None (as the trainer zeroes)."""
     model.zero_grad(set_to_none=True)
     for batch in micro_batches:

@@ -38,7 +38,7 @@ def test_flop_count_sees_all_of_clip_in_a_training_step():
     counts = speed.count_flops_of(model, lambda b: speed.train_step(model, optimizer, b, device, None), batch)
 
     video = speed.QUICK["video_encoder"]
-    frames = int(batch["video_lengths"].sum())
+    frames = int(batch.media["video"].lengths.sum())
     assert counts["CLIP"] == frames * clip_forward_flops(video["vision_cfg"], video["embed_dim"])
     assert counts["Whisper"] > 0 and counts["LLM and the rest"] > 0
     assert counts["all"] == counts["CLIP"] + counts["Whisper"] + counts["LLM and the rest"]

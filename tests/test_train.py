@@ -311,7 +311,7 @@ def test_sum_fusion_trains_and_reloads(synth_corpus, tmp_path, gate):
     audio_tokens = model._stream_tokens("audio", batch)[0].shape[1]
     video_tokens = model._stream_tokens("video", batch)[0].shape[1]
     assert prefix.shape[1] == len(model.prompt_ids) + max(audio_tokens, video_tokens)  # one block, not two
-    assert len(model.generate(batch, max_new_tokens=4)) == len(batch["ids"])
+    assert len(model.generate(batch, max_new_tokens=4)) == len(batch)
 
 
 def positions_from_mask(mask: torch.Tensor) -> torch.Tensor:
@@ -329,7 +329,7 @@ def test_labels_cover_only_the_transcript_and_eos(both_run, synth_corpus):
         loss = model(batch)
         prefix, prefix_mask = model.prefix(batch)
         total, count = 0.0, 0
-        for row, target in enumerate(model.target_ids(batch["texts"])):
+        for row, target in enumerate(model.target_ids(batch.texts)):
             ids = torch.tensor(target)
             embeds = torch.cat([prefix[row], model.llm.get_input_embeddings()(ids)])[None]
             mask = torch.cat([prefix_mask[row], torch.ones(len(ids), dtype=torch.bool)])[None]

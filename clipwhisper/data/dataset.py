@@ -1,7 +1,7 @@
 """Utterances to model batches: media decoded per item, padded per batch.
 
 A file that fails to decode does not stop the epoch: its item carries the
-error, and ``collate`` moves it to ``batch["bad"]`` for the caller to count
+error, and ``collate`` moves it to ``Batch.bad`` for the caller to count
 (training) or record (decoding).
 """
 
@@ -15,6 +15,8 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from ..errors import MediaError
+from ..modality import STREAMS
+from .batch import Batch, Padded
 from .media import MAX_AUDIO_SAMPLES, SAMPLE_RATE, load_audio, load_video
 from .utterance import Utterance
 
@@ -96,28 +98,26 @@ def pad_stack(arrays: list[np.ndarray | torch.Tensor]) -> tuple[torch.Tensor, to
     return out, torch.tensor(lengths)
 
 
-def _pad_present(values: list) -> tuple[torch.Tensor, torch.Tensor] | None:
+def _pad_present(values: list) -> Padded | None:
     """``pad_stack`` where some rows may be None (length 0); None if every row is."""
     present = next((v for v in values if v is not None), None)
     if present is None:
         return None
-    return pad_stack([present[:0] if v is None else v for v in values])
+    return Padded(*pad_stack([present[:0] if v is None else v for v in values]))
 
 
-def collate(items: list[dict]) -> dict:
-    """Padded streams of the good items. A stream's rows come as media (``audio``) or, from the
-    feature cache, as encoder output (``audio_features``); a row missing from one has length 0 there."""
+def collate(items: list[dict]) -> Batch:
+    """The good items padded into a ``Batch``. A stream's rows come as media (an item's ``audio``) or, from
+    the feature cache, as encoder output (``audio_features``); a row missing from one has length 0 there."""
     good = [item for item in items if "error" not in item]
-    batch = {
-        "order": [item["id"] for item in items],  # good and bad, as the loader gave them
-        "ids": [item["id"] for item in good],
-        "texts": [item["text"] for item in good],
-        "bad": [(item["id"], item["error"]) for item in items if "error" in item],
-    }
-    for key in ("audio", "video", "audio_features", "video_features"):
-        padded = _pad_present([item.get(key) for item in good])
-        if padded is not None:
-            batch[key], batch[f"{key}_lengths"] = padded
+    batch = Batch(ids=[item["id"] for item in good], texts=[item["text"] for item in good],
+                  order=[item["id"] for item in items],
+                  bad=[(item["id"], item["error"]) for item in items if "error" in item])
+    for stream in STREAMS:
+        for key, into in ((stream, batch.media), (f"{stream}_features", batch.features)):
+            padded = _pad_present([item.get(key) for item in good])
+            if padded is not None:
+                into[stream] = padded
     return batch
 
 

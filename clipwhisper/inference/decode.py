@@ -17,6 +17,7 @@ from rich.markup import escape
 from torch.utils.data import DataLoader
 
 from ..config import DecodeConfig
+from ..data.batch import Batch
 from ..data.dataset import AVDataset, collate
 from ..data.manifest import read_manifest
 from ..data.media import load_audio
@@ -36,7 +37,7 @@ from .sharding import merge, rank_hyps
 from .summary import summarise, summary_table
 
 
-def _noisy_collate(items: list[dict], noise, snr) -> dict:
+def _noisy_collate(items: list[dict], noise, snr) -> Batch:
     if snr != "clean":
         for item in items:
             if "audio" in item:
@@ -92,13 +93,13 @@ def _decode_batches(model: AVSRModel, todo: list[Utterance], modality: str, snr,
     references = {u.id: u.text or "" for u in todo}
     for batch in loader:
         hypotheses = {}
-        if batch["ids"]:
+        if batch.ids:
             texts = model.generate(batch, modality=modality, beam_size=config.beam_size,
                                    max_new_tokens=config.max_new_tokens)
-            hypotheses = dict(zip(batch["ids"], texts))
-        errors = dict(batch["bad"])
+            hypotheses = dict(zip(batch.ids, texts))
+        errors = dict(batch.bad)
         yield [make_record(uid, modality, snr, references[uid], hypotheses.get(uid, ""), config.normalizer,
-                           errors.get(uid)) for uid in batch["order"]]
+                           errors.get(uid)) for uid in batch.order]
 
 
 def _validate(config: DecodeConfig) -> None:

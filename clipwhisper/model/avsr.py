@@ -20,6 +20,7 @@ from torch import nn
 from torch.profiler import record_function
 
 from ..config import ModelConfig
+from ..data.batch import Batch
 from ..modality import streams_of
 from .audio_encoder import WhisperAudioEncoder
 from .causal import causal_only
@@ -33,11 +34,6 @@ from .transfer import to_device
 from .video_encoder import ClipVideoEncoder
 
 IGNORE_INDEX = -100
-
-
-def has_stream(batch: dict, stream: str) -> bool:
-    """Whether a batch carries ``stream``, as media or as cached encoder features."""
-    return batch.get(stream) is not None or batch.get(f"{stream}_features") is not None
 
 
 def packing_order(mask: torch.Tensor) -> torch.Tensor:
@@ -113,26 +109,27 @@ class AVSRModel(nn.Module):
         return self.prompt_ids.device
 
     # -- inputs ---------------------------------------------------------------------------------
-    def _stream_tokens(self, stream: str, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    def _stream_tokens(self, stream: str, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         connector = self.audio_connector if stream == "audio" else self.video_connector
-        size = len(batch["ids"])
-        if not has_stream(batch, stream):
+        size = len(batch)
+        if not batch.has(stream):
             hidden = self.llm.get_input_embeddings().embedding_dim  # not in this batch: an empty, masked block
             return torch.zeros(size, 0, hidden, device=self.device), torch.zeros(size, 0, dtype=torch.bool,
                                                                                 device=self.device)
         return connector(*self._features(stream, batch))
 
-    def _features(self, stream: str, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    def _features(self, stream: str, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Encoder output for every row: from the feature cache where the batch carries it, else encoded."""
-        if batch.get(f"{stream}_features") is None:
-            return self._encode(stream, batch[stream], batch[f"{stream}_lengths"], batch["ids"])
-        features = to_device(batch[f"{stream}_features"], self.device)
-        lengths = to_device(batch[f"{stream}_features_lengths"], self.device)
-        if batch.get(stream) is not None:  # some rows not cached yet: encode those, merge them in
-            todo = batch[f"{stream}_lengths"] > 0
+        media, cached = batch.media.get(stream), batch.features.get(stream)
+        if cached is None:
+            return self._encode(stream, media.values, media.lengths, batch.ids)
+        features = to_device(cached.values, self.device)
+        lengths = to_device(cached.lengths, self.device)
+        if media is not None:  # some rows not cached yet: encode those, merge them in
+            todo = media.lengths > 0
             rows = todo.nonzero().flatten().tolist()
-            new, new_mask = self._encode(stream, batch[stream][todo], batch[f"{stream}_lengths"][todo],
-                                         [batch["ids"][row] for row in rows])
+            new, new_mask = self._encode(stream, media.values[todo], media.lengths[todo],
+                                         [batch.ids[row] for row in rows])
             width = max(features.shape[1], new.shape[1])
             features = F.pad(features, (0, 0, 0, width - features.shape[1])).to(new.dtype)
             features[rows] = F.pad(new, (0, 0, 0, width - new.shape[1]))
@@ -152,11 +149,11 @@ class AVSRModel(nn.Module):
             self.feature_sink(stream, ids, features, mask)
         return features, mask
 
-    def _keep(self, batch: dict, modality: str) -> dict[str, torch.Tensor]:
+    def _keep(self, batch: Batch, modality: str) -> dict[str, torch.Tensor]:
         """Which items use which stream: the requested modality, minus modality dropout in training."""
-        size = len(batch["ids"])
+        size = len(batch)
         wanted = streams_of(modality)
-        keep = {s: torch.full((size,), s in wanted and has_stream(batch, s), device=self.device)
+        keep = {s: torch.full((size,), s in wanted and batch.has(s), device=self.device)
                 for s in self.streams}
         if self.training and len(self.streams) == 2 and modality == "both":
             draw = torch.rand(size, device=self.device)
@@ -165,14 +162,14 @@ class AVSRModel(nn.Module):
             keep["video"] &= ~((draw >= fusion.audio_drop) & (draw < fusion.audio_drop + fusion.video_drop))
         return keep
 
-    def prefix(self, batch: dict, modality: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def prefix(self, batch: Batch, modality: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Embeddings and mask of ``[BOS] prompt <modality block>`` for a batch."""
         return self._prefix(self._tokens(batch), batch, modality or self.config.modality)
 
-    def _tokens(self, batch: dict) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    def _tokens(self, batch: Batch) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         return {s: self._stream_tokens(s, batch) for s in self.streams}
 
-    def _prefix(self, tokens: dict, batch: dict, modality: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def _prefix(self, tokens: dict, batch: Batch, modality: str) -> tuple[torch.Tensor, torch.Tensor]:
         block, block_mask = self.fusion(tokens, self._keep(batch, modality))
         embed = self.llm.get_input_embeddings()
         size = block.shape[0]
@@ -189,13 +186,13 @@ class AVSRModel(nn.Module):
         return [ids + [self.tokenizer.eos_token_id] for ids in encoded]
 
     # -- training and decoding ------------------------------------------------------------------
-    def forward(self, batch: dict, modality: str | None = None, reduction: str = "mean") -> torch.Tensor:
+    def forward(self, batch: Batch, modality: str | None = None, reduction: str = "mean") -> torch.Tensor:
         """Cross-entropy over transcript and EOS tokens, plus the streams' CTC losses where their connectors
         set a ``ctc_weight``: per target token, or (``reduction="sum"``) summed."""
         modality = modality or self.config.modality
         tokens = self._tokens(batch)
         prefix, prefix_mask = self._prefix(tokens, batch, modality)
-        targets = self.target_ids(batch["texts"])
+        targets = self.target_ids(batch.texts)
         size, width = len(targets), max(len(t) for t in targets)
         ids = torch.full((size, width), self.tokenizer.pad_token_id, dtype=torch.long)
         target_mask = torch.zeros(size, width, dtype=torch.bool)
@@ -245,7 +242,7 @@ class AVSRModel(nn.Module):
         return sum(weights[s] * ctc_loss(*tokens[s], table, transcripts, self.tokenizer.eos_token_id)
                    for s in wanted)
 
-    def generation_prefix(self, batch: dict, modality: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def generation_prefix(self, batch: Batch, modality: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``prefix`` with each row's masked tokens moved to its front (left padding), so that generation
         continues from the last attended token at the position training gives it (training packs the same
         tokens to the front of its rows). Left in place, a masked tail (the hidden audio block that ends a
@@ -255,7 +252,7 @@ class AVSRModel(nn.Module):
         return prefix.gather(1, order[..., None].expand(-1, -1, prefix.shape[-1])), mask.gather(1, order)
 
     @torch.no_grad()
-    def generate(self, batch: dict, modality: str | None = None, beam_size: int = 1,
+    def generate(self, batch: Batch, modality: str | None = None, beam_size: int = 1,
                  max_new_tokens: int = 64) -> list[str]:
         prefix, mask = self.generation_prefix(batch, modality)
         output = self.llm.generate(

@@ -15,13 +15,13 @@ def evaluate(model, loader, device_type: str, autocast_dtype) -> dict:
     normalise = normalizer("whisper")
     losses, counts = [], []
     for batch in loader:
-        if not batch["ids"]:
+        if not batch.ids:
             continue
         with torch.autocast(device_type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             losses.append(float(model(batch)))
-            longest = max(len(ids) for ids in model.target_ids(batch["texts"]))
+            longest = max(len(ids) for ids in model.target_ids(batch.texts))
             hypotheses = model.generate(batch, max_new_tokens=longest + 8)
-        counts += [word_errors(normalise(ref), normalise(hyp)) for ref, hyp in zip(batch["texts"], hypotheses)]
+        counts += [word_errors(normalise(ref), normalise(hyp)) for ref, hyp in zip(batch.texts, hypotheses)]
     model.train(was_training)
     return {"valid_loss": sum(losses) / max(1, len(losses)), "valid_wer": error_rate(counts),
             "valid_utterances": len(counts)}

@@ -207,7 +207,7 @@ class Trainer:
                     progress.batches_done += len(group)
                     if loss is not None:
                         self._remember(loss)
-                        bar.advance(loss, self.scheduler.get_last_lr()[0], sum(len(b["ids"]) for b in group))
+                        bar.advance(loss, self.scheduler.get_last_lr()[0], sum(len(b) for b in group))
                         self._after_step(tracker, valid_loader)
                     stopping = self._stopping(stop)
                     if progress.step >= self.total_steps or stopping:
@@ -300,9 +300,9 @@ class Trainer:
         bad samples are recorded. The ranks must run the same forwards and backwards, so a micro-batch that
         bad samples emptied on some rank is left out on all (and logged). One all-reduce carries the counts;
         the bad samples themselves travel only when there are some."""
-        bad = [item for batch in group for item in batch["bad"]]
-        tokens = [self.model.target_tokens(batch["texts"]) if batch["ids"] else 0 for batch in group]
-        counts = self.dist.totals([len(bad), *(float(bool(batch["ids"])) for batch in group), *tokens], self.device)
+        bad = [item for batch in group for item in batch.bad]
+        tokens = [self.model.target_tokens(batch.texts) if batch.ids else 0 for batch in group]
+        counts = self.dist.totals([len(bad), *(float(bool(batch.ids)) for batch in group), *tokens], self.device)
         if counts[0]:
             self._record_bad(bad)
         filled, tokens = counts[1:len(group) + 1], counts[len(group) + 1:]

@@ -1,0 +1,48 @@
+"""A batch as the model reads it: what ``collate`` makes of the dataset's items."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import torch
+
+
+class Padded(NamedTuple):
+    values: torch.Tensor  # rows zero-padded along their first axis after the batch's
+    lengths: torch.Tensor  # (rows,): each row's own length; 0 where the row has none
+
+
+@dataclass
+class Batch:
+    """The good items' ids and transcripts; per stream their media or, from the feature cache, their encoder
+    output (a row missing from one has length 0 there); and the items that failed to decode."""
+
+    ids: list[str]
+    texts: list[str | None]
+    media: dict[str, Padded] = field(default_factory=dict)  # "audio": (rows, samples); "video": (rows, T, H, W, 3)
+    features: dict[str, Padded] = field(default_factory=dict)  # encoder output per stream, from the cache
+    order: list[str] = field(default_factory=list)  # every item's id as the loader gave them, failed ones too
+    bad: list[tuple[str, str]] = field(default_factory=list)  # (id, error) of the items that failed
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def has(self, stream: str) -> bool:
+        """Whether the batch carries ``stream``, as media or as cached encoder features."""
+        return stream in self.media or stream in self.features
+
+    def take(self, rows: list[int]) -> Batch:
+        """The batch of ``rows`` alone, each stream cut to their longest (failed items left out)."""
+        def cut(streams: dict[str, Padded]) -> dict[str, Padded]:
+            lengths = {name: p.lengths[rows] for name, p in streams.items()}
+            return {name: Padded(p.values[rows][:, : int(lengths[name].max())], lengths[name])
+                    for name, p in streams.items()}
+        return Batch([self.ids[r] for r in rows], [self.texts[r] for r in rows], cut(self.media),
+                     cut(self.features), [self.ids[r] for r in rows])
+
+    def pin_memory(self) -> Batch:
+        """What the DataLoader calls with ``pin_memory=True``: the tensors in page-locked memory."""
+        def pinned(streams: dict[str, Padded]) -> dict[str, Padded]:
+            return {name: Padded(p.values.pin_memory(), p.lengths.pin_memory()) for name, p in streams.items()}
+        return Batch(self.ids, self.texts, pinned(self.media), pinned(self.features), self.order, self.bad)
