@@ -263,21 +263,24 @@ def count_syncs(step, batch) -> list[str]:
             if "synchroniz" in str(w.message)]
 
 
-def decode_rate(model, batches, device, beam: int, batch_size: int, new_tokens: int) -> float:
-    """Utterances/s of ``model.generate`` at ``batch_size``."""
+def decode_rate(model, batches, device, beam: int, batch_size: int, new_tokens: int, static: bool | None) -> dict:
+    """Utterances/s and RTFx (speech seconds per wall second) of ``model.generate`` at ``batch_size``, as
+    ``clipwhisper decode`` calls it (``static``: None is the GPU's static cache and compiled step), in the
+    second of two passes; the first, which compiles each shape, is reported apart."""
     model.eval()
-    warm = batches[0].take(list(range(min(batch_size, len(batches[0])))))
-    model.generate(warm, beam_size=beam, max_new_tokens=2)  # kernel selection and handles, not timed
-    utts = 0
-    sync(device)
-    start = time.perf_counter()
-    for batch in batches:
-        rows = [batch.take(list(range(i, min(i + batch_size, len(batch))))) for i in range(0, len(batch), batch_size)]
-        for row in rows:
-            model.generate(row, beam_size=beam, max_new_tokens=new_tokens)
-            utts += len(row)
-    sync(device)
-    return utts / (time.perf_counter() - start)
+
+    def one_pass() -> float:
+        sync(device)
+        start = time.perf_counter()
+        for batch in batches:
+            for i in range(0, len(batch), batch_size):
+                rows = batch.take(list(range(i, min(i + batch_size, len(batch)))))
+                model.generate(rows, beam_size=beam, max_new_tokens=new_tokens, rows=batch_size, static=static)
+        sync(device)
+        return time.perf_counter() - start
+    first, second = one_pass(), one_pass()
+    return {"utt_s": sum(len(b) for b in batches) / second, "rtfx": sum(b.seconds for b in batches) / second,
+            "first_pass_s": first}
 
 
 def cached_batches(model, batches, device, dtype) -> list[TimedBatch]:
@@ -333,14 +336,31 @@ def train_step(model, optimizer, batch, device, dtype) -> None:
     optimizer.zero_grad(set_to_none=True)
 
 
-def decode_rates(model, batches, device, batch_size: int, new_tokens: int) -> dict:
-    return {key: decode_rate(model, batches, device, beam, batch_size, new_tokens)
-            for beam, key in ((1, "greedy"), (5, "beam5"))}
+def identical_share(model, batches, batch_size: int, new_tokens: int) -> float:
+    """The share of greedy hypotheses the static cache's compiled path and the dynamic cache agree on."""
+    same = total = 0
+    for batch in batches:
+        for i in range(0, len(batch), batch_size):
+            rows = batch.take(list(range(i, min(i + batch_size, len(batch)))))
+            static = model.generate(rows, max_new_tokens=new_tokens, rows=batch_size)
+            dynamic = model.generate(rows, max_new_tokens=new_tokens, static=False)
+            same += sum(a == b for a, b in zip(static, dynamic))
+            total += len(rows)
+    return same / total
+
+
+def decode_rates(model, batches, device, batch_size: int, new_tokens: int, static: bool | None = None) -> dict:
+    rates = {}
+    for beam, key in ((1, "greedy"), (5, "beam5")):
+        rate = decode_rate(model, batches, device, beam, batch_size, new_tokens, static)
+        rates |= {key: rate["utt_s"], f"{key}_rtfx": rate["rtfx"], f"{key}_first_s": rate["first_pass_s"]}
+    return rates
 
 
 LINES = (("utt_s", "train utt/s", ".1f"), ("audio_s_s", "train audio-s/s", ".1f"),
          ("peak_gib", "train peak GiB", ".1f"), ("mfu", "train MFU", ".3f"),
-         ("greedy", "decode greedy utt/s", ".1f"), ("beam5", "decode beam5 utt/s", ".1f"))
+         ("greedy", "decode greedy utt/s", ".1f"), ("greedy_rtfx", "decode greedy RTFx", ".1f"),
+         ("beam5", "decode beam5 utt/s", ".1f"), ("beam5_rtfx", "decode beam5 RTFx", ".1f"))
 
 
 def report(modality: str, results: dict, peak: float) -> None:
@@ -361,7 +381,11 @@ def report(modality: str, results: dict, peak: float) -> None:
         if result.get("syncs"):
             print(f"{modality:5s} {name:14s} host waits for the GPU {len(result['syncs'])}x per training step, at "
                   + ", ".join(sorted(set(result["syncs"]))))
-        if name not in ("ours", "naive"):
+        if "greedy" in result and name not in ("ours", "naive"):
+            print(f"{modality:5s} {name:14s} decode greedy utt/s {result['greedy']:.1f} RTFx "
+                  f"{result['greedy_rtfx']:.1f} (first pass {result['greedy_first_s']:.1f} s), beam5 utt/s "
+                  f"{result['beam5']:.1f} RTFx {result['beam5_rtfx']:.1f} (first pass {result['beam5_first_s']:.1f} s)")
+        if name not in ("ours", "naive") and "utt_s" in result:
             print(f"{modality:5s} {name:14s} train utt/s {result['utt_s']:.1f}  peak GiB {result['peak_gib']:.1f}  "
                   f"MFU {result['mfu']:.3f}" + (f"  read utt/s/core {result['read']:.0f}" if "read" in result else ""))
 
@@ -410,13 +434,18 @@ def main() -> None:
         middle = bucketed[len(bucketed) // 2]
         if args.profile:
             optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-            profile(f"{modality} training step, {len(middle['ids'])} utterances",
+            profile(f"{modality} training step, {len(middle)} utterances",
                     functools.partial(train_step, model, optimizer, middle, device, fast), device)
         for_inference(model, "bf16" if fast else "fp32")  # as clipwhisper decode prepares a checkpoint
         if "decode" not in args.skip:
             results["ours"].update(decode_rates(model, bucketed, device, args.batch_size, args.new_tokens))
+            if device.type == "cuda":  # the baseline: transformers' dynamic KV cache, step by step
+                results["dynamic cache"] = decode_rates(model, bucketed, device, args.batch_size, args.new_tokens,
+                                                        static=False)
+                share = identical_share(model, bucketed, args.batch_size, args.new_tokens)
+                print(f"{modality:5s} greedy hypotheses identical, static against dynamic cache: {share:.1%}")
         if args.profile:
-            profile(f"{modality} beam-5 decode, {len(middle['ids'])} utterances",
+            profile(f"{modality} beam-5 decode, {len(middle)} utterances",
                     functools.partial(model.generate, middle, beam_size=5, max_new_tokens=args.new_tokens), device)
         model = free(device)
         results["ours"]["padding"] = padding_fraction(bucketed)
@@ -471,7 +500,7 @@ def naive_rates(base: dict, modality: str, tokenizer, drawn: list[dict], device,
     model = hand_llm_the_mask(build(model_config(base, modality, True, args.image_size), tokenizer, device, None))
     result = train_rate(model, drawn[:2], device, None, max(2, steps // 4))
     if "decode" not in args.skip:
-        result.update(decode_rates(model.eval(), drawn[:1], device, 1, args.new_tokens))
+        result.update(decode_rates(model.eval(), drawn[:1], device, 1, args.new_tokens, static=False))
     model = free(device)
     return {**result, "padding": padding_fraction(drawn)}
 

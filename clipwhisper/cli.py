@@ -60,7 +60,8 @@ PrintConfigOption = typer.Option(False, "--print-config", help="Print the resolv
 DeviceOption = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:1, ...")
 PrecisionOption = typer.Option(None, "--precision", help="auto (bf16 on a GPU, fp32 on the CPU), bf16, fp16, fp32.")
 CudaGraphsOption = typer.Option(None, "--cuda-graphs/--no-cuda-graphs",
-                                help="Replay CUDA graphs of frozen encoders and a LoRA LLM (default: on; GPU only).")
+                                help="Replay CUDA graphs of frozen encoders and a LoRA LLM, and decode with a "
+                                "static KV cache and a compiled per-token step (default: on; GPU only).")
 
 
 def _config_path(config: str | None) -> Path | None:
@@ -147,6 +148,8 @@ def decode(
     snr_db: list[str] | None = typer.Option(None, "--snr-db", help="Repeatable: clean, 10, 0, -5 ..."),
     noise: Path | None = typer.Option(None, "--noise", help="Noise wav mixed in at each --snr-db."),
     normalizer: str | None = typer.Option(None, "--normalizer", help="whisper (default), basic or none."),
+    num_workers: int | None = typer.Option(None, "--num-workers", "--num_workers", help="Media-decoding "
+                                           "processes (default: none on the CPU, up to 8 beside a GPU)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Print REF/HYP per utterance."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start over in an --output-dir holding another "
                                    "decode's results (removes its hyps and summary only)."),
@@ -163,7 +166,7 @@ def decode(
         "output_dir": output_dir, "batch_size": batch_size, "beam_size": beam_size,
         "max_new_tokens": max_new_tokens, "snr_db": snr_db, "noise": noise, "normalizer": normalizer,
         "verbose": verbose or None, "overwrite": overwrite or None, "device": device, "precision": precision,
-        "cuda_graphs": cuda_graphs,
+        "cuda_graphs": cuda_graphs, "num_workers": num_workers,
     })
     if print_config:
         return _print_config(resolved)

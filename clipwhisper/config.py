@@ -180,7 +180,10 @@ class DecodeConfig(Strict):
     snr_db: list[float | Literal["clean"]] = ["clean"]
     noise: Path | None = None
     normalizer: Literal["whisper", "basic", "none"] = "whisper"
-    cuda_graphs: bool = Field(default=True, description="replay CUDA graphs of the encoders")
+    cuda_graphs: bool = Field(default=True, description="replay CUDA graphs of the encoders and compile "
+                              "generation's per-token step with a static KV cache")
+    num_workers: int | None = Field(default=None, ge=0, description="media-decoding processes (default: none "
+                                    "on the CPU, up to 8 beside a GPU)")
     verbose: bool = False
     overwrite: bool = Field(default=False, description="start over in an output_dir holding another decode's results")
 

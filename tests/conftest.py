@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import ffmpeg
@@ -23,6 +24,23 @@ def make_media(path: Path, *, audio: bool = True, video: bool = True, seconds: f
     return path
 
 
+TIMING = ("media_s", "decode_s", "rtfx", "utterances_per_s")
+
+
+def untimed(rows: list[dict]) -> list[dict]:
+    """Records or summary cells without their timings, which differ from run to run."""
+    return [{key: value for key, value in row.items() if key not in TIMING} for row in rows]
+
+
+def by_id(records: list[dict]) -> list[dict]:
+    """In id order: a cell is decoded longest utterances first, and put in manifest order only at the end."""
+    return sorted(records, key=lambda r: r["id"])
+
+
+def read_records(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
 @pytest.fixture(scope="session")
 def synth_corpus(tmp_path_factory) -> Path:
     """A small synthetic corpus made once per test session."""
@@ -42,4 +60,18 @@ def checkpoint(synth_corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("decode_run")
     run_training(resolve(TrainConfig, packaged_config("tiny"), nested({
         "data.path": synth_corpus, "output_path": out, "max_steps": 12, "learning_rate": 3e-3, "warmup_steps": 2})))
+    return out / "final"
+
+
+@pytest.fixture(scope="session")
+def untrained_checkpoint(synth_corpus, tmp_path_factory):
+    """A tiny `both` checkpoint one step from its random start, at a tiny learning rate: it writes long,
+    near-random token strings that depend on every input, which makes two decoding paths that should agree
+    token for token show any difference."""
+    from clipwhisper.config import TrainConfig, nested, packaged_config, resolve
+    from clipwhisper.training.loop import run_training
+
+    out = tmp_path_factory.mktemp("untrained_run")
+    run_training(resolve(TrainConfig, packaged_config("tiny"), nested({
+        "data.path": synth_corpus, "output_path": out, "max_steps": 1, "learning_rate": 1e-7, "warmup_steps": 0})))
     return out / "final"

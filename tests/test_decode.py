@@ -6,7 +6,7 @@ import shutil
 import jiwer
 import numpy as np
 import pytest
-from conftest import make_media
+from conftest import by_id, make_media, read_records, untimed
 from typer.testing import CliRunner
 
 import clipwhisper
@@ -15,6 +15,7 @@ from clipwhisper.data.manifest import read_manifest, write_manifest
 from clipwhisper.data.media import SAMPLE_RATE, load_audio, write_wav
 from clipwhisper.data.metrics import char_errors, word_errors
 from clipwhisper.data.noise import mix_at_snr
+from clipwhisper.data.utterance import duration_s
 from clipwhisper.inference.transcribe import Media, join_overlapping, windows
 
 runner = CliRunner()
@@ -40,20 +41,25 @@ def test_decode_writes_records_summary_and_resumes(checkpoint, synth_corpus, tmp
             "--batch-size", "5", "--max-new-tokens", "12"]
     result = decode(*args)
     assert result.exit_code == 0, result.output
-    records = [json.loads(line) for line in (out / "hyps.jsonl").read_text().splitlines()]
+    records = read_records(out / "hyps.jsonl")
     assert len(records) == 2 * 12 and {r["snr"] for r in records} == {"clean", 0.0}
+    assert [r["id"] for r in records[:12]] == [u.id for u in read_manifest(synth_corpus / "test.tsv")]
     assert {"id", "modality", "ref", "hyp", "ref_normalized", "hyp_normalized", "substitutions", "deletions",
             "insertions", "errors"} <= set(records[0])
     summary = json.loads((out / "summary.json").read_text())
     assert [(c["modality"], c["snr"], c["utterances"]) for c in summary["cells"]] == [("both", "clean", 12),
                                                                                        ("both", 0.0, 12)]
-    assert "WER" in result.output
-    # an interrupted run: the file cut inside a record; the rerun completes it identically
+    assert "WER" in result.output and "RTFx" in result.output
+    for cell in summary["cells"]:  # speed: media seconds and utterances per wall second of decoding
+        assert cell["rtfx"] == pytest.approx(cell["media_s"] / cell["decode_s"]) and cell["utterances_per_s"] > 0
+        assert cell["media_s"] == pytest.approx(sum(map(duration_s, read_manifest(synth_corpus / "test.tsv"))),
+                                                abs=0.01)
+    # an interrupted run: the file cut inside a record; the rerun completes it identically (timings aside)
     full = (out / "hyps.jsonl").read_text()
     (out / "hyps.jsonl").write_text(full[: len(full) // 2])
     assert decode(*args).exit_code == 0
-    assert (out / "hyps.jsonl").read_text() == full
-    assert json.loads((out / "summary.json").read_text()) == summary
+    assert untimed(read_records(out / "hyps.jsonl")) == untimed(records)
+    assert untimed(json.loads((out / "summary.json").read_text())["cells"]) == untimed(summary["cells"])
 
 
 def test_video_alone_is_decoded_once_for_every_snr(checkpoint, synth_corpus, tmp_path):
@@ -79,8 +85,49 @@ def test_video_alone_is_decoded_once_for_every_snr(checkpoint, synth_corpus, tmp
         decode_cell(model, utterances, "video", -5.0, config, afresh, noise)
     assert sum(rows) == 2 * len(utterances)
     noisy = [r for r in grid.records if r["snr"] == -5.0]
-    assert noisy == afresh.records and len(grid.records) == 3 * len(utterances)
-    assert [r["hyp"] for r in noisy] == [r["hyp"] for r in grid.records if r["snr"] == "clean"]
+    assert by_id(untimed(noisy)) == by_id(untimed(afresh.records)) and len(grid.records) == 3 * len(utterances)
+    assert [r["hyp"] for r in by_id(noisy)] == [r["hyp"] for r in by_id(grid.records) if r["snr"] == "clean"]
+
+
+def test_a_grid_decode_equals_each_cell_decoded_alone(untrained_checkpoint, synth_corpus, tmp_path):
+    """Audio+video at several SNRs encodes each video once (a temporary feature cache) and reads media in
+    worker processes: the records equal those of decoding each SNR alone, in-process."""
+    noise = ["--noise", synth_corpus / "noise" / "babble.wav"]
+    common = ["--model-path", untrained_checkpoint, "--test-tsv", synth_corpus / "test.tsv", "--max-new-tokens", "10",
+              "--batch-size", "4", *noise]
+    grid = decode(*common, "--output-dir", tmp_path / "grid", "--snr-db", "clean", "--snr-db", "5",
+                  "--snr-db", "-5", "--num-workers", "2")
+    assert grid.exit_code == 0, grid.output
+    together = read_records(tmp_path / "grid" / "hyps.jsonl")
+    alone = []
+    for snr in ("clean", "5", "-5"):
+        assert decode(*common, "--output-dir", tmp_path / snr, "--snr-db", snr).exit_code == 0
+        alone += read_records(tmp_path / snr / "hyps.jsonl")
+    assert untimed(together) == untimed(alone) and len(together) == 3 * 12
+    assert len({r["hyp"] for r in together}) > 5  # outputs that depend on the input
+
+
+def test_static_cache_generation_gives_the_same_tokens(untrained_checkpoint, synth_corpus):
+    """The GPU's generation path (a static KV cache, the prefix padded on the left to a multiple of 128 tokens,
+    the batch filled with copies to a fixed size) gives the tokens of the dynamic cache, greedy and beam 5,
+    for audio+video and for video alone (whose prefix ends in a masked audio block)."""
+    import torch
+
+    from clipwhisper.data.dataset import AVDataset, collate
+    from clipwhisper.model.checkpoint import load_checkpoint
+    from clipwhisper.model.precision import for_inference
+
+    model = for_inference(load_checkpoint(untrained_checkpoint), "fp32")
+    utterances = read_manifest(synth_corpus / "test.tsv")[:5]
+    dataset = AVDataset(utterances, model.streams, model.video_encoder.image_size)
+    batch = collate([dataset[i] for i in range(len(dataset))])
+    with torch.inference_mode():
+        for modality in ("both", "video"):
+            for beam in (1, 5):
+                options = {"modality": modality, "beam_size": beam, "max_new_tokens": 10}
+                dynamic = model.generate(batch, static=False, **options)
+                static = model.generate(batch, static=True, rows=8, **options)
+                assert static == dynamic and all(dynamic) and len(set(dynamic)) > 1, (modality, beam)
 
 
 def test_noise_is_reproducible_and_at_the_requested_snr(synth_corpus):
@@ -103,7 +150,7 @@ def test_failed_utterance_is_counted_not_dropped(checkpoint, synth_corpus, tmp_p
                     "--max-new-tokens", "8", "--verbose", "--normalizer", "basic")
     assert result.exit_code == 1
     assert result.output.count("REF: ") == 4 and "ERROR: " in result.output
-    records = [json.loads(line) for line in (tmp_path / "o" / "hyps.jsonl").read_text().splitlines()]
+    records = read_records(tmp_path / "o" / "hyps.jsonl")
     assert [r["id"] for r in records] == [u.id for u in utts]
     bad = records[1]
     assert "broken.mp4" in bad["error"] and bad["hyp"] == "" and bad["deletions"] == bad["ref_words"] == 6

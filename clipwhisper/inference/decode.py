@@ -10,6 +10,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
+import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -19,10 +22,11 @@ from torch.utils.data import DataLoader
 from ..config import DecodeConfig
 from ..data.batch import Batch
 from ..data.dataset import AVDataset, collate
+from ..data.features import FeatureCache
 from ..data.manifest import read_manifest
 from ..data.media import load_audio
 from ..data.noise import mix_at_snr
-from ..data.utterance import Utterance
+from ..data.utterance import Utterance, duration_s
 from ..errors import ConfigError
 from ..modality import streams_of
 from ..model.avsr import AVSRModel
@@ -46,8 +50,9 @@ def _noisy_collate(items: list[dict], noise, snr) -> Batch:
 
 
 def decode_cell(model: AVSRModel, utterances: list[Utterance], modality: str, snr, config: DecodeConfig,
-                hyps: HypsFile, noise=None) -> None:
-    """Decode every utterance of one (modality, SNR) cell not already in ``hyps``."""
+                hyps: HypsFile, noise=None, features: FeatureCache | None = None) -> None:
+    """Decode every utterance of one (modality, SNR) cell not already in ``hyps``; ``features`` keeps what
+    the frozen encoders computed for streams that no SNR changes (video), for the cells after this one."""
     from rich.progress import Progress
 
     key = str(snr)
@@ -60,7 +65,7 @@ def decode_cell(model: AVSRModel, utterances: list[Utterance], modality: str, sn
             return
     with Progress(console=status, transient=True, disable=not status.is_terminal) as bar:
         task = bar.add_task(f"decode {modality} {snr}", total=len(todo))
-        for records in _decode_batches(model, todo, modality, snr, config, noise):
+        for records in _decode_batches(model, todo, modality, snr, config, noise, features):
             hyps.append(records)
             bar.advance(task, len(records))
             if config.verbose:
@@ -84,22 +89,39 @@ def _print_records(records: list[dict], modality: str, snr) -> None:
                       f"  HYP: {record['hyp']}" + (f"\n  ERROR: {record['error']}" if record["error"] else ""))
 
 
-def _decode_batches(model: AVSRModel, todo: list[Utterance], modality: str, snr, config: DecodeConfig, noise):
-    """Records for ``todo``, a batch at a time, in manifest order."""
+def _decode_batches(model: AVSRModel, todo: list[Utterance], modality: str, snr, config: DecodeConfig, noise,
+                    features: FeatureCache | None):
+    """Records for ``todo``, a batch at a time, longest utterances first (similar lengths share a batch: less
+    padding), each with its share of the batch's wall time."""
     image_size = model.video_encoder.image_size if model.video_encoder else None
-    dataset = AVDataset(todo, streams_of(modality), image_size)
-    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=False,
+    todo = sorted(todo, key=duration_s, reverse=True)
+    dataset = AVDataset(todo, streams_of(modality), image_size, features=features)
+    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=False, **loader_options(config, model.device),
                         collate_fn=functools.partial(_noisy_collate, noise=noise, snr=snr))
     references = {u.id: u.text or "" for u in todo}
+    durations = {u.id: duration_s(u) for u in todo}
+    model.feature_sink = features.put if features is not None else None
+    started = time.perf_counter()
     for batch in loader:
         hypotheses = {}
         if batch.ids:
             texts = model.generate(batch, modality=modality, beam_size=config.beam_size,
-                                   max_new_tokens=config.max_new_tokens)
+                                   max_new_tokens=config.max_new_tokens, rows=config.batch_size)
             hypotheses = dict(zip(batch.ids, texts))
         errors = dict(batch.bad)
+        seconds, started = (time.perf_counter() - started) / len(batch.order), time.perf_counter()
         yield [make_record(uid, modality, snr, references[uid], hypotheses.get(uid, ""), config.normalizer,
-                           errors.get(uid)) for uid in batch.order]
+                           errors.get(uid), timing=(durations[uid], seconds)) for uid in batch.order]
+
+
+def loader_options(config: DecodeConfig, device: torch.device) -> dict:
+    """Media decoding in ``num_workers`` processes (by default none on the CPU, where they would take the
+    model's cores, and up to 8 beside a GPU), into pinned memory for the copy to the GPU."""
+    workers = config.num_workers
+    if workers is None:
+        workers = 0 if device.type == "cpu" else min(8, max((os.cpu_count() or 1) - 1, 0))
+    return {"num_workers": workers, "pin_memory": device.type == "cuda",
+            **({"prefetch_factor": 4, "persistent_workers": False} if workers else {})}
 
 
 def _validate(config: DecodeConfig) -> None:
@@ -149,14 +171,24 @@ def _decode_all(config: DecodeConfig, utterances, modality: str, noise, output: 
 
     model = for_inference(load_checkpoint(config.model_path, dist.device(config.device)), config.precision)
     model.use_cuda_graphs(config.cuda_graphs)
-    with torch.inference_mode():
+    with torch.inference_mode(), reused_video(modality, utterances, config) as features:
         for snr in config.snr_db:
-            decode_cell(model, utterances[dist.rank::dist.world], modality, snr, config, hyps, noise)
-    if dist.world == 1:
-        return finish(output, hyps.records)
+            decode_cell(model, utterances[dist.rank::dist.world], modality, snr, config, hyps, noise, features)
     dist.barrier()
-    code = finish(output, merge(output, dist.world, utterances, modality, config.snr_db)) if dist.is_main else 0
+    code = finish(output, merge(output, dist.world, utterances)) if dist.is_main else 0
     return int(dist.broadcast(code))
+
+
+@contextlib.contextmanager
+def reused_video(modality: str, utterances: list[Utterance], config: DecodeConfig):
+    """Babble changes the audio alone: decoding audio+video at several SNRs, the video encoder's output for
+    an utterance is computed once, kept in a temporary feature cache (removed afterwards) and read by the
+    later cells. (Video alone copies its clean records: ``_same_as_clean``.) Yields None otherwise."""
+    if streams_of(modality) != ("video", "audio") or len(config.snr_db) < 2:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="clipwhisper-video-") as folder:
+        yield FeatureCache(Path(folder), {"video": "decode"}, utterances)
 
 
 def finish(output: Path, records: list[dict]) -> int:

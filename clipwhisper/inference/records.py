@@ -19,7 +19,9 @@ def record_key(record: dict) -> tuple[str, str, str]:
 
 
 def make_record(uid: str, modality: str, snr, ref: str, hyp: str, normalise_name: str,
-                error: str | None = None) -> dict:
+                error: str | None = None, timing: tuple[float, float] | None = None) -> dict:
+    """The record of one decoded utterance; ``timing`` is its media's seconds and its share of the wall
+    seconds its batch took (from which the summary's real-time factor comes)."""
     normalise = normalizer(normalise_name)
     ref_norm, hyp_norm = normalise(ref), normalise(hyp)
     words, chars = word_errors(ref_norm, hyp_norm), char_errors(ref_norm, hyp_norm)
@@ -30,6 +32,7 @@ def make_record(uid: str, modality: str, snr, ref: str, hyp: str, normalise_name
         "errors": words.errors, "ref_words": words.reference_length,
         "char_errors": chars.errors, "ref_chars": chars.reference_length,
         "error": error,
+        **({"media_s": round(timing[0], 3), "decode_s": timing[1]} if timing else {}),
     }
 
 

@@ -1,8 +1,9 @@
 """Decoding under torchrun: each rank decodes every N-th utterance into its own file; rank 0 merges.
 
 ``hyps.rank<R>.jsonl`` is resumable like ``hyps.jsonl``; the merge writes
-``hyps.jsonl`` in manifest order (cells in ``--snr-db`` order), exactly as a
-single process would, and removes the rank files.
+``hyps.jsonl`` cell by cell (in the order they were first decoded), each in
+manifest order, and removes the rank files. A single process, which decodes
+the longest utterances first, merges its own file the same way.
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ def rank_hyps(output: Path, rank: int) -> HypsFile:
     return hyps
 
 
-def merge(output: Path, world: int, utterances: list[Utterance], modality: str, cells: list) -> list[dict]:
-    """All ranks' records (and an earlier ``hyps.jsonl``'s) into ``hyps.jsonl``, in single-process order."""
+def merge(output: Path, world: int, utterances: list[Utterance]) -> list[dict]:
+    """All ranks' records and an earlier ``hyps.jsonl``'s (every cell it holds) into ``hyps.jsonl``."""
     sources = [output / "hyps.jsonl", *(rank_file(output, rank) for rank in range(world))]
     found = {record_key(r): r for path in sources if path.exists() for r in HypsFile(path).records}
-    order = [(u.id, modality, str(snr)) for snr in cells for u in utterances]
-    records = [found[key] for key in order if key in found]
+    cells = {cell: index for index, cell in enumerate(dict.fromkeys(key[1:] for key in found))}
+    position = {u.id: index for index, u in enumerate(utterances)}
+    records = sorted(found.values(), key=lambda r: (cells[record_key(r)[1:]], position.get(r["id"], len(position))))
     tmp = output / f".hyps.jsonl.tmp-{os.getpid()}"
     tmp.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     os.replace(tmp, output / "hyps.jsonl")

@@ -138,8 +138,9 @@ class Transcriber:
     def _generate(self, pieces: list[Media], modality: str | None) -> list[str]:
         items = [{"id": f"w{index}", "text": "", **({"audio": piece.audio} if piece.audio is not None else {}),
                   **({"video": piece.video} if piece.video is not None else {})} for index, piece in enumerate(pieces)]
+        # a dynamic KV cache: a file's few windows would not repay compiling a static cache's step
         return self.model.generate(collate(items), modality=modality or pieces[0].modality,
-                                   beam_size=self.beam_size, max_new_tokens=self.max_new_tokens)
+                                   beam_size=self.beam_size, max_new_tokens=self.max_new_tokens, static=False)
 
     @torch.inference_mode()
     def window_texts(self, pieces: Iterable[Media], modality: str | None = None) -> list[str]:

@@ -29,11 +29,15 @@ from .connector import Connector
 from .ctc import ctc_loss
 from .fusion import Fusion
 from .graphs import TrainingGraphs, graphs_of
-from .padding import pad_to_multiple
+from .padding import fixed_generation_shape, pad_to_multiple
 from .transfer import to_device
 from .video_encoder import ClipVideoEncoder
 
 IGNORE_INDEX = -100
+# Generation's prefix is padded to a multiple of this many tokens where its step is compiled (one compiled
+# shape per multiple): coarse, since every new shape costs a compilation and the padding only a few
+# masked positions in attention.
+PREFIX_MULTIPLE = 128
 
 
 def packing_order(mask: torch.Tensor) -> torch.Tensor:
@@ -88,9 +92,11 @@ class AVSRModel(nn.Module):
         gathers again every step); the LLM's training graphs not under DDP (its gradient accumulators live on
         the default stream, which a backward captured on another stream cannot wait on), nor for a full
         fine-tune (they keep each shape's parameter gradients: a whole LLM's), nor with checkpointed layers
-        (recomputation inside a graph is untested)."""
+        (recomputation inside a graph is untested). Generation's compiled per-token step, whose graphs
+        transformers captures, follows the same switch (``generate``)."""
         for graphs in graphs_of(self):
             graphs.enabled = wanted and wrapper != "fsdp"
+        self.static_generation = wanted and wrapper is None
         llm = self.config.llm
         self.llm_graphs.enabled &= wrapper != "ddp" and llm.finetune != "full" and not llm.gradient_checkpointing
 
@@ -252,12 +258,24 @@ class AVSRModel(nn.Module):
         return prefix.gather(1, order[..., None].expand(-1, -1, prefix.shape[-1])), mask.gather(1, order)
 
     @torch.no_grad()
-    def generate(self, batch: Batch, modality: str | None = None, beam_size: int = 1,
-                 max_new_tokens: int = 64) -> list[str]:
+    def generate(self, batch: Batch, modality: str | None = None, beam_size: int = 1, max_new_tokens: int = 64,
+                 rows: int | None = None, static: bool | None = None) -> list[str]:
+        """Transcripts for ``batch``. With ``static`` (by default on a GPU, unless CUDA graphs are off) the LLM
+        keeps a static KV cache and transformers compiles its per-token step, replayed as CUDA graphs. A
+        compiled step serves one shape, so the prefix is padded on the left (masked, as generation already
+        pads it) to a multiple of ``PREFIX_MULTIPLE`` tokens and the batch filled to ``rows`` with copies of its first
+        row: a test set then compiles a handful of shapes, not one per batch."""
         prefix, mask = self.generation_prefix(batch, modality)
+        if static is None:
+            static = self.static_generation and self.device.type == "cuda"
+        options = {}
+        if static:
+            prefix, mask = fixed_generation_shape(prefix, mask, rows or len(batch), PREFIX_MULTIPLE)
+            options["cache_implementation"] = "static"
         output = self.llm.generate(
             inputs_embeds=prefix, attention_mask=mask.long(), num_beams=beam_size, do_sample=False,
             max_new_tokens=max_new_tokens, eos_token_id=self.tokenizer.eos_token_id,
-            pad_token_id=self.tokenizer.pad_token_id,
+            pad_token_id=self.tokenizer.pad_token_id, **options,
         )
-        return [text.strip() for text in self.tokenizer.batch_decode(output, skip_special_tokens=True)]
+        texts = self.tokenizer.batch_decode(output[: len(batch)], skip_special_tokens=True)
+        return [text.strip() for text in texts]
