@@ -366,10 +366,10 @@ LINES = (("utt_s", "train utt/s", ".1f"), ("audio_s_s", "train audio-s/s", ".1f"
 def report(modality: str, results: dict, peak: float) -> None:
     nan = float("nan")
     ours, naive = results["ours"], results["naive"]
-    useful = ours["flops_per_utt"]  # FLOPs the work needs; the naive run's padding is not useful work
+    useful = ours.get("flops_per_utt", nan)  # FLOPs the work needs; the naive run's padding is not useful work
     for result in results.values():
         result["mfu"] = result.get("utt_s", nan) * result.get("useful_flops", useful) / peak
-    parts = ", ".join(f"{part} {flops / 1e9:.1f}" for part, flops in ours["flops_by_part"].items() if flops)
+    parts = ", ".join(f"{part} {flops / 1e9:.1f}" for part, flops in ours.get("flops_by_part", {}).items() if flops)
     print(f"{modality:5s} model GFLOP per training utterance: ours {useful / 1e9:.1f} ({parts}), "
           f"naive {naive.get('flops_per_utt', nan) / 1e9:.1f}; padding ours {ours['padding']:.1%}, "
           f"naive {naive.get('padding', nan):.1%}")
@@ -402,7 +402,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=None, help="CLIP's input size for every row (224)")
     parser.add_argument("--profile", action="store_true", help="print a profile of the first modality")
     parser.add_argument("--compile", action="store_true", help="also train with torch.compile'd LLM layers")
-    parser.add_argument("--skip", default="", help="parts to leave out, comma-separated: naive, decode")
+    parser.add_argument("--skip", default="", help="parts to leave out, comma-separated: naive, decode, train")
     args = parser.parse_args()
     device = torch.device("cpu" if args.quick or not torch.cuda.is_available() else "cuda")
     base = QUICK if args.quick else REFERENCE
@@ -425,12 +425,14 @@ def main() -> None:
         drawn = [to_device(b, device) for b in make_batches(durations, args.batch_size, rng, image, streams, False)]
         results = {}
         model = build(model_config(base, modality, False, args.image_size), tokenizer, device, fast)
-        results["ours"] = train_rate(model, bucketed, device, fast, steps)
-        cached = cached_batches(model, bucketed, device, fast)
-        result = train_rate(model, cached, device, fast, steps)
-        results["cached"] = {**result, "useful_flops": result["flops_per_utt"],
-                             "read": cache_read_rate(cached[0], streams)}
-        cached = None
+        results["ours"] = {}
+        if "train" not in args.skip:
+            results["ours"] = train_rate(model, bucketed, device, fast, steps)
+            cached = cached_batches(model, bucketed, device, fast)
+            result = train_rate(model, cached, device, fast, steps)
+            results["cached"] = {**result, "useful_flops": result["flops_per_utt"],
+                                 "read": cache_read_rate(cached[0], streams)}
+            cached = None
         middle = bucketed[len(bucketed) // 2]
         if args.profile:
             optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)

@@ -194,6 +194,10 @@ def test_transcribe_wav_mp4_and_a_long_file(checkpoint, synth_corpus, tmp_path):
     results = json.loads(result.stdout)
     assert [r["modality"] for r in results] == ["audio", "both", "audio"]
     assert results[2]["segments"] == 3 and results[2]["duration_s"] == pytest.approx(70.0)
+    for r in results:  # the real-time factor: media seconds per wall second
+        assert r["rtfx"] == pytest.approx(r["duration_s"] / r["decode_s"], rel=0.05)
+    total = sum(r["duration_s"] for r in results)
+    assert f"transcribed 3 file(s), {total:.1f} s of media in " in result.stderr and "RTFx" in result.stderr
     in_memory = clipwhisper.load(checkpoint).transcribe(Media(audio=load_audio(long_wav)))  # read whole, then cut
     assert results[2]["text"] == in_memory  # reading window by window from the file changes nothing
     assert all(isinstance(r["text"], str) for r in results)

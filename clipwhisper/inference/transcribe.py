@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,6 +195,11 @@ def load(path: str | Path, device: str = "auto", beam_size: int = 1, precision: 
     return Transcriber(model, beam_size=beam_size)
 
 
+def _speed(media_s: float, seconds: float) -> dict:
+    """Wall seconds and the real-time factor (media seconds per wall second, RTFx)."""
+    return {"decode_s": round(seconds, 3), "rtfx": round(media_s / max(seconds, 1e-9), 1)}
+
+
 class TranscribeFailed(ClipWhisperError):
     """Some files could not be transcribed (each named above, with its reason); the rest were."""
 
@@ -203,10 +209,12 @@ def run_transcribe(config, files: list[Path], output_format: str = "text", crop:
         raise typer.BadParameter(f"--format must be text or json, not {output_format!r}")
     transcriber = load(config.model_path, config.device, beam_size=config.beam_size, precision=config.precision,
                        cuda_graphs=config.cuda_graphs)
-    results, failed = [], []
+    results, failed, started = [], [], time.perf_counter()
     for path in files:  # a file that fails is reported and the others still transcribed
         try:
+            began = time.perf_counter()
             result = transcriber.transcribe_file(path, crop)
+            result |= _speed(result["duration_s"], time.perf_counter() - began)
         except ClipWhisperError as exc:
             if exc.exit_code != EXIT_RUNTIME:  # a usage error (a bad --prepare) stops at once, exit 2
                 raise
@@ -220,6 +228,11 @@ def run_transcribe(config, files: list[Path], output_format: str = "text", crop:
             typer.echo(result["text"] if len(files) == 1 else f"{path}\t{result['text']}")
     if output_format == "json":
         typer.echo(json.dumps(results, indent=2))
+    done = [r for r in results if "error" not in r]
+    if done:
+        total = _speed(sum(r["duration_s"] for r in done), time.perf_counter() - started)
+        typer.echo(f"transcribed {len(done)} file(s), {sum(r['duration_s'] for r in done):.1f} s of media in "
+                   f"{total['decode_s']:.1f} s: RTFx {total['rtfx']:.1f}", err=True)
     if failed:  # exit 1 after every result is out; one file's failure is its own message
         raise TranscribeFailed(failed[0] if len(files) == 1 else
                                f"{len(failed)} of {len(files)} files failed (first: {failed[0]})")

@@ -260,14 +260,15 @@ class AVSRModel(nn.Module):
     @torch.no_grad()
     def generate(self, batch: Batch, modality: str | None = None, beam_size: int = 1, max_new_tokens: int = 64,
                  rows: int | None = None, static: bool | None = None) -> list[str]:
-        """Transcripts for ``batch``. With ``static`` (by default on a GPU, unless CUDA graphs are off) the LLM
-        keeps a static KV cache and transformers compiles its per-token step, replayed as CUDA graphs. A
+        """Transcripts for ``batch``. With ``static`` (by default for greedy search on a GPU, unless CUDA graphs
+        are off) the LLM keeps a static KV cache and transformers compiles its per-token step, replayed as CUDA
+        graphs (beam search keeps the dynamic cache: on the H200 it ran faster with it, benchmarks/speed.py). A
         compiled step serves one shape, so the prefix is padded on the left (masked, as generation already
         pads it) to a multiple of ``PREFIX_MULTIPLE`` tokens and the batch filled to ``rows`` with copies of its first
         row: a test set then compiles a handful of shapes, not one per batch."""
         prefix, mask = self.generation_prefix(batch, modality)
         if static is None:
-            static = self.static_generation and self.device.type == "cuda"
+            static = self.static_generation and self.device.type == "cuda" and beam_size == 1
         options = {}
         if static:
             prefix, mask = fixed_generation_shape(prefix, mask, rows or len(batch), PREFIX_MULTIPLE)
