@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from rich.markup import escape
+
 from .config import DecodeConfig, TrainConfig, nested, packaged_config, resolve
 from .modality import MODALITIES
 from .runtime.folder_claim import output_folder
@@ -47,10 +49,10 @@ def _synth(corpus: Path, plan: DemoPlan) -> None:
     from .synth.corpus import SynthOptions, synthesise
 
     if (corpus / "test.wrd").exists() and (corpus / "noise" / "babble-train.wav").exists():
-        console.print(f"corpus: reusing {corpus}")
+        console.print(f"corpus: reusing {escape(str(corpus))}")
         return
     counts = synthesise(corpus, SynthOptions(utterances=plan.utterances, seed=0, image_size=plan.image_size))
-    console.print(f"corpus: {counts} utterances in {corpus}")
+    console.print(f"corpus: {escape(str(counts))} utterances in {escape(str(corpus))}")
 
 
 def _train(corpus: Path, run: Path, plan: DemoPlan, seed: int) -> Path:
@@ -58,7 +60,7 @@ def _train(corpus: Path, run: Path, plan: DemoPlan, seed: int) -> Path:
     from .training.loop import run_training
 
     if (run / "final" / "config.json").exists():
-        console.print(f"model: reusing {run / 'final'}")
+        console.print(f"model: reusing {escape(str(run / 'final'))}")
         return run / "final"
     config = resolve(TrainConfig, packaged_config("tiny"), nested({
         "data.path": corpus, "output_path": run, "max_epochs": plan.epochs, "keep_last": 1, "seed": seed,
@@ -174,5 +176,5 @@ def _run_demo(out: Path, plan: DemoPlan, quick: bool, seed: int) -> Path:
         f"{markdown_table(summary)}\n\n![WER against SNR](wer_vs_snr.png)\n",
         encoding="utf-8",
     )
-    console.print(f"demo done in {elapsed:.0f} s: {report}, {out / 'wer_vs_snr.png'}")
+    console.print(f"demo done in {elapsed:.0f} s: {escape(str(report))}, {escape(str(out / 'wer_vs_snr.png'))}")
     return report

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from rich.markup import escape
 from rich.table import Table
 
 from .data.auto_avsr import Units, read_csv, write_csv
@@ -40,7 +41,7 @@ def convert(source: Path, target: Path, spm: Path | None, dataset: str) -> int:
 def run_check(manifest: Path, wrd: Path | None, decode: bool, workers: int) -> None:
     utterances = read_manifest(manifest, wrd)
     report = check(utterances, decode, workers or os.cpu_count() or 1)
-    summary = Table(title=f"{manifest}", show_header=False)
+    summary = Table(title=escape(str(manifest)), show_header=False)
     rows = {"utterances": f"{report.utterances:,}", "hours": f"{report.seconds / 3600:.2f} ({report.seconds:,.0f} s)",
             "words": f"{report.words:,}", "vocabulary": f"{report.vocabulary:,}",
             "media": "decoded and counted" if decode else "existence only"}
@@ -49,7 +50,7 @@ def run_check(manifest: Path, wrd: Path | None, decode: bool, workers: int) -> N
     console.print(summary)
     console.print(histogram_table(report.histogram))
     for problem in report.problems[:20]:
-        status.print(f"[yellow]{problem}[/yellow]", soft_wrap=True)
+        status.print(f"[yellow]{escape(problem)}[/yellow]", soft_wrap=True)
     if report.problems:
         more = " (first 20 shown)" if len(report.problems) > 20 else ""
         raise ManifestProblems(f"{manifest}: {len(report.problems)} problems{more}")

@@ -160,6 +160,25 @@ def test_failed_utterance_is_counted_not_dropped(checkpoint, synth_corpus, tmp_p
     assert cell["ref_words"] == 24
 
 
+def test_transcripts_and_names_are_printed_as_written(checkpoint, synth_corpus, tmp_path):
+    """Text from data goes through rich unchanged: a `[noise]` tag stays, and `[/x]` is no markup error; the
+    same for a folder name in brackets, in decode's and inspect's output."""
+    utts = read_manifest(synth_corpus / "test.tsv")[:2]
+    utts = [type(u)(u.id, u.video, u.audio, u.n_video_frames, u.n_audio_samples, text)
+            for u, text in zip(utts, ["[noise] bin blue at f two now", "lay red [/x] by q"])]
+    folder = tmp_path / "[red]runs"
+    folder.mkdir()
+    write_manifest(folder / "t.tsv", folder, utts, wrd=folder / "t.wrd")
+    result = decode("--model-path", checkpoint, "--test-tsv", folder / "t.tsv", "--output-dir", folder / "o",
+                    "--max-new-tokens", "4", "--verbose", "--normalizer", "none")
+    assert result.exit_code == 0, result.output
+    assert "REF: [noise] bin blue at f two now" in result.output and "REF: lay red [/x] by q" in result.output
+    shutil.copytree(checkpoint, folder / "final")
+    shown = runner.invoke(app, ["inspect", str(folder / "final")])
+    assert shown.exit_code == 0, shown.output
+    assert "[red]runs" in shown.output.replace("\n", "")
+
+
 def test_modality_the_checkpoint_cannot_serve(checkpoint, synth_corpus, tmp_path):
     audio_only = tmp_path / "audio_ck"
     shutil.copytree(checkpoint, audio_only)

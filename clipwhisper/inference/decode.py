@@ -85,8 +85,9 @@ def _same_as_clean(todo: list[Utterance], modality: str, snr, hyps: HypsFile) ->
 
 def _print_records(records: list[dict], modality: str, snr) -> None:
     for record in records:
-        console.print(f"[bold]{record['id']}[/bold] ({modality}, {snr})\n  REF: {record['ref']}\n"
-                      f"  HYP: {record['hyp']}" + (f"\n  ERROR: {record['error']}" if record["error"] else ""))
+        error = f"\n  ERROR: {escape(record['error'])}" if record["error"] else ""
+        console.print(f"[bold]{escape(record['id'])}[/bold] ({modality}, {snr})\n  REF: {escape(record['ref'])}\n"
+                      f"  HYP: {escape(record['hyp'])}{error}")
 
 
 def _decode_batches(model: AVSRModel, todo: list[Utterance], modality: str, snr, config: DecodeConfig, noise,
@@ -197,7 +198,7 @@ def finish(output: Path, records: list[dict]) -> int:
     console.print(summary_table(summary))
     if summary["failed_utterances"]:
         failed = [f["id"] for cell in summary["cells"] for f in cell["failed"]]
-        console.print(f"[red]{len(failed)} utterances failed (counted as deletions): {', '.join(failed[:10])}"
-                      f"{' ...' if len(failed) > 10 else ''}; see {output / 'hyps.jsonl'}[/red]")
+        console.print(f"[red]{len(failed)} utterances failed (counted as deletions): {escape(', '.join(failed[:10]))}"
+                      f"{' ...' if len(failed) > 10 else ''}; see {escape(str(output / 'hyps.jsonl'))}[/red]")
         return 1
     return 0

@@ -6,6 +6,7 @@ import json
 from math import prod
 from pathlib import Path
 
+from rich.markup import escape
 from rich.table import Table
 
 from ..errors import CheckpointError
@@ -170,27 +171,28 @@ def run_inspect(path: Path, output_format: str = "table") -> None:
 
 def _print(info: dict) -> None:
     if info["kind"] == "run":
-        table = Table(title=f"Run {info['path']}")
+        table = Table(title=escape(f"Run {info['path']}"))
         for column in ("checkpoint", "step", "epoch", "valid WER", "resumable"):
             table.add_column(column)
         for ck in info["checkpoints"]:
             if not ck["complete"]:
-                table.add_row(ck["name"], "-", "-", "-", "incomplete")
+                table.add_row(escape(ck["name"]), "-", "-", "-", "incomplete")
                 continue
             wer = f"{100 * ck['valid_wer']:.2f}%" if ck.get("valid_wer") is not None else "-"
-            table.add_row(ck["name"], str(ck["step"]), str(ck["epoch"]), wer, "yes" if ck["resumable"] else "no")
+            table.add_row(escape(ck["name"]), str(ck["step"]), str(ck["epoch"]), wer,
+                          "yes" if ck["resumable"] else "no")
         console.print(table)
         _print_curves(info)
         return
     ctc = "".join(f", CTC {weight:g} on {stream}" for stream, weight in info["ctc_weights"].items())
-    console.print(f"[bold]{info['path']}[/bold]: modality {info['modality']}, fusion {info['fusion']}{ctc}, "
-                  f"LLM {info['llm']} ({info['finetune']}), prompt {info['prompt']!r}")
+    console.print(f"[bold]{escape(info['path'])}[/bold]: modality {info['modality']}, fusion {info['fusion']}{ctc}, "
+                  f"LLM {escape(str(info['llm']))} ({info['finetune']}), prompt {escape(repr(info['prompt']))}")
     table = Table(title="Components (weights: stored tensor elements, persistent buffers included)")
     for column in ("component", "weights", "trainable", "dtype", "source"):
         table.add_column(column, justify="right" if column in ("weights", "trainable") else "left")
     for row in info["components"]:
         params = f"{row['parameters']:,}" if row["parameters"] is not None else "-"
-        table.add_row(row["component"], params, f"{row['trainable']:,}", row["dtype"], row["source"])
+        table.add_row(row["component"], params, f"{row['trainable']:,}", row["dtype"], escape(row["source"]))
     console.print(table)
     training = info["training"]
     best = training.get("best_valid_wer")
@@ -200,7 +202,7 @@ def _print(info: dict) -> None:
     files.add_column("file")
     files.add_column("bytes", justify="right")
     for entry in info["files"]:
-        files.add_row(entry["path"], f"{entry['bytes']:,}")
+        files.add_row(escape(entry["path"]), f"{entry['bytes']:,}")
     console.print(files)
     console.print("[green]headers match the configuration[/green]" if not info["problems"] else
                   f"[red]{len(info['problems'])} problems[/red]")
@@ -216,7 +218,7 @@ def _print_curves(info: dict) -> None:
                           f"{curve['best']:.4g}", curve["sparkline"])
         console.print(table)
     if info["plots"]:
-        console.print("plots: " + ", ".join(str(Path(info["path"]) / name) for name in info["plots"]))
+        console.print("plots: " + escape(", ".join(str(Path(info["path"]) / name) for name in info["plots"])))
 
 
 def _referenced(manifest: dict, component: str, name: str) -> str:

@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -46,7 +47,7 @@ def _run(videos: dict[str, Path], options: Options, transcripts: Path | None, te
 
 
 def _summary(options: Options, split: str, total: int, skipped: int, listed: int, failures: dict[str, str]) -> None:
-    table = Table(title=f"prepare → {options.out / split}.tsv ({options.crop} crops, {options.size} px)")
+    table = Table(title=escape(f"prepare → {options.out / split}.tsv ({options.crop} crops, {options.size} px)"))
     for column in ("videos", "in the manifest", "done before", "failed"):
         table.add_column(column, justify="right")
     table.add_row(str(total), str(listed), str(skipped), str(len(failures)))
@@ -55,4 +56,4 @@ def _summary(options: Options, split: str, total: int, skipped: int, listed: int
     path.write_text("".join(json.dumps({"id": uid, "error": error}) + "\n" for uid, error in failures.items()),
                     encoding="utf-8")
     for uid, error in failures.items():
-        status.print(f"[yellow]{uid}: {error}[/yellow]", soft_wrap=True)
+        status.print(f"[yellow]{escape(uid)}: {escape(error)}[/yellow]", soft_wrap=True)

@@ -17,13 +17,15 @@ WHISPER_WINDOW_S = MAX_AUDIO_SAMPLES / SAMPLE_RATE
 
 def _at_most(tsv: Path, utterances: list[Utterance], limit_s: float, fps: float, what: str) -> list[Utterance]:
     """The utterances of at most ``limit_s``; the longer ones are left out of training with a warning."""
+    from rich.markup import escape
+
     from ..runtime.report import status
 
     kept = [u for u in utterances if duration_s(u, fps) <= limit_s]
     if len(kept) < len(utterances):
         first = next(u.id for u in utterances if duration_s(u, fps) > limit_s)
-        status.print(f"[yellow]{tsv}: left out {len(utterances) - len(kept)} utterances longer than {what} "
-                     f"(first: {first})[/yellow]", soft_wrap=True)
+        status.print(f"[yellow]{escape(str(tsv))}: left out {len(utterances) - len(kept)} utterances longer than "
+                     f"{what} (first: {escape(first)})[/yellow]", soft_wrap=True)
     return kept
 
 

@@ -194,7 +194,7 @@ class Trainer:
             (self.run.path / "config.yaml").write_text(to_yaml(config), encoding="utf-8")
         report.console.print(report.parameter_table(component_rows(self.model.components())))
         if self.resume_from:
-            report.console.print(f"resumed from {self.resume_from} at step {progress.step}")
+            report.console.print(f"resumed from {escape(str(self.resume_from))} at step {progress.step}")
         tracker = UpdateTracker(self.model.components()) if config.log_param_updates else None
         valid_loader = self._loader(self.valid_set)
         with report.make_progress(self.total_steps, progress.step) as bar, stop_requests() as stop:
@@ -408,8 +408,8 @@ class Trainer:
 
     def _report_feature_cache(self) -> None:
         if self.features is not None and self.features.streams:
-            report.status.print(f"feature cache {self.features.root}: {self.features.writes} encoder outputs "
-                                f"stored this run ({', '.join(self.features.streams)})")
+            report.status.print(f"feature cache {escape(str(self.features.root))}: {self.features.writes} encoder "
+                                f"outputs stored this run ({', '.join(self.features.streams)})")
 
     def _report_bad_samples(self) -> None:
         if self.progress.bad_samples:
@@ -422,5 +422,6 @@ def run_training(config: TrainConfig) -> Path:
     with Distributed.from_env(config.device).closing() as dist:  # also when setting up fails on every rank
         with claimed(config.output_path) if dist.is_main else contextlib.nullcontext():  # one writer per folder
             final = Trainer(config, dist).fit()
-    report.console.print(f"training done in {time.perf_counter() - started:.1f} s; final checkpoint: {final}")
+    report.console.print(f"training done in {time.perf_counter() - started:.1f} s; final checkpoint: "
+                         f"{escape(str(final))}")
     return final
