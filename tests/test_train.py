@@ -33,6 +33,19 @@ def log_records(run, event="train"):
     return [r for r in map(json.loads, lines) if r.get("event") == event]
 
 
+def test_off_a_terminal_training_prints_plain_progress_lines(synth_corpus, tmp_path, capsys):
+    """A batch job's log (stderr not a terminal) gets a line per progress_every_s, with the same fields in
+    train_log.jsonl; the last step always has one."""
+    run_training(tiny(synth_corpus, tmp_path, max_steps=4, progress_every_s=1e-6))
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("step ")]
+    assert [line.split()[1] for line in lines] == ["1/4", "2/4", "3/4", "4/4"]
+    assert all(" epoch 1 loss " in line and " grad-norm " in line and " utt/s ETA " in line for line in lines)
+    records = log_records(tmp_path, "progress")
+    assert [r["step"] for r in records] == [1, 2, 3, 4] and records[-1]["eta_s"] == 0
+    assert all(r["grad_norm"] > 0 and r["utterances_per_s"] > 0 and r["lr"] > 0 for r in records)
+    assert [r["loss"] for r in records] == [r["loss"] for r in log_records(tmp_path)]  # log_every 1
+
+
 def a_batch(corpus, model, n=4):
     streams = [s for s in ("audio", "video") if s in model.streams]
     size = model.video_encoder.image_size if model.video_encoder else None
@@ -84,7 +97,9 @@ def test_checkpoint_loads_back_to_identical_outputs(both_run, synth_corpus):
 
 
 def all_records(run):
-    return [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+    """The log but its progress lines, whose speeds and times are the wall clock's."""
+    lines = (run / "train_log.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r.get("event") != "progress"]
 
 
 def same_weights(a_folder, b_folder) -> bool:

@@ -48,30 +48,55 @@ def update_table(step: int, updates: dict) -> Table:
 
 
 class _TrainProgress:
-    """A rich progress bar with loss, learning rate and utterances/s; silent when stderr is not a terminal."""
+    """A rich progress bar with loss, learning rate and utterances/s on a terminal; elsewhere (a batch job's
+    log) a plain line every ``every_s`` seconds: step, epoch, loss, learning rate, gradient norm, utterances/s
+    and the time left."""
 
-    def __init__(self, total: int, done: int):
+    def __init__(self, total: int, done: int, every_s: float):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.bar = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                             TextColumn("{task.fields[info]}"), console=status, disable=not status.is_terminal)
         self.task = self.bar.add_task("train", total=total, completed=done, info="")
-        self.last = None
+        self.total, self.step, self.every_s = total, done, every_s
+        self.last = self.started = self.printed = None
+        self.utterances = 0  # since the last plain line
+        self.first_step = done
 
     def __enter__(self):
         self.bar.__enter__()
-        self.last = time.perf_counter()
+        self.last = self.started = self.printed = time.perf_counter()
         return self
 
     def __exit__(self, *exc):
         return self.bar.__exit__(*exc)
 
-    def advance(self, loss: float, lr: float, utterances: int) -> None:
+    def advance(self, loss: float, lr: float, utterances: int, epoch: int = 0, grad_norm=None) -> dict | None:
+        """One optimiser step; returns the fields of the plain line when one is printed (for the log)."""
         now = time.perf_counter()
         rate = utterances / max(now - self.last, 1e-9)
-        self.last = now
+        self.last, self.step = now, self.step + 1
+        self.utterances += utterances
         self.bar.update(self.task, advance=1, info=f"loss {loss:.3f}  lr {lr:.2e}  {rate:.1f} utt/s")
+        if status.is_terminal or (now - self.printed < self.every_s and self.step < self.total):
+            return None
+        line = {"step": self.step, "total_steps": self.total, "epoch": epoch, "loss": loss, "lr": lr,
+                "grad_norm": None if grad_norm is None else float(grad_norm),
+                "utterances_per_s": self.utterances / max(now - self.printed, 1e-9),
+                "eta_s": (self.total - self.step) * (now - self.started) / max(self.step - self.first_step, 1)}
+        self.printed, self.utterances = now, 0
+        norm = "-" if line["grad_norm"] is None else f"{line['grad_norm']:.3g}"
+        status.print(f"step {self.step}/{self.total} epoch {epoch + 1} loss {loss:.4f} lr {lr:.2e} grad-norm {norm} "
+                     f"{line['utterances_per_s']:.1f} utt/s ETA {_duration(line['eta_s'])}", markup=False,
+                     highlight=False, soft_wrap=True)
+        return line
 
 
-def make_progress(total: int, done: int) -> _TrainProgress:
-    return _TrainProgress(total, done)
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def make_progress(total: int, done: int, every_s: float = 30.0) -> _TrainProgress:
+    return _TrainProgress(total, done, every_s)

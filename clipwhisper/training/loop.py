@@ -85,6 +85,7 @@ def build_model(config: TrainConfig, train_texts: list[str], amp_dtype: torch.dt
 class Trainer:
     def __init__(self, config: TrainConfig, dist: Distributed | None = None):
         self.config = config
+        self.grad_norm = None  # the last step's, before clipping (a device tensor)
         self.splits = load_splits(config)  # every check before any model loads
         self.dist = dist or Distributed.from_env(config.device)
         if self.dist.is_main:  # the others wait: they would read identity.json while rank 0 writes it
@@ -197,7 +198,8 @@ class Trainer:
             report.console.print(f"resumed from {escape(str(self.resume_from))} at step {progress.step}")
         tracker = UpdateTracker(self.model.components()) if config.log_param_updates else None
         valid_loader = self._loader(self.valid_set)
-        with report.make_progress(self.total_steps, progress.step) as bar, stop_requests() as stop:
+        with report.make_progress(self.total_steps, progress.step, config.progress_every_s) as bar, \
+                stop_requests() as stop:
             while progress.step < self.total_steps and progress.epoch < config.max_epochs:
                 self.sampler.set_epoch(progress.epoch, skip=progress.batches_done)
                 self.train_set.epoch = progress.epoch
@@ -207,7 +209,10 @@ class Trainer:
                     progress.batches_done += len(group)
                     if loss is not None:
                         self._remember(loss)
-                        bar.advance(loss, self.scheduler.get_last_lr()[0], sum(len(b) for b in group))
+                        line = bar.advance(loss, self.scheduler.get_last_lr()[0], sum(len(b) for b in group),
+                                           progress.epoch, self.grad_norm)
+                        if line:
+                            self.run.log({"event": "progress", **line})
                         self._after_step(tracker, valid_loader)
                     stopping = self._stopping(stop)
                     if progress.step >= self.total_steps or stopping:
@@ -287,7 +292,8 @@ class Trainer:
         self.progress.skipped_steps = 0
         if self.config.grad_clip:
             self.scaler.unscale_(self.optimizer)
-            clip_gradients([p for p in self.model.parameters() if p.requires_grad], self.config.grad_clip)
+            self.grad_norm = clip_gradients([p for p in self.model.parameters() if p.requires_grad],
+                                            self.config.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()

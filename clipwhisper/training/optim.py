@@ -33,7 +33,9 @@ def configure_scheduler(optimizer, config: TrainConfig, total_steps: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_multiplier(step, warmup, total_steps))
 
 
-def clip_gradients(params: list[torch.Tensor], max_norm: float) -> None:
-    """Scale the gradients to a total norm of at most ``max_norm``; under FSDP the norm covers all shards."""
-    norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
-    torch.nn.utils.clip_grads_with_norm_(params, max_norm, full(norm))
+def clip_gradients(params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """Scale the gradients to a total norm of at most ``max_norm``; under FSDP the norm covers all shards.
+    Returns the norm before clipping (on the device: reading it waits for the step)."""
+    norm = full(torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None]))
+    torch.nn.utils.clip_grads_with_norm_(params, max_norm, norm)
+    return norm
