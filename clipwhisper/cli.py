@@ -19,7 +19,7 @@ app = typer.Typer(
     name="clipwhisper",
     help="Audio-visual speech recognition: Whisper + CLIP encoders feeding a Llama-style LLM.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 
@@ -48,9 +48,31 @@ def reports_errors(command):
     return wrapper
 
 
+def _show_version(wanted: bool) -> None:
+    """The package's version and what it runs on, for bug reports."""
+    if not wanted:
+        return
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torch
+
+    try:
+        ours = version("clipwhisper")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        ours = "(not installed)"
+    cuda = torch.version.cuda or "none"
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
+    python = platform.python_version()
+    typer.echo(f"clipwhisper {ours} (torch {torch.__version__}, CUDA {cuda}, {gpu}; Python {python})")
+    raise typer.Exit()
+
+
 @app.callback()
 def _global(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks (also CLIPWHISPER_DEBUG=1)."),
+    version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                 help="Show the version, torch's and CUDA's, and exit."),
 ):
     _state["debug"] = debug or os.environ.get("CLIPWHISPER_DEBUG", "") not in ("", "0")
 
@@ -58,7 +80,8 @@ def _global(
 ConfigOption = typer.Option(None, "--config", "-c", help="YAML config file, or the name of a packaged one (tiny).")
 PrintConfigOption = typer.Option(False, "--print-config", help="Print the resolved config as YAML and exit.")
 DeviceOption = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:1, ...")
-PrecisionOption = typer.Option(None, "--precision", help="auto (bf16 on a GPU, fp32 on the CPU), bf16, fp16, fp32.")
+PrecisionOption = typer.Option(None, "--precision", metavar="[auto|bf16|fp16|fp32]",
+                               help="auto (default: bf16 on a GPU, fp32 on the CPU), bf16, fp16, fp32.")
 CudaGraphsOption = typer.Option(None, "--cuda-graphs/--no-cuda-graphs",
                                 help="Replay CUDA graphs of frozen encoders and a LoRA LLM, and decode with a "
                                 "static KV cache and a compiled per-token step (default: on; GPU only).")
@@ -93,7 +116,8 @@ def train(
     config: str | None = ConfigOption,
     data_path: Path | None = typer.Option(None, "--data-path", "--data_path", help="Folder with train/valid TSV+WRD."),
     output_path: Path | None = typer.Option(None, "--output-path", "--output_path", help="Run folder."),
-    modality: str | None = typer.Option(None, "--modality", help="audio, video or both."),
+    modality: str | None = typer.Option(None, "--modality", metavar="[audio|video|both]",
+                                        help="What the model reads (default: both)."),
     batch_size: int | None = typer.Option(None, "--batch-size", "--batch_size"),
     max_epochs: int | None = typer.Option(None, "--max-epochs", "--max_epochs"),
     max_steps: int | None = typer.Option(None, "--max-steps", "--max_steps"),
@@ -109,8 +133,10 @@ def train(
     seed: int | None = typer.Option(None, "--seed"),
     device: str | None = DeviceOption,
     feature_cache: Path | None = typer.Option(None, "--feature-cache", help="Cache frozen encoder outputs here."),
-    on_bad_sample: str | None = typer.Option(None, "--on-bad-sample", help="skip (default) or fail."),
-    strategy: str | None = typer.Option(None, "--strategy", help="Under torchrun: ddp (default) or fsdp."),
+    on_bad_sample: str | None = typer.Option(None, "--on-bad-sample", metavar="[skip|fail]",
+                                             help="skip (default) or fail."),
+    strategy: str | None = typer.Option(None, "--strategy", metavar="[ddp|fsdp]",
+                                        help="Under torchrun: ddp (default) or fsdp."),
     compile_llm: bool | None = typer.Option(None, "--compile/--no-compile",
                                             help="torch.compile the LLM's layers (default: on a GPU)."),
     cuda_graphs: bool | None = CudaGraphsOption,
@@ -140,14 +166,16 @@ def decode(
     model_path: Path | None = typer.Option(None, "--model-path", "--model_path", help="Checkpoint folder."),
     test_tsv: Path | None = typer.Option(None, "--test-tsv", "--test_data", "--test-data", help="Manifest TSV."),
     test_wrd: Path | None = typer.Option(None, "--test-wrd", "--test_wrd", help="Transcripts (default: TSV's .wrd)."),
-    modality: str | None = typer.Option(None, "--modality", help="audio, video or both (default: checkpoint's)."),
+    modality: str | None = typer.Option(None, "--modality", metavar="[audio|video|both]",
+                                        help="default: the checkpoint's."),
     output_dir: Path | None = typer.Option(None, "--output-dir", "--output_dir"),
     batch_size: int | None = typer.Option(None, "--batch-size", "--batch_size"),
     beam_size: int | None = typer.Option(None, "--beam-size", "--beam_size"),
     max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", "--max_new_tokens"),
     snr_db: list[str] | None = typer.Option(None, "--snr-db", help="Repeatable: clean, 10, 0, -5 ..."),
     noise: Path | None = typer.Option(None, "--noise", help="Noise wav mixed in at each --snr-db."),
-    normalizer: str | None = typer.Option(None, "--normalizer", help="whisper (default), basic or none."),
+    normalizer: str | None = typer.Option(None, "--normalizer", metavar="[whisper|basic|none]",
+                                          help="whisper (default), basic or none."),
     num_workers: int | None = typer.Option(None, "--num-workers", "--num_workers", help="Media-decoding "
                                            "processes (default: none on the CPU, up to 8 beside a GPU)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Print REF/HYP per utterance."),
@@ -184,10 +212,11 @@ def decode(
 def transcribe(
     files: list[Path] = typer.Argument(..., help="Audio or video files."),
     model_path: Path = typer.Option(..., "--model-path", "--model_path", help="Checkpoint folder."),
-    output_format: str = typer.Option("text", "--format", help="text or json."),
+    output_format: str = typer.Option("text", "--format", metavar="[text|json]", help="text (default) or json."),
     device: str | None = DeviceOption,
     precision: str | None = PrecisionOption,
-    crop: str | None = typer.Option(None, "--prepare", help="Crop raw video first, as `prepare` does: mouth or face."),
+    crop: str | None = typer.Option(None, "--prepare", metavar="[mouth|face]",
+                                    help="Crop raw video first, as `prepare` does."),
     cuda_graphs: bool | None = CudaGraphsOption,
 ):
     """Transcribe audio or video files with a checkpoint."""
@@ -204,7 +233,8 @@ def prepare(
     inputs: list[Path] = typer.Argument(..., help="Video files, or folders searched for videos."),
     out: Path = typer.Option(..., "--out", help="Output folder: video/, audio/, SPLIT.tsv, SPLIT.wrd."),
     transcripts: Path | None = typer.Option(None, "--transcripts", help="'id text' lines (id: the file's stem)."),
-    crop: str = typer.Option("mouth", "--crop", help="mouth (96x96 around the mouth) or face."),
+    crop: str = typer.Option("mouth", "--crop", metavar="[mouth|face]",
+                             help="mouth (default: 96x96 around the mouth) or face."),
     size: int = typer.Option(96, "--size", min=16, help="Crop size in pixels."),
     split: str = typer.Option("test", "--split", help="The manifest's name."),
     workers: int = typer.Option(0, "--workers", min=0, help="Processes (0: one per core)."),
@@ -296,7 +326,7 @@ def manifest_from_folder(
 @reports_errors
 def inspect(
     path: Path = typer.Argument(..., help="A checkpoint folder or a run folder."),
-    output_format: str = typer.Option("table", "--format", help="table or json."),
+    output_format: str = typer.Option("table", "--format", metavar="[table|json]", help="table (default) or json."),
 ):
     """Show a checkpoint's configuration, components, files and training state."""
     from .inference.inspect import run_inspect

@@ -53,6 +53,22 @@ def test_config_errors_are_one_line_with_exit_code_2(tmp_path):
     assert "unknown key 'modell'" in lines[0] and "model.modality" in lines[0]
 
 
+def test_version_completion_and_choices_in_help():
+    from importlib.metadata import version
+
+    import torch
+
+    shown = runner.invoke(app, ["--version"])
+    assert shown.exit_code == 0 and shown.stdout.startswith(f"clipwhisper {version('clipwhisper')} (torch ")
+    assert torch.__version__ in shown.stdout
+    completion = runner.invoke(app, ["--show-completion", "bash"], prog_name="clipwhisper")
+    assert completion.exit_code == 0 and "_CLIPWHISPER_COMPLETE" in completion.stdout
+    for command, choices in (("train", ["[audio|video|both]", "[ddp|fsdp]"]),
+                             ("decode", ["[audio|video|both]", "[whisper|basic|none]", "[auto|bf16|fp16|fp32]"])):
+        text = runner.invoke(app, [command, "--help"], env={"COLUMNS": "250"}).stdout
+        assert all(choice in text for choice in choices), text
+
+
 def test_unknown_packaged_config_is_a_usage_error():
     result = runner.invoke(app, ["train", "-c", "huge", "--print-config"])
     assert result.exit_code == 2 and "no packaged config" in result.stderr
