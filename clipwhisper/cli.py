@@ -79,6 +79,8 @@ def _global(
 
 ConfigOption = typer.Option(None, "--config", "-c", help="YAML config file, or the name of a packaged one (tiny).")
 PrintConfigOption = typer.Option(False, "--print-config", help="Print the resolved config as YAML and exit.")
+SetOption = typer.Option(None, "--set", metavar="KEY=VALUE",
+                         help="Any setting by its dotted key, e.g. model.fusion.kind=sum (repeatable).")
 DeviceOption = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:1, ...")
 PrecisionOption = typer.Option(None, "--precision", metavar="[auto|bf16|fp16|fp32]",
                                help="auto (default: bf16 on a GPU, fp32 on the CPU), bf16, fp16, fp32.")
@@ -97,11 +99,18 @@ def _config_path(config: str | None) -> Path | None:
     return packaged_config(config)
 
 
-def _resolve(kind: str, config: str | None, flags: dict):
+def _resolve(kind: str, config: str | None, flags: dict, sets: list[str] | None = None):
+    """Flags and ``--set`` items over the environment, the YAML file and the defaults; a key given both ways
+    is a usage error."""
     from . import config as cfg
+    from .errors import ConfigError
 
     cls = {"train": cfg.TrainConfig, "decode": cfg.DecodeConfig}[kind]
-    return cfg.resolve(cls, _config_path(config), cfg.nested(flags))
+    extra = cfg.parse_sets(cls, sets or [])
+    twice = [key for key in extra if flags.get(key) is not None]
+    if twice:
+        raise ConfigError("--set", [f"'{key}' is also given by its own flag; give it once" for key in twice])
+    return cfg.resolve(cls, _config_path(config), cfg.nested({**flags, **extra}))
 
 
 def _print_config(resolved) -> None:
@@ -140,6 +149,7 @@ def train(
     compile_llm: bool | None = typer.Option(None, "--compile/--no-compile",
                                             help="torch.compile the LLM's layers (default: on a GPU)."),
     cuda_graphs: bool | None = CudaGraphsOption,
+    sets: list[str] | None = SetOption,
     print_config: bool = PrintConfigOption,
 ):
     """Train an audio, video or audio-visual model; writes a run folder with checkpoints."""
@@ -151,7 +161,7 @@ def train(
         "feature_cache": feature_cache, "on_bad_sample": on_bad_sample,
         "strategy": strategy, "compile": compile_llm, "model.video_encoder.image_size": video_image_size,
         "cuda_graphs": cuda_graphs,
-    })
+    }, sets)
     if print_config:
         return _print_config(resolved)
     from .training.loop import run_training
@@ -186,6 +196,7 @@ def decode(
     device: str | None = DeviceOption,
     precision: str | None = PrecisionOption,
     cuda_graphs: bool | None = CudaGraphsOption,
+    sets: list[str] | None = SetOption,
     print_config: bool = PrintConfigOption,
 ):
     """Decode a test set and report WER per modality and SNR."""
@@ -195,7 +206,7 @@ def decode(
         "max_new_tokens": max_new_tokens, "snr_db": snr_db, "noise": noise, "normalizer": normalizer,
         "verbose": verbose or None, "overwrite": overwrite or None, "device": device, "precision": precision,
         "cuda_graphs": cuda_graphs, "num_workers": num_workers,
-    })
+    }, sets)
     if print_config:
         return _print_config(resolved)
     if single_file:

@@ -7,8 +7,9 @@ Unknown keys are rejected by name and every problem is reported at once.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -273,3 +274,56 @@ def packaged_config(name: str) -> Path:
         known = ", ".join(sorted(p.stem for p in PACKAGED_CONFIGS.glob("*.yaml")))
         raise ConfigError(name, [f"no packaged config of that name (known: {known})"])
     return path
+
+
+def _model_of(annotation) -> type[BaseModel] | None:
+    """The settings class a field holds (through ``X | None``), or None for a plain value or a mapping."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((arg for arg in get_args(annotation) if isinstance(arg, type) and issubclass(arg, BaseModel)), None)
+
+
+def _check_key(cls: type[BaseModel], dotted: str) -> None:
+    """Raise ``ConfigError`` unless ``dotted`` names a setting of ``cls``, suggesting the nearest one."""
+    model: type[BaseModel] | None = cls
+    for depth, part in enumerate(dotted.split(".")):
+        if model is None:  # inside a mapping (e.g. vision_cfg): its keys are free
+            return
+        if part not in model.model_fields:
+            prefix = ".".join(dotted.split(".")[:depth])
+            known = [f"{prefix}.{name}" if prefix else name for name in model.model_fields]
+            near = difflib.get_close_matches(dotted, known + _leaves(model, prefix), n=1, cutoff=0.5)
+            hint = f" (did you mean '{near[0]}'?)" if near else ""
+            raise ConfigError("--set", [f"unknown key '{dotted}'{hint}"])
+        model = _model_of(model.model_fields[part].annotation)
+
+
+def _leaves(model: type[BaseModel], prefix: str) -> list[str]:
+    """Every dotted key below ``model``, for suggestions."""
+    keys = []
+    for name, field in model.model_fields.items():
+        key = f"{prefix}.{name}" if prefix else name
+        inner = _model_of(field.annotation)
+        keys += _leaves(inner, key) if inner else [key]
+    return keys
+
+
+def parse_sets(cls: type[BaseModel], items: list[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` items as a flat ``{dotted key: value}``; values read as YAML scalars or lists
+    (``4``, ``1e-3``, ``true``, ``[-5, 5]``, ``sum``), keys checked against ``cls``."""
+    flat: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError("--set", [f"expected KEY=VALUE, got '{item}'"])
+        _check_key(cls, key)
+        if key in flat:
+            raise ConfigError("--set", [f"'{key}' set twice"])
+        try:
+            flat[key] = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError("--set", [f"{key}: not a value ({exc.problem})"]) from None
+        if flat[key] is None:
+            raise ConfigError("--set", [f"{key}: no value"])
+    return flat

@@ -1,4 +1,5 @@
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from clipwhisper.cli import app
@@ -67,6 +68,23 @@ def test_version_completion_and_choices_in_help():
                              ("decode", ["[audio|video|both]", "[whisper|basic|none]", "[auto|bf16|fp16|fp32]"])):
         text = runner.invoke(app, [command, "--help"], env={"COLUMNS": "250"}).stdout
         assert all(choice in text for choice in choices), text
+
+
+def test_set_reaches_nested_settings_and_rejects_typos_and_doubles():
+    result = runner.invoke(app, ["train", "-c", "tiny", "--set", "model.fusion.kind=sum", "--set",
+                                 "model.video_connector.ctc_weight=0.25", "--set", "grad_accum=2", "--set",
+                                 "data.noise_snr_db=[-5, 5]", "--print-config"])
+    assert result.exit_code == 0, result.output
+    resolved = yaml.safe_load(result.stdout)
+    assert resolved["model"]["fusion"]["kind"] == "sum" and resolved["grad_accum"] == 2
+    assert resolved["model"]["video_connector"]["ctc_weight"] == 0.25 and resolved["data"]["noise_snr_db"] == [-5, 5]
+    typo = runner.invoke(app, ["train", "-c", "tiny", "--set", "model.fusion.knd=sum", "--print-config"])
+    assert typo.exit_code == 2 and "unknown key 'model.fusion.knd' (did you mean 'model.fusion.kind'?)" in typo.stderr
+    twice = runner.invoke(app, ["decode", "--batch-size", "4", "--set", "batch_size=8", "--print-config"])
+    assert twice.exit_code == 2 and "'batch_size' is also given by its own flag" in twice.stderr
+    bad = runner.invoke(app, ["decode", "--set", "beam_size=0", "--print-config"])
+    assert bad.exit_code == 2 and "beam_size" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    assert runner.invoke(app, ["decode", "--set", "beam_size", "--print-config"]).exit_code == 2
 
 
 def test_unknown_packaged_config_is_a_usage_error():
