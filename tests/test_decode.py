@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import subprocess
 
 import jiwer
 import numpy as np
@@ -17,6 +18,7 @@ from clipwhisper.data.metrics import char_errors, word_errors
 from clipwhisper.data.noise import mix_at_snr
 from clipwhisper.data.utterance import duration_s
 from clipwhisper.inference.transcribe import Media, join_overlapping, windows
+from clipwhisper.inference.trn import cell_stem
 
 runner = CliRunner()
 
@@ -105,6 +107,31 @@ def test_a_grid_decode_equals_each_cell_decoded_alone(untrained_checkpoint, synt
         alone += read_records(tmp_path / snr / "hyps.jsonl")
     assert untimed(together) == untimed(alone) and len(together) == 3 * 12
     assert len({r["hyp"] for r in together}) > 5  # outputs that depend on the input
+    check_trn_with_sclite(tmp_path / "grid")
+
+
+def check_trn_with_sclite(folder):
+    """NIST's sclite scores the trn files as our summary does; scores.txt holds the same percentages."""
+    cells = json.loads((folder / "summary.json").read_text())["cells"]
+    scores = (folder / "scores.txt").read_text()
+    sctk = shutil.which("sctk")
+    for cell in cells:
+        stem = cell_stem(cell["modality"], cell["snr"])
+        err = 100 * cell["errors"] / cell["ref_words"]
+        assert f"| {stem:16s} | {cell['utterances']:5d} {cell['ref_words']:6d} |" in scores
+        assert f"{err:5.1f} " in scores.split(stem)[1].splitlines()[0]
+        if sctk is None:
+            continue
+        trn = folder / "trn" / stem
+        out = subprocess.run([sctk, "sclite", "-r", f"{trn}.ref.trn", "trn", "-h", f"{trn}.hyp.trn", "trn", "-i",
+                              "wsj", "-o", "sum", "stdout"], capture_output=True, text=True, check=True).stdout
+        total = next(line for line in out.splitlines() if "Sum/Avg" in line).replace("|", " ").split()
+        snt, wrd, corr, sub, dele, ins, error = (float(v) for v in total[1:8])
+        assert (snt, wrd) == (cell["utterances"], cell["ref_words"])
+        assert error == pytest.approx(err, abs=0.05) and sub == pytest.approx(
+            100 * cell["substitutions"] / cell["ref_words"], abs=0.05)
+    if sctk is None:
+        pytest.skip("sclite (Debian's sctk package) is not installed: the trn files were not scored by it")
 
 
 def test_static_cache_generation_gives_the_same_tokens(untrained_checkpoint, synth_corpus):

@@ -39,6 +39,7 @@ from .decode_folder import settle_decode_folder
 from .records import HypsFile, make_record
 from .sharding import merge, rank_hyps
 from .summary import summarise, summary_table
+from .trn import write_trn
 
 
 def _noisy_collate(items: list[dict], noise, snr) -> Batch:
@@ -195,6 +196,7 @@ def reused_video(modality: str, utterances: list[Utterance], config: DecodeConfi
 def finish(output: Path, records: list[dict]) -> int:
     summary = summarise(records)
     (output / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    write_trn(output, records)
     console.print(summary_table(summary))
     if summary["failed_utterances"]:
         failed = [f["id"] for cell in summary["cells"] for f in cell["failed"]]

@@ -26,7 +26,8 @@ def decode_identity(config: DecodeConfig) -> dict:
 
 
 def our_files(output: Path) -> list[Path]:
-    return [output / "hyps.jsonl", output / "summary.json", output / IDENTITY_FILE, *output.glob("hyps.rank*.jsonl")]
+    return [output / "hyps.jsonl", output / "summary.json", output / "scores.txt", output / IDENTITY_FILE,
+            *output.glob("hyps.rank*.jsonl"), *output.glob("trn/*.ref.trn"), *output.glob("trn/*.hyp.trn")]
 
 
 def settle_decode_folder(config: DecodeConfig, output: Path) -> None:
