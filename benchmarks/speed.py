@@ -36,7 +36,7 @@ from clipwhisper.data.utterance import Utterance
 from clipwhisper.model.avsr import AVSRModel, packing_order
 from clipwhisper.model.compiled import compile_llm_layers
 from clipwhisper.model.graphs import graphs_of
-from clipwhisper.model.llm import apply_finetuning, build_base_llm
+from clipwhisper.model.llm import apply_finetuning, build_base_llm, decoder_of
 from clipwhisper.model.precision import cast_frozen, configure_kernels, for_inference
 from clipwhisper.model.tokenizer import train_tokenizer
 from clipwhisper.synth.grammar import sample_sentence
@@ -485,7 +485,7 @@ def main() -> None:
 def masked_hidden(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """The LLM over the holed sequence with its mask, then the hidden states put in packed order."""
     positions = (mask.long().cumsum(-1) - 1).masked_fill(~mask, 0)
-    hidden = self.llm.get_decoder()(inputs_embeds=embeds, attention_mask=mask.long(), position_ids=positions,
+    hidden = decoder_of(self.llm)(inputs_embeds=embeds, attention_mask=mask.long(), position_ids=positions,
                                     use_cache=False).last_hidden_state
     return hidden.gather(1, packing_order(mask)[..., None].expand(-1, -1, hidden.shape[-1]))
 

@@ -253,6 +253,26 @@ def test_transcribe_wav_mp4_and_a_long_file(checkpoint, synth_corpus, tmp_path):
     assert model.transcribe(utt.audio) == results[0]["text"]
 
 
+def test_the_python_api_takes_arrays_batches_and_gives_timed_segments(untrained_checkpoint, synth_corpus, tmp_path):
+    """As whisper's transcribe and the Hugging Face pipeline: a numpy array, a list of inputs (their windows
+    generated together) and segments with times; each result equals that input transcribed alone."""
+    model = clipwhisper.load(untrained_checkpoint, precision="fp32")
+    utts = read_manifest(synth_corpus / "test.tsv")[:2]
+    speech = load_audio(utts[0].audio)
+    long_audio = np.tile(speech, 1 + 64 * SAMPLE_RATE // len(speech))[: 64 * SAMPLE_RATE]
+    alone = [model.transcribe(speech), model.transcribe(utts[1].video), model.transcribe(long_audio)]
+    assert alone[0] == model.transcribe(utts[0].audio) and all(alone)  # the array reads as the file does
+    assert model.transcribe([speech, utts[1].video, long_audio]) == alone
+    timed = model.transcribe(long_audio, segments=True)
+    spans = windows(64.0, model.window_s)
+    assert [(s["start"], s["end"]) for s in timed["segments"]] == [(round(a, 3), round(b, 3)) for a, b in spans]
+    assert len(spans) == 3 and spans[-1][1] == 64.0
+    assert timed["text"] == alone[2] == join_overlapping([s["text"] for s in timed["segments"]])
+    assert timed["duration_s"] == 64.0
+    with pytest.raises(clipwhisper.errors.MediaError, match="16-kHz mono float"):
+        model.transcribe(np.zeros((2, 16000), np.float32))
+
+
 def test_transcribe_video_without_audio_uses_video(checkpoint, tmp_path):
     silent = make_media(tmp_path / "silent.mp4", audio=False, seconds=1.0)
     result = runner.invoke(app, ["transcribe", str(silent), "--model-path", str(checkpoint), "--format", "json"])

@@ -50,6 +50,9 @@ class Media:
                      video=None if self.video is None else self.video[first:max(first + 1, int(end * VIDEO_FPS))])
 
 
+Source = str | Path | np.ndarray | Media
+
+
 def windows(duration_s: float, window_s: float = WINDOW_S, overlap_s: float = OVERLAP_S) -> list[tuple[float, float]]:
     """Overlapping ``(start, end)`` spans covering ``duration_s``, each ``window_s`` long but the last, which
     ends at the end: the spans ``Transcriber.read_windows`` reads from a file of that length."""
@@ -75,7 +78,7 @@ def join_overlapping(texts: list[str]) -> str:
 
 
 class Transcriber:
-    """``clipwhisper.load(path)`` returns one: ``.transcribe(path_or_media)`` gives the text."""
+    """``clipwhisper.load(path)`` returns one: ``.transcribe(file, array, Media or a list of them)``."""
 
     def __init__(self, model: AVSRModel, beam_size: int = 1, max_new_tokens: int = 128):
         self.model = model
@@ -177,10 +180,49 @@ class Transcriber:
         return {"modality": last[0].modality, "duration_s": round(duration, 3), "segments": len(texts),
                 "text": join_overlapping(texts)}
 
-    def transcribe(self, source: str | Path | Media, modality: str | None = None) -> str:
+    def transcribe(self, source: Source | list[Source], modality: str | None = None, segments: bool = False):
+        """The text of ``source``: a file path, 16-kHz mono float audio as a numpy array, or ``Media``; a list
+        of them gives a list, their windows generated together. With ``segments`` each result is a dict:
+        ``text``, ``duration_s`` and ``segments`` (each window's ``start``, ``end`` in seconds and ``text``;
+        windows overlap by ``OVERLAP_S``, which ``text`` does not repeat)."""
+        if isinstance(source, (list, tuple)):
+            return self.transcribe_batch(list(source), modality, segments)
+        if isinstance(source, (str, Path)) and not segments:
+            return self.transcribe_file(Path(source))["text"]  # window by window: memory does not grow
+        return self.transcribe_batch([source], modality, segments)[0]
+
+    def transcribe_batch(self, sources: list[Source], modality: str | None = None, segments: bool = False) -> list:
+        """``transcribe`` of each of ``sources`` (files read whole), windows of one modality batched together."""
+        medias = [self._as_media(source) for source in sources]
+        spans = [windows(media.duration_s, self.window_s) for media in medias]
+        pieces: dict[str, list[tuple[int, tuple[float, float], Media]]] = {}
+        for index, media in enumerate(medias):
+            for span in spans[index]:
+                piece = media if len(spans[index]) == 1 else media.cut(*span)  # whole: every frame
+                pieces.setdefault(modality or piece.modality, []).append((index, span, piece))
+        texts = {}
+        for piece_modality, group in pieces.items():
+            for (index, span, _), text in zip(group, self.window_texts((p for *_, p in group), piece_modality)):
+                texts[index, span] = text
+        results = []
+        for index, media in enumerate(medias):
+            parts = [texts[index, span] for span in spans[index]]
+            text = join_overlapping(parts)
+            results.append(text if not segments else {
+                "text": text, "duration_s": round(media.duration_s, 3),
+                "segments": [{"start": round(start, 3), "end": round(end, 3), "text": part}
+                             for (start, end), part in zip(spans[index], parts)]})
+        return results
+
+    def _as_media(self, source: Source) -> Media:
         if isinstance(source, Media):
-            return self.transcribe_media(source, modality or source.modality)[0]
-        return self.transcribe_file(Path(source))["text"]
+            return source
+        if isinstance(source, np.ndarray):
+            if source.ndim != 1 or not np.issubdtype(source.dtype, np.floating):
+                raise MediaError("audio array", f"expected 16-kHz mono float samples (1-D), got {source.dtype} "
+                                 f"of shape {source.shape}")
+            return Media(audio=source.astype(np.float32, copy=False))
+        return self.read(Path(source))[0]
 
 
 def load(path: str | Path, device: str = "auto", beam_size: int = 1, precision: str = "auto",

@@ -29,6 +29,7 @@ from .connector import Connector
 from .ctc import ctc_loss
 from .fusion import Fusion
 from .graphs import TrainingGraphs, graphs_of
+from .llm import decoder_of
 from .padding import fixed_generation_shape, pad_to_multiple
 from .transfer import to_device
 from .video_encoder import ClipVideoEncoder
@@ -233,7 +234,7 @@ class AVSRModel(nn.Module):
 
     def _decode_packed(self, packed: torch.Tensor) -> torch.Tensor:
         with causal_only(self.llm):
-            return self.llm.get_decoder()(inputs_embeds=packed, use_cache=False).last_hidden_state  # no KV cache
+            return decoder_of(self.llm)(inputs_embeds=packed, use_cache=False).last_hidden_state  # no KV cache
 
     def _ctc(self, tokens: dict, targets: list[list[int]], modality: str) -> torch.Tensor | float:
         """The requested streams' summed CTC losses, each times its connector's ``ctc_weight``. The targets

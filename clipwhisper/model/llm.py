@@ -84,6 +84,16 @@ def build_base_llm(config: LLMConfig, tokenizer, weights: str | Path | None = No
     return llm
 
 
+def decoder_of(llm: nn.Module) -> nn.Module:
+    """The LLM's decoder stack (hidden states, no head). transformers 4.56's ``get_decoder`` returns None for
+    Llama-style models (it asks the inner model for a decoder it does not have); the base model is that stack."""
+    decoder = llm.get_decoder()
+    if decoder is None:
+        base = llm.get_base_model() if hasattr(llm, "get_base_model") else llm
+        decoder = base.base_model
+    return decoder
+
+
 def decoder_layers(llm: nn.Module) -> list[nn.Module]:
     """The LLM's repeated blocks, found by transformers' own list of modules never to split."""
     base = llm.get_base_model() if hasattr(llm, "get_base_model") else llm
