@@ -149,6 +149,8 @@ def train(
     compile_llm: bool | None = typer.Option(None, "--compile/--no-compile",
                                             help="torch.compile the LLM's layers (default: on a GPU)."),
     cuda_graphs: bool | None = CudaGraphsOption,
+    report_to: list[str] | None = typer.Option(None, "--report-to", metavar="[tensorboard|mlflow|wandb]",
+                                               help="Send scalars, settings and plots there too (repeatable)."),
     sets: list[str] | None = SetOption,
     print_config: bool = PrintConfigOption,
 ):
@@ -160,7 +162,7 @@ def train(
         "log_param_updates": log_param_updates or None, "resume": resume, "seed": seed, "device": device,
         "feature_cache": feature_cache, "on_bad_sample": on_bad_sample,
         "strategy": strategy, "compile": compile_llm, "model.video_encoder.image_size": video_image_size,
-        "cuda_graphs": cuda_graphs,
+        "cuda_graphs": cuda_graphs, "report_to": report_to or None,
     }, sets)
     if print_config:
         return _print_config(resolved)

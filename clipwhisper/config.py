@@ -152,6 +152,8 @@ class TrainConfig(Strict):
     keep_last: int = Field(default=3, ge=1)
     log_every: int = Field(default=10, ge=1)
     progress_every_s: float = Field(default=30.0, gt=0, description="off a terminal: a progress line this often")
+    report_to: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(
+        default=[], description="experiment trackers (pip install 'clipwhisper[tracking]')")
     log_param_updates: bool = False
     max_bad_steps: int = Field(default=5, ge=1, description="stop after this many non-finite losses in a row")
     on_bad_sample: Literal["skip", "fail"] = "skip"

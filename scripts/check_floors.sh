@@ -30,7 +30,10 @@ def lowest_at_or_above(name: str, floor: str) -> str:
 
 project = tomllib.load(open("pyproject.toml", "rb"))["project"]
 for spec in project["dependencies"] + project["optional-dependencies"]["dev"]:
-    name, floor = re.match(r"([A-Za-z0-9_.\-\[\]]+)\s*>=\s*([^,;\s]+)", spec).groups()
+    found = re.match(r"([A-Za-z0-9_.\-\[\]]+)\s*>=\s*([^,;\s]+)", spec)
+    if found is None:  # our own extras (clipwhisper[tracking]): their floors are listed where they are defined
+        continue
+    name, floor = found.groups()
     keep = name == "torch" and os.environ.get("KEEP_TORCH")
     print(f"{name}>={floor}" if keep else f"{name}=={lowest_at_or_above(name, floor)}")
 PY

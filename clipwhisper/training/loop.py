@@ -31,8 +31,10 @@ from ..model.precision import autocast_dtype, cast_frozen, configure_kernels
 from ..runtime import report
 from ..runtime.distributed import Distributed
 from ..runtime.folder_claim import claimed
+from ..runtime.tracking import Trackers
+from ..runtime.tracking import require as require_trackers
 from .checks import load_splits
-from .curves import write_plots
+from .curves import PLOTS, write_plots
 from .evaluate import evaluate
 from .optim import clip_gradients, configure_optimizer, configure_scheduler
 from .params import UpdateTracker, component_rows
@@ -86,6 +88,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, dist: Distributed | None = None):
         self.config = config
         self.grad_norm = None  # the last step's, before clipping (a device tensor)
+        require_trackers(config.report_to)
         self.splits = load_splits(config)  # every check before any model loads
         self.dist = dist or Distributed.from_env(config.device)
         if self.dist.is_main:  # the others wait: they would read identity.json while rank 0 writes it
@@ -190,6 +193,27 @@ class Trainer:
 
     # -- the loop -------------------------------------------------------------------------------
     def fit(self) -> Path:
+        with self._tracking():
+            return self._fit()
+
+    @contextlib.contextmanager
+    def _tracking(self):
+        """``--report-to``: rank 0's log records, plots and final summary go to the trackers too."""
+        if not (self.dist.is_main and self.config.report_to):
+            yield
+            return
+        trackers = Trackers(self.config.report_to, self.run.path, self.config.model_dump(mode="json"))
+        self.run.observer = trackers.observe
+        try:
+            yield
+        finally:
+            self.run.observer = None
+            trackers.images([path for name in PLOTS if (path := self.run.path / name).exists()])
+            best = self.progress.best_wer
+            trackers.finish(f"step {self.progress.step}, epoch {self.progress.epoch}, best valid WER "
+                            f"{'-' if best is None else f'{100 * best:.2f}%'}")
+
+    def _fit(self) -> Path:
         config, progress = self.config, self.progress
         if self.dist.is_main:
             (self.run.path / "config.yaml").write_text(to_yaml(config), encoding="utf-8")
@@ -420,7 +444,7 @@ class Trainer:
     def _report_bad_samples(self) -> None:
         if self.progress.bad_samples:
             report.status.print(f"[yellow]{self.progress.bad_samples} bad samples skipped; listed in "
-                                f"{self.run.path / 'bad_samples.jsonl'}[/yellow]")
+                                f"{escape(str(self.run.path / 'bad_samples.jsonl'))}[/yellow]")
 
 
 def run_training(config: TrainConfig) -> Path:

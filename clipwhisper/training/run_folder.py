@@ -67,11 +67,15 @@ class RunFolder:
             old.rename(doomed)
             shutil.rmtree(doomed, ignore_errors=True)
 
+    observer = None  # called with every train_log record, e.g. tracking.Trackers.observe
+
     def log(self, record: dict, name: str = "train_log.jsonl") -> None:
         if not self.writable:
             return
         with open(self.path / name, "a", encoding="utf-8") as out:
             out.write(json.dumps(record) + "\n")
+        if self.observer is not None and name == "train_log.jsonl":
+            self.observer(record)
 
     def truncate_log_after(self, step: int, name: str = "train_log.jsonl") -> int:
         """Drop records written after the step this run starts from, so the log reads as one straight run, and
