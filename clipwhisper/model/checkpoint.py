@@ -103,7 +103,7 @@ def _base_weights(base: torch.nn.Module) -> dict[str, torch.Tensor]:
 def _llm_parts(model: AVSRModel) -> tuple[torch.nn.Module, bool]:
     """The base LLM and whether it has a peft adapter."""
     llm = model.llm
-    if hasattr(llm, "peft_config"):
+    if hasattr(llm, "get_base_model"):  # a PeftModel (older peft leaves peft_config on a merged model too)
         return llm.get_base_model(), True
     return llm, False
 
