@@ -23,6 +23,7 @@ from pathlib import Path
 from rich.markup import escape
 
 from .config import DecodeConfig, TrainConfig, nested, packaged_config, resolve
+from .inference.plot import plot_wer_vs_snr
 from .modality import MODALITIES
 from .runtime.folder_claim import output_folder
 from .runtime.report import console
@@ -94,32 +95,6 @@ def decode_grid(checkpoint: Path, corpus: Path, out: Path, modalities=MODALITIES
     return json.loads((out / "summary.json").read_text())
 
 
-def plot(summary: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    positions = {snr: i for i, snr in enumerate(SNRS)}
-
-    def x_of(cell) -> int:
-        return positions[cell["snr"] if cell["snr"] == "clean" else float(cell["snr"])]
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    for modality in MODALITIES:
-        cells = [c for c in summary["cells"] if c["modality"] == modality]
-        cells.sort(key=x_of)
-        ax.plot([x_of(c) for c in cells], [100 * c["wer"] for c in cells], marker="o", label=modality)
-    ax.set_xticks(range(len(SNRS)), ["clean" if s == "clean" else f"{s:g}" for s in SNRS])
-    ax.set_xlabel("babble SNR (dB)")
-    ax.set_ylabel("WER (%)")
-    ax.set_title("clipwhisper tiny preset on the synthetic corpus")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
 def wer_table(cell_text: Callable[[str, str], str]) -> str:
     """A markdown table with a row per modality and a column per SNR, filled by ``cell_text(modality, snr)``;
     ``snr`` as ``summary.json`` names a cell's (``clean``, ``10.0``)."""
@@ -164,7 +139,7 @@ def _run_demo(out: Path, plan: DemoPlan, quick: bool, seed: int) -> Path:
     _synth(out / "corpus", plan)
     checkpoint = _train(out / "corpus", out / "run", plan, seed)
     summary = decode_grid(checkpoint, out / "corpus", out / "decode")
-    plot(summary, out / "wer_vs_snr.png")
+    plot_wer_vs_snr(summary, out / "wer_vs_snr.png", "clipwhisper tiny preset on the synthetic corpus")
     elapsed = time.perf_counter() - started
     report = out / "report.md"
     report.write_text(

@@ -107,6 +107,8 @@ def test_a_grid_decode_equals_each_cell_decoded_alone(untrained_checkpoint, synt
         alone += read_records(tmp_path / snr / "hyps.jsonl")
     assert untimed(together) == untimed(alone) and len(together) == 3 * 12
     assert len({r["hyp"] for r in together}) > 5  # outputs that depend on the input
+    assert (tmp_path / "grid" / "wer_vs_snr.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # several SNRs
+    assert not (tmp_path / "clean" / "wer_vs_snr.png").exists()  # one SNR: no plot
     check_trn_with_sclite(tmp_path / "grid")
 
 

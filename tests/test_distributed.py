@@ -183,7 +183,8 @@ def test_sharded_decode_equals_single_process_decode(untrained_checkpoint, synth
     cells = [json.loads((tmp_path / name / "summary.json").read_text())["cells"] for name in ("one", "two")]
     assert untimed(cells[1]) == untimed(cells[0])
     left = sorted(p.name for p in (tmp_path / "two").iterdir())
-    assert left == ["clipwhisper.lock", "hyps.jsonl", "identity.json", "scores.txt", "summary.json", "trn"]
+    assert left == ["clipwhisper.lock", "hyps.jsonl", "identity.json", "scores.txt", "summary.json", "trn",
+                    "wer_vs_snr.png"]
 
 
 def test_the_scaling_benchmark_runs_and_agrees_across_process_counts(tmp_path):

@@ -36,6 +36,7 @@ from ..runtime.folder_claim import claimed
 from ..runtime.report import console, status
 from .compat import check_modality
 from .decode_folder import settle_decode_folder
+from .plot import plot_wer_vs_snr
 from .records import HypsFile, make_record
 from .sharding import merge, rank_hyps
 from .summary import summarise, summary_table
@@ -197,6 +198,8 @@ def finish(output: Path, records: list[dict]) -> int:
     summary = summarise(records)
     (output / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     write_trn(output, records)
+    if len({str(cell["snr"]) for cell in summary["cells"]}) > 1:
+        plot_wer_vs_snr(summary, output / "wer_vs_snr.png")
     console.print(summary_table(summary))
     if summary["failed_utterances"]:
         failed = [f["id"] for cell in summary["cells"] for f in cell["failed"]]

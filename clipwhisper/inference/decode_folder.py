@@ -26,7 +26,8 @@ def decode_identity(config: DecodeConfig) -> dict:
 
 
 def our_files(output: Path) -> list[Path]:
-    return [output / "hyps.jsonl", output / "summary.json", output / "scores.txt", output / IDENTITY_FILE,
+    return [output / "hyps.jsonl", output / "summary.json", output / "scores.txt", output / "wer_vs_snr.png",
+            output / IDENTITY_FILE,
             *output.glob("hyps.rank*.jsonl"), *output.glob("trn/*.ref.trn"), *output.glob("trn/*.hyp.trn")]
 
 
