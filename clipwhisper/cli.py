@@ -89,6 +89,15 @@ CudaGraphsOption = typer.Option(None, "--cuda-graphs/--no-cuda-graphs",
                                 "static KV cache and a compiled per-token step (default: on; GPU only).")
 
 
+def _default(kind: str, key: str, what: str = "") -> str:
+    """Help text ending in the setting's own default, read from its Pydantic model so the two never differ."""
+    from . import config as cfg
+
+    model = {"train": cfg.TrainConfig, "decode": cfg.DecodeConfig}[kind]
+    default = model.model_fields[key].default
+    return f"{what} (default: {'none' if default is None else default})".strip()
+
+
 def _config_path(config: str | None) -> Path | None:
     if config is None:
         return None
@@ -127,10 +136,12 @@ def train(
     output_path: Path | None = typer.Option(None, "--output-path", "--output_path", help="Run folder."),
     modality: str | None = typer.Option(None, "--modality", metavar="[audio|video|both]",
                                         help="What the model reads (default: both)."),
-    batch_size: int | None = typer.Option(None, "--batch-size", "--batch_size"),
-    max_epochs: int | None = typer.Option(None, "--max-epochs", "--max_epochs"),
-    max_steps: int | None = typer.Option(None, "--max-steps", "--max_steps"),
-    learning_rate: float | None = typer.Option(None, "--learning-rate", "--learning_rate", "--lr"),
+    batch_size: int | None = typer.Option(None, "--batch-size", "--batch_size",
+                                          help=_default("train", "batch_size", "Utterances per micro-batch.")),
+    max_epochs: int | None = typer.Option(None, "--max-epochs", "--max_epochs", help=_default("train", "max_epochs")),
+    max_steps: int | None = typer.Option(None, "--max-steps", "--max_steps", help=_default("train", "max_steps")),
+    learning_rate: float | None = typer.Option(None, "--learning-rate", "--learning_rate", "--lr",
+                                               help=_default("train", "learning_rate")),
     precision: str | None = PrecisionOption,
     video_image_size: int | None = typer.Option(
         None, "--video-image-size", help="CLIP input size in px (e.g. 112 for mouth crops); positions interpolated."),
@@ -139,7 +150,7 @@ def train(
         False, "--log-param-updates", "--log_param_updates", help="Log per-component parameter changes."
     ),
     resume: str | None = typer.Option(None, "--resume", help="'auto' or a checkpoint folder."),
-    seed: int | None = typer.Option(None, "--seed"),
+    seed: int | None = typer.Option(None, "--seed", help=_default("train", "seed")),
     device: str | None = DeviceOption,
     feature_cache: Path | None = typer.Option(None, "--feature-cache", help="Cache frozen encoder outputs here."),
     on_bad_sample: str | None = typer.Option(None, "--on-bad-sample", metavar="[skip|fail]",
@@ -180,10 +191,11 @@ def decode(
     test_wrd: Path | None = typer.Option(None, "--test-wrd", "--test_wrd", help="Transcripts (default: TSV's .wrd)."),
     modality: str | None = typer.Option(None, "--modality", metavar="[audio|video|both]",
                                         help="default: the checkpoint's."),
-    output_dir: Path | None = typer.Option(None, "--output-dir", "--output_dir"),
-    batch_size: int | None = typer.Option(None, "--batch-size", "--batch_size"),
-    beam_size: int | None = typer.Option(None, "--beam-size", "--beam_size"),
-    max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", "--max_new_tokens"),
+    output_dir: Path | None = typer.Option(None, "--output-dir", "--output_dir", help=_default("decode", "output_dir")),
+    batch_size: int | None = typer.Option(None, "--batch-size", "--batch_size", help=_default("decode", "batch_size")),
+    beam_size: int | None = typer.Option(None, "--beam-size", "--beam_size", help=_default("decode", "beam_size")),
+    max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", "--max_new_tokens",
+                                              help=_default("decode", "max_new_tokens")),
     snr_db: list[str] | None = typer.Option(None, "--snr-db", help="Repeatable: clean, 10, 0, -5 ..."),
     noise: Path | None = typer.Option(None, "--noise", help="Noise wav mixed in at each --snr-db."),
     normalizer: str | None = typer.Option(None, "--normalizer", metavar="[whisper|basic|none]",

@@ -64,8 +64,9 @@ def test_version_completion_and_choices_in_help():
     assert torch.__version__ in shown.stdout
     completion = runner.invoke(app, ["--show-completion", "bash"], prog_name="clipwhisper")
     assert completion.exit_code == 0 and "_CLIPWHISPER_COMPLETE" in completion.stdout
-    for command, choices in (("train", ["[audio|video|both]", "[ddp|fsdp]"]),
-                             ("decode", ["[audio|video|both]", "[whisper|basic|none]", "[auto|bf16|fp16|fp32]"])):
+    for command, choices in (("train", ["[audio|video|both]", "[ddp|fsdp]", "(default: 8)", "(default: 0.0001)"]),
+                             ("decode", ["[audio|video|both]", "[whisper|basic|none]", "[auto|bf16|fp16|fp32]",
+                                         "(default: decode)", "(default: 64)"])):
         text = runner.invoke(app, [command, "--help"], env={"COLUMNS": "250"}).stdout
         assert all(choice in text for choice in choices), text
 
