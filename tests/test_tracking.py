@@ -33,6 +33,8 @@ def test_tensorboard_event_files_hold_the_scalars_plots_and_settings(tracked_run
     assert [s.step for s in losses] == [r["step"] for r in records]
     assert [s.value for s in losses] == pytest.approx([r["loss"] for r in records])
     assert [s.step for s in events.Scalars("eval/valid_wer")] == [2, 4]
+    assert [s.value for s in events.Scalars("eval/valid_cer")] == pytest.approx(
+        [r["valid_cer"] for r in log_records(tracked_run, "eval")])
     assert {"progress/grad_norm", "progress/utterances_per_s", "train/lr"} <= set(events.Tags()["scalars"])
     assert any(tag.startswith("param_updates/components/") and tag.endswith("/update_norm")
                for tag in events.Tags()["scalars"])

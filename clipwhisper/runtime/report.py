@@ -31,10 +31,10 @@ def parameter_table(rows: list[dict]) -> Table:
 
 def evaluation_table(step: int, epoch: int, train_loss: float, metrics: dict) -> Table:
     table = Table(title=f"Evaluation at step {step} (epoch {epoch + 1})")
-    for column in ("train loss", "valid loss", "valid WER", "utterances"):
+    for column in ("train loss", "valid loss", "valid WER", "valid CER", "utterances"):
         table.add_column(column, justify="right")
     table.add_row(f"{train_loss:.4f}", f"{metrics['valid_loss']:.4f}", f"{100 * metrics['valid_wer']:.2f}%",
-                  str(metrics["valid_utterances"]))
+                  f"{100 * metrics['valid_cer']:.2f}%", str(metrics["valid_utterances"]))
     return table
 
 
