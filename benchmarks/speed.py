@@ -263,6 +263,13 @@ def count_syncs(step, batch) -> list[str]:
             if "synchroniz" in str(w.message)]
 
 
+def decode_batches(batches, batch_size: int):
+    """The training batches cut into decode batches of ``batch_size`` rows (the last of each may be shorter)."""
+    for batch in batches:
+        for start in range(0, len(batch), batch_size):
+            yield batch.take(list(range(start, min(start + batch_size, len(batch)))))
+
+
 def decode_rate(model, batches, device, beam: int, batch_size: int, new_tokens: int, static: bool | None) -> dict:
     """Utterances/s and RTFx (speech seconds per wall second) of ``model.generate`` at ``batch_size``, as
     ``clipwhisper decode`` calls it (``static``: None is the GPU's static cache and compiled step), in the
@@ -272,10 +279,8 @@ def decode_rate(model, batches, device, beam: int, batch_size: int, new_tokens: 
     def one_pass() -> float:
         sync(device)
         start = time.perf_counter()
-        for batch in batches:
-            for i in range(0, len(batch), batch_size):
-                rows = batch.take(list(range(i, min(i + batch_size, len(batch)))))
-                model.generate(rows, beam_size=beam, max_new_tokens=new_tokens, rows=batch_size, static=static)
+        for rows in decode_batches(batches, batch_size):
+            model.generate(rows, beam_size=beam, max_new_tokens=new_tokens, rows=batch_size, static=static)
         sync(device)
         return time.perf_counter() - start
     first, second = one_pass(), one_pass()
@@ -339,13 +344,11 @@ def train_step(model, optimizer, batch, device, dtype) -> None:
 def identical_share(model, batches, batch_size: int, new_tokens: int) -> float:
     """The share of greedy hypotheses the static cache's compiled path and the dynamic cache agree on."""
     same = total = 0
-    for batch in batches:
-        for i in range(0, len(batch), batch_size):
-            rows = batch.take(list(range(i, min(i + batch_size, len(batch)))))
-            static = model.generate(rows, max_new_tokens=new_tokens, rows=batch_size)
-            dynamic = model.generate(rows, max_new_tokens=new_tokens, static=False)
-            same += sum(a == b for a, b in zip(static, dynamic))
-            total += len(rows)
+    for rows in decode_batches(batches, batch_size):
+        static = model.generate(rows, max_new_tokens=new_tokens, rows=batch_size)
+        dynamic = model.generate(rows, max_new_tokens=new_tokens, static=False)
+        same += sum(a == b for a, b in zip(static, dynamic))
+        total += len(rows)
     return same / total
 
 

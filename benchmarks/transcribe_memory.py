@@ -5,7 +5,7 @@
 
 Each length is transcribed in its own process (peak RSS from ``wait4``), streamed as the CLI does (each 30-s
 window read from the file on its own, ``WINDOW_BATCH`` windows generated at a time), and, as the baseline, the
-whole file read into memory first (``Transcriber.read`` + ``transcribe_media``, what the Python API does with
+whole file read into memory first (``Transcriber.read`` + ``transcribe_batch``, what the Python API does with
 an array). The audio is noise: its content does not change the memory.
 """
 
@@ -24,7 +24,7 @@ import numpy as np
 from clipwhisper.data.media import SAMPLE_RATE, write_wav
 
 WHOLE = ("import sys, clipwhisper; t = clipwhisper.load(sys.argv[1], device='cpu'); "
-         "media, modality = t.read(sys.argv[2]); t.transcribe_media(media, modality)")
+         "media, modality = t.read(sys.argv[2]); t.transcribe_batch([media], modality)")
 
 
 def peak_kb(command: list[str]) -> tuple[int, float]:

@@ -197,7 +197,7 @@ def reused_video(modality: str, utterances: list[Utterance], config: DecodeConfi
 def finish(output: Path, records: list[dict]) -> int:
     summary = summarise(records)
     (output / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    write_trn(output, records)
+    write_trn(output, records, summary)
     if len({str(cell["snr"]) for cell in summary["cells"]}) > 1:
         plot_wer_vs_snr(summary, output / "wer_vs_snr.png")
     console.print(summary_table(summary))

@@ -44,10 +44,13 @@ class Media:
         return len(self.video) / VIDEO_FPS
 
     def cut(self, start: float, end: float) -> Media:
-        """The part from ``start`` to ``end`` seconds (views, no copies); a video part has at least a frame."""
+        """The part from ``start`` to ``end`` seconds (views, no copies); a video part has at least a frame, and
+        a part that reaches the end (by the audio's clock) keeps every frame after it, as a file's last window
+        read from disk does."""
         first = int(start * VIDEO_FPS)
+        last = None if end >= self.duration_s else max(first + 1, int(end * VIDEO_FPS))
         return Media(audio=None if self.audio is None else self.audio[int(start * SAMPLE_RATE):int(end * SAMPLE_RATE)],
-                     video=None if self.video is None else self.video[first:max(first + 1, int(end * VIDEO_FPS))])
+                     video=None if self.video is None else self.video[first:last])
 
 
 Source = str | Path | np.ndarray | Media
@@ -158,16 +161,13 @@ class Transcriber:
                 batch = []
         return texts + (self._generate(batch, modality) if batch else [])
 
-    def transcribe_media(self, media: Media, modality: str) -> tuple[str, int]:
-        spans = windows(media.duration_s, self.window_s)
-        return join_overlapping(self.window_texts((media.cut(*span) for span in spans), modality)), len(spans)
-
     def transcribe_file(self, path: Path, crop: str | None = None) -> dict:
         """``path``'s transcript, with its modality, duration and number of windows."""
         if crop is not None:
             media, modality = self.read(path, crop)
-            text, count = self.transcribe_media(media, modality)
-            return {"modality": modality, "duration_s": round(media.duration_s, 3), "segments": count, "text": text}
+            result = self.transcribe_batch([media], modality, segments=True)[0]
+            return {"modality": modality, "duration_s": result["duration_s"], "segments": len(result["segments"]),
+                    "text": result["text"]}
         last: list[Media] = []
 
         def pieces() -> Iterator[Media]:
@@ -198,7 +198,7 @@ class Transcriber:
         pieces: dict[str, list[tuple[int, tuple[float, float], Media]]] = {}
         for index, media in enumerate(medias):
             for span in spans[index]:
-                piece = media if len(spans[index]) == 1 else media.cut(*span)  # whole: every frame
+                piece = media.cut(*span)
                 pieces.setdefault(modality or piece.modality, []).append((index, span, piece))
         texts = {}
         for piece_modality, group in pieces.items():
@@ -272,8 +272,9 @@ def run_transcribe(config, files: list[Path], output_format: str = "text", crop:
         typer.echo(json.dumps(results, indent=2))
     done = [r for r in results if "error" not in r]
     if done:
-        total = _speed(sum(r["duration_s"] for r in done), time.perf_counter() - started)
-        typer.echo(f"transcribed {len(done)} file(s), {sum(r['duration_s'] for r in done):.1f} s of media in "
+        media_s = sum(r["duration_s"] for r in done)
+        total = _speed(media_s, time.perf_counter() - started)
+        typer.echo(f"transcribed {len(done)} file(s), {media_s:.1f} s of media in "
                    f"{total['decode_s']:.1f} s: RTFx {total['rtfx']:.1f}", err=True)
     if failed:  # exit 1 after every result is out; one file's failure is its own message
         raise TranscribeFailed(failed[0] if len(files) == 1 else

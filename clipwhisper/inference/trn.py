@@ -20,8 +20,9 @@ def _cells(records: list[dict]) -> dict[str, list[dict]]:
     return cells
 
 
-def write_trn(output: Path, records: list[dict]) -> None:
-    """``trn/<cell>.ref.trn`` and ``trn/<cell>.hyp.trn`` for every cell, and ``scores.txt``."""
+def write_trn(output: Path, records: list[dict], summary: dict) -> None:
+    """``trn/<cell>.ref.trn`` and ``trn/<cell>.hyp.trn`` for every cell, and ``scores.txt`` from ``summary``
+    (what ``summary.summarise`` made of the same records)."""
     folder = output / "trn"
     folder.mkdir(exist_ok=True)
     cells = _cells(records)
@@ -29,16 +30,19 @@ def write_trn(output: Path, records: list[dict]) -> None:
         for side in ("ref", "hyp"):
             text = "".join(f"{r[f'{side}_normalized']} ({r['id']})\n" for r in rows)
             (folder / f"{stem}.{side}.trn").write_text(text, encoding="utf-8")
-    (output / "scores.txt").write_text(sclite_table(cells), encoding="utf-8")
+    wrong = {stem: sum(r["errors"] > 0 for r in rows) for stem, rows in cells.items()}
+    (output / "scores.txt").write_text(sclite_table(summary["cells"], wrong), encoding="utf-8")
 
 
-def sclite_table(cells: dict[str, list[dict]]) -> str:
+def sclite_table(cells: list[dict], wrong: dict[str, int]) -> str:
+    """The summary's cells in sclite's layout; ``wrong``: per cell, the utterances with an error."""
     lines = ["| cell             | # Snt  # Wrd | Corr    Sub    Del    Ins    Err  S.Err |"]
-    for stem, rows in cells.items():
-        words = sum(r["ref_words"] for r in rows) or 1
-        sub, dele, ins = (sum(r[key] for r in rows) for key in ("substitutions", "deletions", "insertions"))
-        shares = [100 * (words - sub - dele) / words, 100 * sub / words, 100 * dele / words, 100 * ins / words,
-                  100 * (sub + dele + ins) / words, 100 * sum(r["errors"] > 0 for r in rows) / len(rows)]
-        lines.append(f"| {stem:16s} | {len(rows):5d} {words:6d} | " + " ".join(f"{v:5.1f} " for v in shares)[:-1]
-                     + " |")
+    for cell in cells:
+        stem, words = cell_stem(cell["modality"], cell["snr"]), cell["ref_words"]
+        shares = [100 * count / max(words, 1) for count in (
+            words - cell["substitutions"] - cell["deletions"], cell["substitutions"], cell["deletions"],
+            cell["insertions"], cell["errors"])]
+        shares.append(100 * wrong[stem] / cell["utterances"])
+        lines.append(f"| {stem:16s} | {cell['utterances']:5d} {words:6d} | "
+                     + "  ".join(f"{v:5.1f}" for v in shares) + " |")
     return "\n".join(lines) + "\n"

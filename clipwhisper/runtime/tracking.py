@@ -52,7 +52,7 @@ def flat_settings(settings: dict, prefix: str = "") -> dict[str, str]:
         if isinstance(value, dict):
             out |= flat_settings(value, f"{prefix}{key}.")
         else:
-            out[f"{prefix}{key}"] = str(value)[:500]
+            out[f"{prefix}{key}"] = str(value)[:500]  # older MLflow servers take 500 characters a parameter
     return out
 
 
