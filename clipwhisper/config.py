@@ -240,15 +240,26 @@ def describe_errors(exc: ValidationError) -> list[str]:
     return problems
 
 
-def resolve(cls: type[Strict], config_file: Path | None = None, overrides: dict[str, Any] | None = None):
-    """Merge every source into a validated ``cls``; raise ``ConfigError`` listing all problems."""
-    yaml_values = read_yaml(config_file) if config_file else {}
+def resolve(cls: type[Strict], config_file: Path | None = None, overrides: dict[str, Any] | None = None,
+            recipe: dict[str, Any] | None = None):
+    """Merge every source into a validated ``cls``; raise ``ConfigError`` listing all problems. ``recipe`` (nested)
+    is laid over the config file, under the environment: what a command such as the demo chooses, which the
+    environment may still change."""
+    yaml_values = _laid_over(read_yaml(config_file) if config_file else {}, recipe or {})
     source = f"config ({config_file})" if config_file else "config"
     try:
         settings = _settings_class(cls, yaml_values)(**(overrides or {}))
     except ValidationError as exc:
         raise ConfigError(source, describe_errors(exc)) from None
     return cls.model_validate(settings.model_dump())
+
+
+def _laid_over(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        both_maps = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = _laid_over(merged[key], value) if both_maps else value
+    return merged
 
 
 def nested(flat: dict[str, Any]) -> dict[str, Any]:

@@ -56,21 +56,25 @@ def _synth(corpus: Path, plan: DemoPlan) -> None:
     console.print(f"corpus: {escape(str(counts))} utterances in {escape(str(corpus))}")
 
 
-def _train(corpus: Path, run: Path, plan: DemoPlan, seed: int) -> Path:
+def training_config(out: Path, plan: DemoPlan, seed: int) -> TrainConfig:
+    """The demo's training settings: the tiny preset, the plan's epochs and the noise recipe, which the
+    environment may change as for ``train`` (``CLIPWHISPER_DATA__NOISE_PROB=0.5``)."""
+    recipe = nested({"max_epochs": plan.epochs, **NOISE, "data.noise_from_epoch": plan.epochs // 2})
+    return resolve(TrainConfig, packaged_config("tiny"), nested({
+        "data.path": out / "corpus", "output_path": out / "run", "keep_last": 1, "seed": seed}), recipe=recipe)
+
+
+def _train(config: TrainConfig) -> Path:
     from .data.manifest import read_manifest
     from .training.loop import run_training
 
+    run = Path(config.output_path)
     if (run / "final" / "config.json").exists():
         console.print(f"model: reusing {escape(str(run / 'final'))}")
         return run / "final"
-    config = resolve(TrainConfig, packaged_config("tiny"), nested({
-        "data.path": corpus, "output_path": run, "max_epochs": plan.epochs, "keep_last": 1, "seed": seed,
-        **NOISE, "data.noise_from_epoch": plan.epochs // 2,
-    }))
     # the report decodes final/: validating every 4th epoch (and at the end) only draws the curves
-    steps_per_epoch = -(-len(read_manifest(corpus / "train.tsv")) // config.batch_size)
-    config = config.model_copy(update={"eval_steps": EVAL_EVERY_EPOCHS * steps_per_epoch})
-    run_training(config)
+    steps_per_epoch = -(-len(read_manifest(Path(config.data.path) / "train.tsv")) // config.batch_size)
+    run_training(config.model_copy(update={"eval_steps": EVAL_EVERY_EPOCHS * steps_per_epoch}))
     return run / "final"
 
 
@@ -128,16 +132,20 @@ def source_revision() -> str:
 
 
 def run_demo(out: Path, quick: bool = False, seed: int = 0) -> Path:
-    plan = QUICK if quick else FULL
-    identity = {"written_by": "demo", "utterances": plan.utterances, "epochs": plan.epochs, "seed": seed}
+    plan, out = QUICK if quick else FULL, Path(out)
+    config = training_config(out, plan, seed)
+    # the training settings too: a folder trained another way (say, other noise from the environment) is refused
+    training = config.model_dump(mode="json", exclude={"output_path": True, "seed": True,
+                                                        "data": {"path"}})
+    identity = {"written_by": "demo", "utterances": plan.utterances, "seed": seed, "training": training}
     with output_folder(out, identity, ours=("report.md", "corpus", "run", "decode")):  # an older demo's
-        return _run_demo(Path(out), plan, quick, seed)
+        return _run_demo(out, plan, config, quick, seed)
 
 
-def _run_demo(out: Path, plan: DemoPlan, quick: bool, seed: int) -> Path:
+def _run_demo(out: Path, plan: DemoPlan, config: TrainConfig, quick: bool, seed: int) -> Path:
     started = time.perf_counter()
     _synth(out / "corpus", plan)
-    checkpoint = _train(out / "corpus", out / "run", plan, seed)
+    checkpoint = _train(config)
     summary = decode_grid(checkpoint, out / "corpus", out / "decode")
     plot_wer_vs_snr(summary, out / "wer_vs_snr.png", "clipwhisper tiny preset on the synthetic corpus")
     elapsed = time.perf_counter() - started
@@ -145,7 +153,8 @@ def _run_demo(out: Path, plan: DemoPlan, quick: bool, seed: int) -> Path:
     report.write_text(
         f"# clipwhisper demo{' (quick)' if quick else ''}\n\n"
         f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, clipwhisper {source_revision()}, {platform.machine()}, "
-        f"{os.cpu_count()} cores; {plan.utterances} synthetic utterances, tiny preset trained {plan.epochs} epochs "
+        f"{os.cpu_count()} cores; {plan.utterances} synthetic utterances, tiny preset trained {config.max_epochs} "
+        f"epochs "
         f"on `both` with modality dropout, seed {seed}; {elapsed:.0f} s in all.\n\n"
         f"Test WER (%) by modality and babble SNR ({summary['cells'][0]['utterances']} utterances per cell):\n\n"
         f"{markdown_table(summary)}\n\n![WER against SNR](wer_vs_snr.png)\n",

@@ -26,6 +26,10 @@ def test_quick_demo(tmp_path):
     assert "clipwhisper commit " in report or "clipwhisper version " in report  # the figures name their code
     other = CliRunner().invoke(app, ["demo", "--quick", "--out", str(tmp_path), "--seed", "1"])
     assert other.exit_code == 2 and "seed: 0 there, 1 now" in other.output  # never mixed with another seed's
+    # the environment changes the demo's recipe, as it does train's: a model trained otherwise is not reused
+    noisier = CliRunner().invoke(app, ["demo", "--quick", "--out", str(tmp_path)],
+                                 env={"CLIPWHISPER_DATA__NOISE_PROB": "0.5"})
+    assert noisier.exit_code == 2 and "training.data.noise_prob: 0.3 there, 0.5 now" in noisier.output
 
 
 def test_the_demo_does_not_write_into_someone_elses_folder(tmp_path):
