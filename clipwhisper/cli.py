@@ -361,6 +361,24 @@ def inspect(
 
 @app.command()
 @reports_errors
+def report(
+    folders: list[Path] = typer.Argument(..., help="Decode folders (each with summary.json and hyps.jsonl)."),
+    out: Path = typer.Option(Path("report.html"), "--out", "-o", help="The HTML file to write."),
+    manifest: Path | None = typer.Option(None, "--manifest", help="The test manifest (.tsv): links each utterance "
+                                         "to its video and audio."),
+    embed_media: bool = typer.Option(False, "--embed-media", help="Inline clips up to 2 MB in the page instead of "
+                                     "linking them."),
+    seed: int = typer.Option(0, "--seed", help="Seeds the bootstrap of the confidence intervals."),
+):
+    """Write one self-contained HTML page of error analysis over decode folders: WER with confidence
+    intervals, where audio+video fixes or breaks audio alone, frequent errors, every utterance aligned."""
+    from .report.command import run_report
+
+    run_report(folders, out, manifest, embed_media, seed)
+
+
+@app.command()
+@reports_errors
 def synth(
     out_dir: Path = typer.Argument(..., help="Folder to write the corpus into."),
     utterances: int = typer.Option(200, "--utterances", "-n", min=1, help="Utterances in train+valid+test."),

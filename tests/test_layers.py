@@ -13,7 +13,7 @@ LAYERS = [
     {"runtime"},
     {"data"},
     {"model"},
-    {"training", "inference", "prepare", "synth", "demo", "manifest_commands", "manifest_from_folder"},
+    {"training", "inference", "report", "prepare", "synth", "demo", "manifest_commands", "manifest_from_folder"},
     {"cli", "__main__", "__init__"},
 ]
 

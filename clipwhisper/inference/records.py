@@ -44,6 +44,20 @@ def _record(line: bytes) -> dict | None:
     return record
 
 
+def read_hyps(path: Path) -> tuple[list[dict], int, bool]:
+    """A hyps file's whole records (each key once), how many lines were dropped (torn, foreign or repeated),
+    and whether the file is exactly those records, as written; the file is not changed."""
+    lines = Path(path).read_bytes().split(b"\n")
+    records, seen = [], set()
+    for line in lines[:-1]:  # the last element is b"" when the file ends with a newline, else a torn tail
+        record = _record(line)
+        if record is not None and record_key(record) not in seen:
+            seen.add(record_key(record))
+            records.append(record)
+    dropped = sum(1 for line in lines if line.strip()) - len(records)
+    return records, dropped, not lines[-1] and len(records) == len(lines) - 1
+
+
 class HypsFile:
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -56,17 +70,10 @@ class HypsFile:
     def _recover(self) -> None:
         """Keep every whole record once; a torn line (a crash mid-write) or a foreign one is dropped, counted in
         ``self.dropped``, and its utterance decoded again."""
-        lines = self.path.read_bytes().split(b"\n")
-        complete = []
-        for line in lines[:-1]:  # the last element is b"" when the file ends with a newline, else a torn tail
-            record = _record(line)
-            if record is not None and record_key(record) not in self.done:
-                self.done.add(record_key(record))
-                complete.append(record)
-        self.dropped = sum(1 for line in lines if line.strip()) - len(complete)
-        if lines[-1] or len(complete) != len(lines) - 1:  # torn tail, duplicates or foreign lines: rewrite
-            self.path.write_text("".join(json.dumps(r) + "\n" for r in complete), encoding="utf-8")
-        self.records = complete
+        self.records, self.dropped, whole = read_hyps(self.path)
+        self.done = {record_key(r) for r in self.records}
+        if not whole:  # torn tail, duplicates or foreign lines: rewrite
+            self.path.write_text("".join(json.dumps(r) + "\n" for r in self.records), encoding="utf-8")
 
     def append(self, records: list[dict]) -> None:
         with open(self.path, "a", encoding="utf-8") as out:

@@ -1,0 +1,1 @@
+"""``clipwhisper report``: one self-contained HTML page of error analysis over one or more decode folders."""
