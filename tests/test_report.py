@@ -244,6 +244,8 @@ def test_the_page_works_in_a_real_browser(browser_page, decode_dir, synth_corpus
     assert first.locator(".al > .w").count() == words and records[0]["id"] in first.inner_text()
     href = first.locator("a", has_text="video").get_attribute("href")
     assert (out.parent / href).resolve() == (synth_corpus / "video" / f"{records[0]['id']}.mp4").resolve()
+    _plays(first, "audio")
+    _plays(first, "video")
     changes = modality_changes(records)
     assert _count(page, "#change-count") == len(changes)
     page.select_option("#change-kind", "fixed")
@@ -258,6 +260,27 @@ def test_the_page_works_in_a_real_browser(browser_page, decode_dir, synth_corpus
     assert shot[:8] == b"\x89PNG\r\n\x1a\n"
     (tmp_path / "report.png").write_bytes(shot)
     assert page.problems == []
+
+
+def _plays(record, kind: str) -> None:
+    """The record's link opens a player under it, and the browser reads the clip (its duration is known)."""
+    record.locator(f"a.play-{kind}").click()
+    player = record.locator(f"{kind}.player")
+    player.wait_for()
+    duration = player.evaluate("media => new Promise(done => media.readyState >= 1 ? done(media.duration) : "
+                               "media.addEventListener('loadedmetadata', () => done(media.duration)))")
+    assert duration > 0.5
+
+
+def test_embedded_media_play_in_the_browser(browser_page, decode_dir, synth_corpus, tmp_path):
+    out = tmp_path / "embedded.html"
+    assert CliRunner().invoke(app, ["report", str(decode_dir), "--out", str(out), "--manifest",
+                                    str(synth_corpus / "test.tsv"), "--embed-media"]).exit_code == 0
+    browser_page.goto(out.as_uri())
+    first = browser_page.locator("#utt-list .utt").first
+    assert first.locator("a.play-audio").get_attribute("href").startswith("data:audio/")
+    _plays(first, "audio")
+    assert browser_page.problems == []
 
 
 def test_hostile_text_stays_text_in_the_browser(browser_page, tmp_path):
