@@ -146,6 +146,18 @@ def test_text_from_a_model_cannot_become_markup(tmp_path):
     assert _page_data(html)["records"][0][2] == hostile  # shown as text by the page's script
 
 
+def test_failed_utterances_are_shown_with_their_errors(tmp_path):
+    folder = _write_decode(tmp_path / "d", [
+        make_record("u1", "audio", "clean", "set blue", "set blue", "none"),
+        make_record("u2", "audio", "clean", "lay red now", "", "none", error="/data/u2.wav: damaged audio: EOF")])
+    out = tmp_path / "r.html"
+    assert CliRunner().invoke(app, ["report", str(folder), "--out", str(out)]).exit_code == 0
+    html = out.read_text()
+    assert "1 failed (counted as deletions)" in html and "/data/u2.wav: damaged audio: EOF" in html
+    failed = [row for row in _page_data(html)["records"] if row[6]]
+    assert len(failed) == 1 and failed[0][3] == "DDD"  # every reference word deleted, as the WER counts it
+
+
 def test_media_can_be_embedded(decode_dir, synth_corpus, tmp_path):
     out = tmp_path / "embedded.html"
     result = CliRunner().invoke(app, ["report", str(decode_dir), "--out", str(out), "--manifest",
