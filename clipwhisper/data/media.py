@@ -18,6 +18,7 @@ import ffmpeg
 import numpy as np
 
 from ..errors import MediaError
+from .video_in_process import read_frames
 
 SAMPLE_RATE = 16_000
 MAX_AUDIO_SAMPLES = 30 * SAMPLE_RATE  # Whisper's window: every Whisper encoder reads at most 30 s
@@ -122,10 +123,26 @@ def _plain_wav(path: Path, sample_rate: int) -> np.ndarray | None:
 def load_video(path: Path | str, size: int, fps: float = VIDEO_FPS,
                span: tuple[float, float] | None = None) -> np.ndarray:
     """RGB frames ``(T, size, size, 3)`` uint8 at ``fps``: scaled to cover, centre-cropped square; ``span`` as
-    for ``load_audio``."""
+    for ``load_audio``. A whole file is read in-process when PyAV can (the same frames, without starting
+    ffmpeg: ``video_in_process``), otherwise, and for every error, by the ffmpeg program."""
     path = Path(path)
-    filters = f"fps={fps},scale={size}:{size}:force_original_aspect_ratio=increase:flags=area,crop={size}:{size}"
-    graph = _input(path, span).output("pipe:", map="0:v:0", vf=filters, format="rawvideo", pix_fmt="rgb24")
+    if span is None and path.is_file():
+        frames = read_frames(path, [*_video_filters(size, fps), ("format", "rgb24")])
+        if frames is not None:
+            return frames
+    return ffmpeg_video(path, size, fps, span)
+
+
+def _video_filters(size: int, fps: float) -> list[tuple[str, str]]:
+    return [("fps", f"{fps}"), ("scale", f"{size}:{size}:force_original_aspect_ratio=increase:flags=area"),
+            ("crop", f"{size}:{size}")]
+
+
+def ffmpeg_video(path: Path, size: int, fps: float = VIDEO_FPS,
+                 span: tuple[float, float] | None = None) -> np.ndarray:
+    """``load_video`` by the ffmpeg program."""
+    chain = ",".join(f"{name}={args}" for name, args in _video_filters(size, fps))
+    graph = _input(path, span).output("pipe:", map="0:v:0", vf=chain, format="rawvideo", pix_fmt="rgb24")
     raw = _run(path, graph, "video", may_be_empty=bool(span and span[0]))
     frame_bytes = size * size * 3
     if len(raw) % frame_bytes:
