@@ -8,13 +8,13 @@ in the summary, and makes the exit code 1: nothing vanishes from the WER.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from rich.markup import escape
 from torch.utils.data import DataLoader
@@ -47,7 +47,7 @@ def _noisy_collate(items: list[dict], noise, snr) -> Batch:
     if snr != "clean":
         for item in items:
             if "audio" in item:
-                item["audio"] = mix_at_snr(item["audio"], noise, float(snr), item["id"])
+                item["audio"] = mix_at_snr(np.asarray(item["audio"]), noise, float(snr), item["id"])
     return collate(items)
 
 
@@ -98,14 +98,13 @@ def _decode_batches(model: AVSRModel, todo: list[Utterance], modality: str, snr,
     padding), each with its share of the batch's wall time."""
     image_size = model.video_encoder.image_size if model.video_encoder else None
     todo = sorted(todo, key=duration_s, reverse=True)
-    dataset = AVDataset(todo, streams_of(modality), image_size, features=features)
-    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=False, **loader_options(config, model.device),
-                        collate_fn=functools.partial(_noisy_collate, noise=noise, snr=snr))
+    items = media_items(AVDataset(todo, streams_of(modality), image_size, features=features), config, model.device)
     references = {u.id: u.text or "" for u in todo}
     durations = {u.id: duration_s(u) for u in todo}
     model.feature_sink = features.put if features is not None else None
     started = time.perf_counter()
-    for batch in loader:
+    for group in _groups(items, config.batch_size):
+        batch = _noisy_collate(group, noise, snr)
         hypotheses = {}
         if batch.ids:
             texts = model.generate(batch, modality=modality, beam_size=config.beam_size,
@@ -117,14 +116,27 @@ def _decode_batches(model: AVSRModel, todo: list[Utterance], modality: str, snr,
                            errors.get(uid), timing=(durations[uid], seconds)) for uid in batch.order]
 
 
-def loader_options(config: DecodeConfig, device: torch.device) -> dict:
-    """Media decoding in ``num_workers`` processes (by default none on the CPU, where they would take the
-    model's cores, and up to 8 beside a GPU), into pinned memory for the copy to the GPU."""
+def media_items(dataset: AVDataset, config: DecodeConfig, device: torch.device) -> DataLoader:
+    """The dataset's items in order, decoded in ``num_workers`` processes (by default none on the CPU, where
+    they would take the model's cores, and up to 8 beside a GPU). Workers decode one item each at a time, not a
+    batch each: the first batch is ready after batch/workers items, not a whole batch of them, and a short
+    test set keeps every worker busy; two batches' worth are kept in flight."""
     workers = config.num_workers
     if workers is None:
         workers = 0 if device.type == "cpu" else min(8, max((os.cpu_count() or 1) - 1, 0))
-    return {"num_workers": workers, "pin_memory": device.type == "cuda",
-            **({"prefetch_factor": 4, "persistent_workers": False} if workers else {})}
+    ahead = {"prefetch_factor": -(-2 * config.batch_size // workers), "persistent_workers": False} if workers else {}
+    return DataLoader(dataset, batch_size=None, shuffle=False, num_workers=workers, **ahead)
+
+
+def _groups(items, size: int):
+    group = []
+    for item in items:
+        group.append(item)
+        if len(group) == size:
+            yield group
+            group = []
+    if group:
+        yield group
 
 
 def _validate(config: DecodeConfig) -> None:

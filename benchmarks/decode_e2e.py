@@ -1,0 +1,124 @@
+"""Decoding from disk against decoding from memory, and the whole SNR grid against one clean decode.
+
+The model of `speed.py` (random weights at real sizes; `--quick`: tiny dimensions on the CPU) decodes a corpus's
+manifest through `decode`'s own loop (`inference.decode.decode_cell`: media read by ffmpeg in `--num-workers`
+loader processes, longest first, greedy, the static KV cache on a GPU) and, on the same batches already decoded
+into memory, through `model.generate` alone (the benchmark's rate). Also timed: the loader alone (the media
+rate), and the 3 modalities x 5 SNRs grid as `clipwhisper decode` runs it for a `both` model (video features
+computed once and reused across SNRs; video alone decoded once), against one clean `both` decode.
+
+    python benchmarks/decode_e2e.py --manifest CORPUS/train.tsv --batch-size 64            # GPU
+    python benchmarks/decode_e2e.py --manifest CORPUS/test.tsv --quick --batch-size 8     # CPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import random
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from speed import QUICK, REFERENCE, build, model_config, sync
+
+from clipwhisper.config import DecodeConfig, nested, resolve
+from clipwhisper.data.dataset import AVDataset
+from clipwhisper.data.manifest import read_manifest
+from clipwhisper.data.utterance import duration_s
+from clipwhisper.inference.decode import _groups, _noisy_collate, decode_cell, media_items, reused_video
+from clipwhisper.inference.records import HypsFile
+from clipwhisper.modality import MODALITIES, streams_of
+from clipwhisper.model.precision import for_inference
+from clipwhisper.model.tokenizer import train_tokenizer
+from clipwhisper.synth.grammar import sample_sentence
+
+SNRS = ["clean", 10.0, 5.0, 0.0, -5.0]
+
+
+def loader(utterances, modality: str, config: DecodeConfig, model, noise=None, snr="clean"):
+    """The batches `decode` makes for a cell (same order, batch size, workers)."""
+    todo = sorted(utterances, key=duration_s, reverse=True)
+    dataset = AVDataset(todo, streams_of(modality), model.video_encoder.image_size if model.video_encoder else None)
+    items = media_items(dataset, config, model.device)
+    return (_noisy_collate(group, noise, snr) for group in _groups(items, config.batch_size))
+
+
+def timed(work, device) -> float:
+    sync(device)
+    start = time.perf_counter()
+    work()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def from_disk(model, utterances, modality: str, config: DecodeConfig, snrs=("clean",), noise=None) -> list[dict]:
+    """`decode`'s loop over ``snrs`` into a fresh hyps file; the records."""
+    with tempfile.TemporaryDirectory() as folder, reused_video(modality, utterances, config) as features:
+        hyps = HypsFile(Path(folder) / "hyps.jsonl")
+        for snr in snrs:
+            decode_cell(model, utterances, modality, snr, config, hyps, noise, features)
+        return hyps.records
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--manifest", type=Path, required=True)
+    parser.add_argument("--noise", type=Path, default=None, help="babble for the grid (default: the corpus's)")
+    parser.add_argument("--quick", action="store_true", help="tiny dimensions on the CPU")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--num-workers", type=int, default=None)
+    parser.add_argument("--new-tokens", type=int, default=24)
+    parser.add_argument("--image-size", type=int, default=None, help="CLIP's input size (224)")
+    parser.add_argument("--skip-grid", action="store_true")
+    args = parser.parse_args()
+    device = torch.device("cpu" if args.quick or not torch.cuda.is_available() else "cuda")
+    rng = random.Random(0)
+    torch.manual_seed(0)
+    np.random.seed(0)
+    tokenizer = train_tokenizer([sample_sentence(rng) for _ in range(500)])
+    base = QUICK if args.quick else REFERENCE
+    fast = torch.bfloat16 if device.type == "cuda" else None
+    model = build(model_config(base, "both", False, args.image_size), tokenizer, device, fast)
+    for_inference(model, "bf16" if fast else "fp32")
+    config = resolve(DecodeConfig, None, nested({"batch_size": args.batch_size, "num_workers": args.num_workers,
+                                                 "max_new_tokens": args.new_tokens}))
+    utterances = read_manifest(args.manifest)
+    seconds = sum(duration_s(u) for u in utterances)
+    workers = media_items(AVDataset([], ("audio",), None), config, device).num_workers
+    print(f"device {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}; {len(utterances)} utterances, "
+          f"{seconds:.0f} s of speech; batch {args.batch_size}; {workers} loader workers; "
+          f"CLIP at {model.video_encoder.image_size} px; {args.new_tokens} new tokens")
+    with torch.inference_mode():
+        media_s = timed(lambda: [None for _ in loader(utterances, "both", config, model)], device)
+        batches = list(loader(utterances, "both", config, model))
+        generate = functools.partial(model.generate, modality="both", max_new_tokens=args.new_tokens,
+                                     rows=args.batch_size)
+        first = timed(lambda: [generate(b) for b in batches], device)  # compiles each shape on a GPU
+        memory_s = timed(lambda: [generate(b) for b in batches], device)
+        memory_hyps = [text for b in batches for text in generate(b)]
+        disk_s = timed(lambda: from_disk(model, utterances, "both", config), device)
+        disk = from_disk(model, utterances, "both", config)
+    order = [uid for b in batches for uid in b.ids]
+    same = np.mean([a == b for a, b in zip(memory_hyps, [{r["id"]: r["hyp"] for r in disk}[uid] for uid in order])])
+    count = len(utterances)
+    for name, wall in (("media alone (loader, no model)", media_s), ("from memory (model.generate)", memory_s),
+                       ("from disk (decode's loop)", disk_s)):
+        print(f"both clean, {name:32s}: {count / wall:8.1f} utt/s  RTFx {seconds / wall:8.1f}")
+    print(f"first pass from memory (compiling): {first:.1f} s; from disk / from memory: {memory_s / disk_s:.1%}; "
+          f"identical hypotheses: {same:.1%}")
+    if args.skip_grid:
+        return
+    from clipwhisper.data.media import load_audio
+
+    noise = load_audio(args.noise or args.manifest.parent / "noise" / "babble.wav")
+    with torch.inference_mode():
+        grid_s = timed(lambda: [from_disk(model, utterances, m, config, SNRS, noise) for m in MODALITIES], device)
+    print(f"grid, 3 modalities x {len(SNRS)} SNRs from disk: {grid_s:.1f} s = {grid_s / disk_s:.2f}x the clean both "
+          f"decode ({count * 15 / grid_s:.1f} cell-utterances/s)")
+
+
+if __name__ == "__main__":
+    main()
