@@ -28,7 +28,8 @@ from clipwhisper.config import DecodeConfig, nested, resolve
 from clipwhisper.data.dataset import AVDataset
 from clipwhisper.data.manifest import read_manifest
 from clipwhisper.data.utterance import duration_s
-from clipwhisper.inference.decode import _groups, _noisy_collate, decode_cell, media_items, reused_video
+from clipwhisper.inference.batching import decode_batches, media_items
+from clipwhisper.inference.decode import decode_cell, reused_video
 from clipwhisper.inference.records import HypsFile
 from clipwhisper.modality import MODALITIES, streams_of
 from clipwhisper.model.precision import for_inference
@@ -39,11 +40,10 @@ SNRS = ["clean", 10.0, 5.0, 0.0, -5.0]
 
 
 def loader(utterances, modality: str, config: DecodeConfig, model, noise=None, snr="clean"):
-    """The batches `decode` makes for a cell (same order, batch size, workers)."""
+    """The batches `decode` makes for a cell (same order, batch size, workers, pinned on a GPU)."""
     todo = sorted(utterances, key=duration_s, reverse=True)
     dataset = AVDataset(todo, streams_of(modality), model.video_encoder.image_size if model.video_encoder else None)
-    items = media_items(dataset, config, model.device)
-    return (_noisy_collate(group, noise, snr) for group in _groups(items, config.batch_size))
+    return decode_batches(dataset, config, model.device, noise, snr)
 
 
 def timed(work, device) -> float:

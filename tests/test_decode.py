@@ -316,3 +316,23 @@ def test_inspect_checkpoint_run_and_corrupt(checkpoint, tmp_path):
     (partial / "config.json").unlink()
     result = runner.invoke(app, ["inspect", str(partial)])
     assert result.exit_code == 1 and "no config.json" in result.stderr
+
+
+def test_batches_made_ahead_arrive_in_order_raise_errors_and_stop_with_the_caller():
+    import threading
+
+    from clipwhisper.inference.batching import _ahead
+
+    assert list(_ahead(iter(range(7)))) == list(range(7))
+
+    def failing():
+        yield 1
+        raise ValueError("media went away")
+    made = _ahead(failing())
+    assert next(made) == 1
+    with pytest.raises(ValueError, match="media went away"):
+        next(made)
+    endless = _ahead(iter(range(10**9)))
+    assert next(endless) == 0
+    endless.close()  # the caller stops early: the thread stops too
+    assert not [t for t in threading.enumerate() if t.name == "decode-batches"]

@@ -42,7 +42,7 @@ class Batch:
                      cut(self.features), [self.ids[r] for r in rows])
 
     def pin_memory(self) -> Batch:
-        """What the DataLoader calls with ``pin_memory=True``: the tensors in page-locked memory."""
+        """The tensors in page-locked memory, for a fast copy to the GPU."""
         def pinned(streams: dict[str, Padded]) -> dict[str, Padded]:
             return {name: Padded(p.values.pin_memory(), p.lengths.pin_memory()) for name, p in streams.items()}
         return Batch(self.ids, self.texts, pinned(self.media), pinned(self.features), self.order, self.bad)

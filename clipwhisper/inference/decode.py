@@ -9,23 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from rich.markup import escape
-from torch.utils.data import DataLoader
 
 from ..config import DecodeConfig
-from ..data.batch import Batch
-from ..data.dataset import AVDataset, collate
+from ..data.dataset import AVDataset
 from ..data.features import FeatureCache
 from ..data.manifest import read_manifest
 from ..data.media import load_audio
-from ..data.noise import mix_at_snr
 from ..data.utterance import Utterance, duration_s
 from ..errors import ConfigError
 from ..modality import streams_of
@@ -34,6 +29,7 @@ from ..model.precision import for_inference
 from ..runtime.distributed import Distributed
 from ..runtime.folder_claim import claimed
 from ..runtime.report import console, status
+from .batching import decode_batches
 from .compat import check_modality
 from .decode_folder import settle_decode_folder
 from .plot import plot_wer_vs_snr
@@ -41,14 +37,6 @@ from .records import HypsFile, make_record
 from .sharding import merge, rank_hyps
 from .summary import summarise, summary_table
 from .trn import write_trn
-
-
-def _noisy_collate(items: list[dict], noise, snr) -> Batch:
-    if snr != "clean":
-        for item in items:
-            if "audio" in item:
-                item["audio"] = mix_at_snr(np.asarray(item["audio"]), noise, float(snr), item["id"])
-    return collate(items)
 
 
 def decode_cell(model: AVSRModel, utterances: list[Utterance], modality: str, snr, config: DecodeConfig,
@@ -98,13 +86,12 @@ def _decode_batches(model: AVSRModel, todo: list[Utterance], modality: str, snr,
     padding), each with its share of the batch's wall time."""
     image_size = model.video_encoder.image_size if model.video_encoder else None
     todo = sorted(todo, key=duration_s, reverse=True)
-    items = media_items(AVDataset(todo, streams_of(modality), image_size, features=features), config, model.device)
+    dataset = AVDataset(todo, streams_of(modality), image_size, features=features)
     references = {u.id: u.text or "" for u in todo}
     durations = {u.id: duration_s(u) for u in todo}
     model.feature_sink = features.put if features is not None else None
     started = time.perf_counter()
-    for group in _groups(items, config.batch_size):
-        batch = _noisy_collate(group, noise, snr)
+    for batch in decode_batches(dataset, config, model.device, noise, snr):
         hypotheses = {}
         if batch.ids:
             texts = model.generate(batch, modality=modality, beam_size=config.beam_size,
@@ -114,29 +101,6 @@ def _decode_batches(model: AVSRModel, todo: list[Utterance], modality: str, snr,
         seconds, started = (time.perf_counter() - started) / len(batch.order), time.perf_counter()
         yield [make_record(uid, modality, snr, references[uid], hypotheses.get(uid, ""), config.normalizer,
                            errors.get(uid), timing=(durations[uid], seconds)) for uid in batch.order]
-
-
-def media_items(dataset: AVDataset, config: DecodeConfig, device: torch.device) -> DataLoader:
-    """The dataset's items in order, decoded in ``num_workers`` processes (by default none on the CPU, where
-    they would take the model's cores, and up to 8 beside a GPU). Workers decode one item each at a time, not a
-    batch each: the first batch is ready after batch/workers items, not a whole batch of them, and a short
-    test set keeps every worker busy; two batches' worth are kept in flight."""
-    workers = config.num_workers
-    if workers is None:
-        workers = 0 if device.type == "cpu" else min(8, max((os.cpu_count() or 1) - 1, 0))
-    ahead = {"prefetch_factor": -(-2 * config.batch_size // workers), "persistent_workers": False} if workers else {}
-    return DataLoader(dataset, batch_size=None, shuffle=False, num_workers=workers, **ahead)
-
-
-def _groups(items, size: int):
-    group = []
-    for item in items:
-        group.append(item)
-        if len(group) == size:
-            yield group
-            group = []
-    if group:
-        yield group
 
 
 def _validate(config: DecodeConfig) -> None:

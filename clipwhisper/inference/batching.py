@@ -1,0 +1,108 @@
+"""A decode cell's batches: media decoded in loader workers an utterance at a time, noise mixed, batches formed,
+padded and pinned for the GPU in a thread beside the model, so the model never waits for them when the
+workers keep up."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable, Iterator
+from queue import Full, Queue
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ..config import DecodeConfig
+from ..data.batch import Batch
+from ..data.dataset import AVDataset, collate
+from ..data.noise import mix_at_snr
+
+AHEAD = 2  # batches made before the model asks for them
+
+
+def decode_batches(dataset: AVDataset, config: DecodeConfig, device: torch.device, noise=None,
+                   snr="clean") -> Iterator[Batch]:
+    """The dataset's batches in order (``config.batch_size`` rows; ``snr`` babble from ``noise`` in the audio)."""
+    items = media_items(dataset, config, device)
+    made = (_pinned(noisy_collate(group, noise, snr), device) for group in groups(items, config.batch_size))
+    return made if items.num_workers == 0 else _ahead(made)
+
+
+def media_items(dataset: AVDataset, config: DecodeConfig, device: torch.device) -> DataLoader:
+    """The dataset's items in order, decoded in ``num_workers`` processes (by default none on the CPU, where
+    they would take the model's cores, and up to 8 beside a GPU). Workers decode one item each at a time, not a
+    batch each: the first batch is ready after batch/workers items, not a whole batch of them, and a short
+    test set keeps every worker busy; two batches' worth are kept in flight."""
+    workers = config.num_workers
+    if workers is None:
+        workers = 0 if device.type == "cpu" else min(8, max((os.cpu_count() or 1) - 1, 0))
+    ahead = {"prefetch_factor": -(-2 * config.batch_size // workers), "persistent_workers": False} if workers else {}
+    return DataLoader(dataset, batch_size=None, shuffle=False, num_workers=workers, **ahead)
+
+
+def noisy_collate(items: list[dict], noise, snr) -> Batch:
+    if snr != "clean":
+        for item in items:
+            if "audio" in item:
+                item["audio"] = mix_at_snr(np.asarray(item["audio"]), noise, float(snr), item["id"])
+    return collate(items)
+
+
+def groups(items: Iterable, size: int) -> Iterator[list]:
+    group = []
+    for item in items:
+        group.append(item)
+        if len(group) == size:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
+def _pinned(batch: Batch, device: torch.device) -> Batch:
+    """Page-locked host memory: the copy to the GPU runs at full speed (pageable memory took about a third of
+    a 224-px batch's decoding time on the H200 machine)."""
+    return batch.pin_memory() if device.type == "cuda" else batch
+
+
+def _ahead(made: Iterator[Batch]) -> Iterator[Batch]:
+    """``made`` computed by a thread, ``AHEAD`` batches ahead of the caller (collation and pinning release the
+    GIL); an error in it is raised here, and a caller that stops early stops it."""
+    queue: Queue = Queue(maxsize=AHEAD)
+    stop = threading.Event()
+    end = object()
+
+    def fill() -> None:
+        try:
+            for batch in made:
+                if not _put(queue, batch, stop):
+                    return
+        except Exception as exc:  # handed to the caller, who raises it
+            _put(queue, exc, stop)
+            return
+        _put(queue, end, stop)
+
+    worker = threading.Thread(target=fill, name="decode-batches", daemon=True)
+    worker.start()
+    try:
+        while True:
+            batch = queue.get()
+            if batch is end:
+                return
+            if isinstance(batch, Exception):
+                raise batch
+            yield batch
+    finally:
+        stop.set()
+        worker.join(timeout=10)
+
+
+def _put(queue: Queue, value, stop: threading.Event) -> bool:
+    while not stop.is_set():
+        try:
+            queue.put(value, timeout=0.1)
+            return True
+        except Full:
+            continue
+    return False
