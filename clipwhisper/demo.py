@@ -25,6 +25,7 @@ from rich.markup import escape
 from .config import DecodeConfig, TrainConfig, nested, packaged_config, resolve
 from .inference.plot import plot_wer_vs_snr
 from .modality import MODALITIES
+from .report.command import run_report
 from .runtime.folder_claim import output_folder
 from .runtime.report import console
 
@@ -138,7 +139,8 @@ def run_demo(out: Path, quick: bool = False, seed: int = 0) -> Path:
     training = config.model_dump(mode="json", exclude={"output_path": True, "seed": True,
                                                         "data": {"path"}})
     identity = {"written_by": "demo", "utterances": plan.utterances, "seed": seed, "training": training}
-    with output_folder(out, identity, ours=("report.md", "corpus", "run", "decode")):  # an older demo's
+    ours = ("report.md", "report.html", "corpus", "run", "decode")  # an older demo's
+    with output_folder(out, identity, ours=ours):
         return _run_demo(out, plan, config, quick, seed)
 
 
@@ -148,6 +150,7 @@ def _run_demo(out: Path, plan: DemoPlan, config: TrainConfig, quick: bool, seed:
     checkpoint = _train(config)
     summary = decode_grid(checkpoint, out / "corpus", out / "decode")
     plot_wer_vs_snr(summary, out / "wer_vs_snr.png", "clipwhisper tiny preset on the synthetic corpus")
+    run_report([out / "decode"], out / "report.html", manifest=out / "corpus" / "test.tsv")
     elapsed = time.perf_counter() - started
     report = out / "report.md"
     report.write_text(
@@ -157,7 +160,8 @@ def _run_demo(out: Path, plan: DemoPlan, config: TrainConfig, quick: bool, seed:
         f"epochs "
         f"on `both` with modality dropout, seed {seed}; {elapsed:.0f} s in all.\n\n"
         f"Test WER (%) by modality and babble SNR ({summary['cells'][0]['utterances']} utterances per cell):\n\n"
-        f"{markdown_table(summary)}\n\n![WER against SNR](wer_vs_snr.png)\n",
+        f"{markdown_table(summary)}\n\n![WER against SNR](wer_vs_snr.png)\n\nEvery utterance, aligned, and where the "
+        f"lips fix or break the audio: [report.html](report.html) (`clipwhisper report`).\n",
         encoding="utf-8",
     )
     console.print(f"demo done in {elapsed:.0f} s: {escape(str(report))}, {escape(str(out / 'wer_vs_snr.png'))}")

@@ -19,6 +19,8 @@ def test_quick_demo(tmp_path):
     report = (tmp_path / "report.md").read_text()
     assert "| audio |" in report and "| both |" in report and "wer_vs_snr.png" in report
     assert (tmp_path / "wer_vs_snr.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (tmp_path / "report.html").read_text()  # the error analysis of the demo's decode
+    assert "report.html" in report and "<svg" in page and f'data-wer="{summary["cells"][0]["wer"]}"' in page
     # a second run reuses every finished stage
     again = CliRunner().invoke(app, ["demo", "--quick", "--out", str(tmp_path)])
     assert again.exit_code == 0 and "reusing" in again.output
