@@ -15,6 +15,7 @@ from clipwhisper.training.loop import run_training
 def tracked_run(synth_corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("tracked")
     with pytest.MonkeyPatch.context() as env:
+        env.chdir(tmp_path_factory.mktemp("elsewhere"))  # the run folder is not the working directory
         env.setenv("WANDB_MODE", "offline")
         env.setenv("WANDB_SILENT", "true")
         env.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -55,6 +56,9 @@ def test_mlflow_store_holds_the_metrics_settings_and_plots(tracked_run):
     assert {a.path for a in client.list_artifacts(run.info.run_id, "plots")} == {"plots/loss.png",
                                                                                   "plots/valid_wer.png"}
     assert run.info.status == "FINISHED"
+    # the artifacts live in the run folder, not in an mlruns/ of the working directory
+    assert {p.name for p in (tracked_run / "mlflow-artifacts").rglob("*.png")} == {"loss.png", "valid_wer.png"}
+    assert not (tracked_run.parent / "elsewhere0" / "mlruns").exists()
 
 
 def wandb_records(path):

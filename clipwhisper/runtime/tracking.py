@@ -85,12 +85,11 @@ class _MLflow:
         import mlflow
 
         self.mlflow = mlflow
-        uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(folder / 'mlflow.db').resolve()}"
-        mlflow.set_tracking_uri(uri)
+        configured = os.environ.get("MLFLOW_TRACKING_URI")  # read first: set_tracking_uri sets it
+        mlflow.set_tracking_uri(configured or f"sqlite:///{(folder / 'mlflow.db').resolve()}")
         name = os.environ.get("MLFLOW_EXPERIMENT_NAME", "clipwhisper")
-        experiment = mlflow.get_experiment_by_name(name)
-        if experiment is None:
-            local = None if os.environ.get("MLFLOW_TRACKING_URI") else (folder / "mlflow-artifacts").resolve().as_uri()
+        if mlflow.get_experiment_by_name(name) is None:
+            local = None if configured else (folder / "mlflow-artifacts").resolve().as_uri()
             mlflow.create_experiment(name, artifact_location=local)
         mlflow.set_experiment(name)
         self.run = mlflow.start_run(run_name=folder.resolve().name)
