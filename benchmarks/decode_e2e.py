@@ -28,7 +28,7 @@ from clipwhisper.config import DecodeConfig, nested, resolve
 from clipwhisper.data.dataset import AVDataset
 from clipwhisper.data.manifest import read_manifest
 from clipwhisper.data.utterance import duration_s
-from clipwhisper.inference.batching import decode_batches, media_items
+from clipwhisper.inference.batching import decode_batches, loader_workers
 from clipwhisper.inference.decode import decode_cell, reused_video
 from clipwhisper.inference.records import HypsFile
 from clipwhisper.modality import MODALITIES, streams_of
@@ -87,7 +87,7 @@ def main() -> None:
                                                  "max_new_tokens": args.new_tokens}))
     utterances = read_manifest(args.manifest)
     seconds = sum(duration_s(u) for u in utterances)
-    workers = media_items(AVDataset([], ("audio",), None), config, device).num_workers
+    workers = loader_workers(config, device)
     print(f"device {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}; {len(utterances)} utterances, "
           f"{seconds:.0f} s of speech; batch {args.batch_size}; {workers} loader workers; "
           f"CLIP at {model.video_encoder.image_size} px; {args.new_tokens} new tokens")

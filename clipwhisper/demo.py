@@ -157,8 +157,7 @@ def _run_demo(out: Path, plan: DemoPlan, config: TrainConfig, quick: bool, seed:
         f"# clipwhisper demo{' (quick)' if quick else ''}\n\n"
         f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, clipwhisper {source_revision()}, {platform.machine()}, "
         f"{os.cpu_count()} cores; {plan.utterances} synthetic utterances, tiny preset trained {config.max_epochs} "
-        f"epochs "
-        f"on `both` with modality dropout, seed {seed}; {elapsed:.0f} s in all.\n\n"
+        f"epochs on `both` with modality dropout, seed {seed}; {elapsed:.0f} s in all.\n\n"
         f"Test WER (%) by modality and babble SNR ({summary['cells'][0]['utterances']} utterances per cell):\n\n"
         f"{markdown_table(summary)}\n\n![WER against SNR](wer_vs_snr.png)\n\nEvery utterance, aligned, and where the "
         f"lips fix or break the audio: [report.html](report.html) (`clipwhisper report`).\n",

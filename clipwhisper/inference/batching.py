@@ -34,11 +34,15 @@ def media_items(dataset: AVDataset, config: DecodeConfig, device: torch.device) 
     they would take the model's cores, and up to 8 beside a GPU). Workers decode one item each at a time, not a
     batch each: the first batch is ready after batch/workers items, not a whole batch of them, and a short
     test set keeps every worker busy; two batches' worth are kept in flight."""
-    workers = config.num_workers
-    if workers is None:
-        workers = 0 if device.type == "cpu" else min(8, max((os.cpu_count() or 1) - 1, 0))
+    workers = loader_workers(config, device)
     ahead = {"prefetch_factor": -(-2 * config.batch_size // workers), "persistent_workers": False} if workers else {}
     return DataLoader(dataset, batch_size=None, shuffle=False, num_workers=workers, **ahead)
+
+
+def loader_workers(config: DecodeConfig, device: torch.device) -> int:
+    if config.num_workers is not None:
+        return config.num_workers
+    return 0 if device.type == "cpu" else min(8, max((os.cpu_count() or 1) - 1, 0))
 
 
 def noisy_collate(items: list[dict], noise, snr) -> Batch:

@@ -31,12 +31,13 @@ EMBED_LIMIT_BYTES = 2 * 1024 * 1024  # --embed-media inlines clips up to this si
 def build_context(runs: list[DecodeRun], out: Path, media: dict[str, Utterance], embed: bool, seed: int,
                   version: str) -> dict:
     """What the template shows; ``media`` maps an utterance id to its manifest entry (for links)."""
-    ops = {run.label: [alignment_ops(r["ref_normalized"], r["hyp_normalized"]) for r in run.records] for run in runs}
+    ops = [[alignment_ops(r["ref_normalized"], r["hyp_normalized"]) for r in run.records] for run in runs]
+    changes = [modality_changes(run.records) for run in runs]
     return {
         "created": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC", "version": version, "seed": seed,
-        "runs": [_run_view(run, ops[run.label], seed) for run in runs],
+        "runs": [_run_view(*parts, seed) for parts in zip(runs, ops, changes)],
         "plot": wer_vs_snr_svg({run.label: run.summary for run in runs}) if _has_snrs(runs) else None,
-        "data": _utterance_data(runs, ops, out, media, embed),
+        "data": _utterance_data(runs, ops, changes, out, media, embed),
     }
 
 
@@ -44,7 +45,7 @@ def _has_snrs(runs: list[DecodeRun]) -> bool:
     return any(len({str(c["snr"]) for c in run.summary["cells"]}) > 1 for run in runs)
 
 
-def _run_view(run: DecodeRun, ops: list[str], seed: int) -> dict:
+def _run_view(run: DecodeRun, ops: list[str], changes: list[dict], seed: int) -> dict:
     by_cell: dict[tuple[str, str], list[int]] = {}
     for index, record in enumerate(run.records):
         by_cell.setdefault((record["modality"], str(record["snr"])), []).append(index)
@@ -56,30 +57,28 @@ def _run_view(run: DecodeRun, ops: list[str], seed: int) -> dict:
                                           np.array([r["ref_words"] for r in rows]), seed)
         cells.append({**cell, "interval": interval, "by_length": wer_by_length(rows)})
     snrs = [str(snr) for snr in snr_order(run.summary["cells"])]
-    changes = modality_changes(run.records)
     errors = {}
     for modality in MODALITIES:
         picked = [i for i, r in enumerate(run.records) if r["modality"] == modality]
         if picked:
             errors[modality] = frequent_errors([run.records[i] for i in picked], [ops[i] for i in picked])
     return {"label": run.label, "folder": str(run.folder), "cells": cells, "errors": errors,
-            "changes": change_counts(changes, snrs) if _both_and_audio(run) else None,
-            "failed": run.summary.get("failed_utterances", 0)}
+            "changes": change_counts(changes, snrs) if _both_and_audio(run) else None}
 
 
 def _both_and_audio(run: DecodeRun) -> bool:
     return {"audio", "both"} <= {c["modality"] for c in run.summary["cells"]}
 
 
-def _utterance_data(runs: list[DecodeRun], ops: dict[str, list[str]], out: Path, media: dict[str, Utterance],
-                    embed: bool) -> dict:
+def _utterance_data(runs: list[DecodeRun], ops: list[list[str]], changes: list[list[dict]], out: Path,
+                    media: dict[str, Utterance], embed: bool) -> dict:
     """Compact rows for the page's script: utterances once (id, reference, media links), cells once, then one
     row per record: [utterance, cell, hypothesis, alignment letters, errors, reference words, error message],
     and the audio+video against audio changes: [run, utterance, snr, audio errors, both errors, change]."""
     utterances: dict[tuple[str, str], int] = {}
-    utterance_rows, cells, records, changes = [], {}, [], []
-    for run_index, run in enumerate(runs):
-        for record, record_ops in zip(run.records, ops[run.label]):
+    utterance_rows, cells, records, change_rows = [], {}, [], []
+    for run_index, (run, run_ops, run_changes) in enumerate(zip(runs, ops, changes)):
+        for record, record_ops in zip(run.records, run_ops):
             key = (record["id"], record["ref_normalized"])
             if key not in utterances:
                 utterances[key] = len(utterance_rows)
@@ -89,10 +88,10 @@ def _utterance_data(runs: list[DecodeRun], ops: dict[str, list[str]], out: Path,
             records.append([utterances[key], cell, record["hyp_normalized"], record_ops, record["errors"],
                             record["ref_words"], record["error"]])
         ref_of = {r["id"]: utterances[(r["id"], r["ref_normalized"])] for r in run.records}
-        changes += [[run_index, ref_of[c["id"]], c["snr"], c["audio_errors"], c["both_errors"], c["change"]]
-                    for c in modality_changes(run.records)]
+        change_rows += [[run_index, ref_of[c["id"]], c["snr"], c["audio_errors"], c["both_errors"], c["change"]]
+                        for c in run_changes]
     return {"runs": [run.label for run in runs], "cells": [list(key) for key in cells], "utterances": utterance_rows,
-            "records": records, "changes": changes}
+            "records": records, "changes": change_rows}
 
 
 def _links(utterance: Utterance | None, out: Path, embed: bool) -> list[str | None]:

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..inference.records import read_hyps, record_key
-from ..inference.summary import COUNTS
+from ..inference.records import read_hyps
+from ..inference.summary import COUNTS, summarise
 
 
 @dataclass
@@ -57,12 +57,8 @@ def _load(folder: Path, label: str) -> DecodeRun:
 
 
 def _check_agreement(summary_path: Path, cells: list[dict], records: list[dict]) -> None:
-    totals: dict[tuple[str, str], dict] = {}
-    for record in records:
-        cell = totals.setdefault(record_key(record)[1:], dict.fromkeys(("utterances", *COUNTS), 0))
-        cell["utterances"] += 1
-        for key in COUNTS:
-            cell[key] += record[key]
+    """The summary's counts are those ``summarise`` makes from the records beside it."""
+    totals = {(c["modality"], str(c["snr"])): c for c in summarise(records)["cells"]}
     for cell in cells:
         key = (cell["modality"], str(cell["snr"]))
         if any(totals.get(key, {}).get(name) != cell.get(name) for name in ("utterances", *COUNTS)):
