@@ -100,6 +100,8 @@ def test_a_file_named_like_an_ffmpeg_protocol_is_read_as_a_file(tmp_path, monkey
     named = Path("concat:a.wav|b.wav")
     write_wav(named, tone[:8000])
     assert len(load_audio(named)) == 8000
+    for joined in ("x.mp4", "y.mp4"):  # what the protocol would read (and FFmpeg's libraries, in-process, too)
+        write_video(Path(joined), np.zeros((12, 16, 16, 3), np.uint8))
     video = Path("concat:x.mp4|y.mp4")
     write_video(video, np.zeros((5, 16, 16, 3), np.uint8), audio=named)
     assert load_video(video, 16).shape[0] == 5
@@ -108,12 +110,12 @@ def test_a_file_named_like_an_ffmpeg_protocol_is_read_as_a_file(tmp_path, monkey
 @pytest.mark.parametrize("size, fps, codec", [("64x48", 25, "libx264"), ("48x80", 30, "libx264"),
                                               ("96x96", 29.97, "mpeg4"), ("160x90", 12, "libx264")])
 def test_video_read_in_process_equals_the_ffmpeg_program(tmp_path, size, fps, codec):
-    from clipwhisper.data.media import _video_filters, ffmpeg_video
+    from clipwhisper.data.media import _video_filters, ffmpeg_video, local
     from clipwhisper.data.video_in_process import read_frames
 
     clip = make_media(tmp_path / "clip.mp4", audio=False, seconds=1.3, fps=fps, size=size, vcodec=codec)
     for out_size in (32, 88):
-        fast = read_frames(clip, [*_video_filters(out_size, 25.0), ("format", "rgb24")])
+        fast = read_frames(local(clip), [*_video_filters(out_size, 25.0), ("format", "rgb24")])
         assert fast is not None  # read in-process, not handed to ffmpeg
         assert np.array_equal(fast, ffmpeg_video(clip, out_size))
         assert np.array_equal(load_video(clip, out_size), fast)
@@ -121,7 +123,7 @@ def test_video_read_in_process_equals_the_ffmpeg_program(tmp_path, size, fps, co
 
 def test_videos_in_process_leaves_to_ffmpeg(tmp_path):
     """A rotated phone video (ffmpeg turns it upright), a damaged or a truncated file: ffmpeg decides."""
-    from clipwhisper.data.media import _video_filters, ffmpeg_binary, ffmpeg_video
+    from clipwhisper.data.media import _video_filters, ffmpeg_binary, ffmpeg_video, local
     from clipwhisper.data.video_in_process import read_frames
 
     clip = make_media(tmp_path / "clip.mp4", audio=False, seconds=1.0, size="64x48")
@@ -129,15 +131,15 @@ def test_videos_in_process_leaves_to_ffmpeg(tmp_path):
     ffmpeg.input(str(clip), display_rotation=90).output(str(rotated), c="copy").overwrite_output().run(
         cmd=ffmpeg_binary(), quiet=True)
     filters = [*_video_filters(32, 25.0), ("format", "rgb24")]
-    assert read_frames(rotated, filters) is None
+    assert read_frames(local(rotated), filters) is None
     upright = load_video(rotated, 32)
     assert np.array_equal(upright, ffmpeg_video(rotated, 32)) and not np.array_equal(upright, load_video(clip, 32))
     data = bytearray(clip.read_bytes())
     (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])
-    assert read_frames(tmp_path / "cut.mp4", filters) is None
+    assert read_frames(local(tmp_path / "cut.mp4"), filters) is None
     middle = len(data) // 2
     data[middle:middle + 400] = bytes(400)  # zeros over part of the coded frames
     (tmp_path / "damaged.mp4").write_bytes(data)
-    assert read_frames(tmp_path / "damaged.mp4", filters) is None
+    assert read_frames(local(tmp_path / "damaged.mp4"), filters) is None
     with pytest.raises(MediaError, match="damaged.mp4"):
         load_video(tmp_path / "damaged.mp4", 32)

@@ -127,7 +127,7 @@ def load_video(path: Path | str, size: int, fps: float = VIDEO_FPS,
     ffmpeg: ``video_in_process``), otherwise, and for every error, by the ffmpeg program."""
     path = Path(path)
     if span is None and path.is_file():
-        frames = read_frames(path, [*_video_filters(size, fps), ("format", "rgb24")])
+        frames = read_frames(local(path), [*_video_filters(size, fps), ("format", "rgb24")])
         if frames is not None:
             return frames
     return ffmpeg_video(path, size, fps, span)

@@ -9,20 +9,20 @@ handling of such files are the reference.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 
-def read_frames(path: Path, filters: list[tuple[str, str]]) -> np.ndarray | None:
-    """``(T, H, W, 3)`` uint8 frames of the first video stream through ``filters`` (libavfilter names and
-    arguments, ending in rgb24), or None where the ffmpeg program should decide."""
+def read_frames(source: str, filters: list[tuple[str, str]]) -> np.ndarray | None:
+    """``(T, H, W, 3)`` uint8 frames of the first video stream of ``source`` through ``filters`` (libavfilter
+    names and arguments, ending in rgb24), or None where the ffmpeg program should decide. ``source`` names a
+    local file as ``media.local`` does (``file:PATH``): FFmpeg's libraries, like its program, would read
+    ``concat:a.mp4|b.mp4`` or ``http://…`` as a protocol."""
     try:
         import av
     except ImportError:
         return None
     try:
-        with av.logging.Capture(local=True) as logs, av.open(str(path), "r") as container:
+        with av.logging.Capture(local=True) as logs, av.open(source, "r") as container:
             if not container.streams.video:
                 return None
             frames = _decode(container, container.streams.video[0], filters)
