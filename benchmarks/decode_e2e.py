@@ -1,11 +1,11 @@
 """Decoding from disk against decoding from memory, and the whole SNR grid against one clean decode.
 
 The model of `speed.py` (random weights at real sizes; `--quick`: tiny dimensions on the CPU) decodes a corpus's
-manifest through `decode`'s own loop (`inference.decode.decode_cell`: media read by ffmpeg in `--num-workers`
-loader processes, longest first, greedy, the static KV cache on a GPU) and, on the same batches already decoded
+manifest through `decode`'s own loop (`inference.decode.decode_cells`: media read in `--num-workers` loader
+processes, longest first, greedy, the static KV cache on a GPU) and, on the same batches already decoded
 into memory, through `model.generate` alone (the benchmark's rate). Also timed: the loader alone (the media
-rate), and the 3 modalities x 5 SNRs grid as `clipwhisper decode` runs it for a `both` model (video features
-computed once and reused across SNRs; video alone decoded once), against one clean `both` decode.
+rate), and the 3 modalities x 5 SNRs grid as `clipwhisper decode` runs it for a `both` model (a modality's media
+read once for all SNRs, a batch's video encoded once; video alone decoded once), against one clean `both` decode.
 
     python benchmarks/decode_e2e.py --manifest CORPUS/train.tsv --batch-size 64            # GPU
     python benchmarks/decode_e2e.py --manifest CORPUS/test.tsv --quick --batch-size 8     # CPU
@@ -29,7 +29,7 @@ from clipwhisper.data.dataset import AVDataset
 from clipwhisper.data.manifest import read_manifest
 from clipwhisper.data.utterance import duration_s
 from clipwhisper.inference.batching import decode_batches, loader_workers
-from clipwhisper.inference.decode import decode_cell, reused_video
+from clipwhisper.inference.decode import decode_cells
 from clipwhisper.inference.records import HypsFile
 from clipwhisper.modality import MODALITIES, streams_of
 from clipwhisper.model.precision import for_inference
@@ -43,7 +43,7 @@ def loader(utterances, modality: str, config: DecodeConfig, model, noise=None, s
     """The batches `decode` makes for a cell (same order, batch size, workers, pinned on a GPU)."""
     todo = sorted(utterances, key=duration_s, reverse=True)
     dataset = AVDataset(todo, streams_of(modality), model.video_encoder.image_size if model.video_encoder else None)
-    return decode_batches(dataset, config, model.device, noise, snr)
+    return (batch for cells in decode_batches(dataset, config, model.device, noise, (snr,)) for _, batch in cells)
 
 
 def timed(work, device) -> float:
@@ -56,10 +56,9 @@ def timed(work, device) -> float:
 
 def from_disk(model, utterances, modality: str, config: DecodeConfig, snrs=("clean",), noise=None) -> list[dict]:
     """`decode`'s loop over ``snrs`` into a fresh hyps file; the records."""
-    with tempfile.TemporaryDirectory() as folder, reused_video(modality, utterances, config) as features:
+    with tempfile.TemporaryDirectory() as folder:
         hyps = HypsFile(Path(folder) / "hyps.jsonl")
-        for snr in snrs:
-            decode_cell(model, utterances, modality, snr, config, hyps, noise, features)
+        decode_cells(model, utterances, modality, snrs, config, hyps, noise)
         return hyps.records
 
 

@@ -83,19 +83,22 @@ def decode_grid(checkpoint: Path, corpus: Path, out: Path, modalities=MODALITIES
     """Decode ``corpus``'s test split in each modality at each SNR (its ``noise/babble.wav``); the summary."""
     from .data.manifest import read_manifest
     from .data.media import load_audio
-    from .inference.decode import decode_cell, finish
+    from .inference.decode import decode_cells, finish
     from .inference.records import HypsFile
     from .model.checkpoint import load_checkpoint
+    from .model.precision import for_inference
 
     config = resolve(DecodeConfig, None, nested({"model_path": checkpoint, "output_dir": out, "batch_size": 16}))
     out.mkdir(parents=True, exist_ok=True)
-    model = load_checkpoint(checkpoint)
+    import torch
+
+    model = for_inference(load_checkpoint(checkpoint), "fp32")  # frozen as in decode: a batch's video encoded once
     utterances = read_manifest(corpus / "test.tsv")
     noise = load_audio(corpus / "noise" / "babble.wav")
     hyps = HypsFile(out / "hyps.jsonl")
-    for modality in modalities:
-        for snr in snrs:
-            decode_cell(model, utterances, modality, snr, config, hyps, noise)
+    with torch.inference_mode():
+        for modality in modalities:
+            decode_cells(model, utterances, modality, snrs, config, hyps, noise)
     finish(out, hyps.records)
     return json.loads((out / "summary.json").read_text())
 

@@ -70,7 +70,7 @@ def test_video_alone_is_decoded_once_for_every_snr(checkpoint, synth_corpus, tmp
     import torch
 
     from clipwhisper.config import DecodeConfig, resolve
-    from clipwhisper.inference.decode import decode_cell
+    from clipwhisper.inference.decode import decode_cells
     from clipwhisper.inference.records import HypsFile
     from clipwhisper.model.checkpoint import load_checkpoint
 
@@ -81,10 +81,9 @@ def test_video_alone_is_decoded_once_for_every_snr(checkpoint, synth_corpus, tmp
     noise, config = load_audio(synth_corpus / "noise" / "babble.wav"), resolve(DecodeConfig, None, {})
     grid, afresh = HypsFile(tmp_path / "grid.jsonl"), HypsFile(tmp_path / "afresh.jsonl")
     with torch.inference_mode():
-        for snr in ("clean", 0.0, -5.0):
-            decode_cell(model, utterances, "video", snr, config, grid, noise)
+        decode_cells(model, utterances, "video", ("clean", 0.0, -5.0), config, grid, noise)
         assert sum(rows) == len(utterances)
-        decode_cell(model, utterances, "video", -5.0, config, afresh, noise)
+        decode_cells(model, utterances, "video", (-5.0,), config, afresh, noise)
     assert sum(rows) == 2 * len(utterances)
     noisy = [r for r in grid.records if r["snr"] == -5.0]
     assert by_id(untimed(noisy)) == by_id(untimed(afresh.records)) and len(grid.records) == 3 * len(utterances)
@@ -134,6 +133,45 @@ def check_trn_with_sclite(folder):
             100 * cell["substitutions"] / cell["ref_words"], abs=0.05)
     if sctk is None:
         pytest.skip("sclite (Debian's sctk package) is not installed: the trn files were not scored by it")
+
+
+def test_a_grid_reads_each_utterance_once_and_encodes_its_video_once(checkpoint, synth_corpus, tmp_path, monkeypatch):
+    """Audio+video at three SNRs: each utterance's media are read once, its video encoded once and its audio
+    (which the babble changes) three times; a rerun decodes only what a cell lacks."""
+    import torch
+
+    from clipwhisper.config import DecodeConfig, resolve
+    from clipwhisper.data.dataset import AVDataset
+    from clipwhisper.inference.decode import decode_cells
+    from clipwhisper.inference.records import HypsFile
+    from clipwhisper.model.checkpoint import load_checkpoint
+    from clipwhisper.model.precision import for_inference
+
+    model = for_inference(load_checkpoint(checkpoint), "fp32")
+    reads, encoded = [], {"audio": 0, "video": 0}
+    read = AVDataset.__getitem__
+    monkeypatch.setattr(AVDataset, "__getitem__", lambda self, index: reads.append(index) or read(self, index))
+    for stream in encoded:
+        encoder = getattr(model, f"{stream}_encoder")
+        forward = encoder.forward
+        encoder.forward = lambda media, lengths, forward=forward, stream=stream: (
+            encoded.__setitem__(stream, encoded[stream] + len(lengths)) or forward(media, lengths))
+    utterances = read_manifest(synth_corpus / "test.tsv")
+    noise = load_audio(synth_corpus / "noise" / "babble.wav")
+    config = resolve(DecodeConfig, None, {"batch_size": 5, "max_new_tokens": 8})
+    hyps = HypsFile(tmp_path / "hyps.jsonl")
+    with torch.inference_mode():
+        decode_cells(model, utterances, "both", ("clean", 5.0, -5.0), config, hyps, noise)
+        assert len(reads) == len(utterances) and encoded == {"audio": 3 * len(utterances), "video": len(utterances)}
+        assert len(hyps.records) == 3 * len(utterances) and model.feature_sink is None
+        (tmp_path / "hyps.jsonl").write_text("".join(json.dumps(r) + "\n" for r in hyps.records
+                                                     if not (r["snr"] == 5.0 and r["id"] == utterances[0].id)))
+        again = HypsFile(tmp_path / "hyps.jsonl")
+        decode_cells(model, utterances, "both", ("clean", 5.0, -5.0), config, again, noise)
+    assert len(reads) == len(utterances) + 1 and encoded["audio"] == 3 * len(utterances) + 1
+    redone = [r for r in again.records if r["snr"] == 5.0 and r["id"] == utterances[0].id]
+    first = [r for r in hyps.records if r["snr"] == 5.0 and r["id"] == utterances[0].id]
+    assert len(again.records) == 3 * len(utterances) and untimed(redone) == untimed(first)
 
 
 def test_static_cache_generation_gives_the_same_tokens(untrained_checkpoint, synth_corpus):

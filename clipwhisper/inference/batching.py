@@ -1,12 +1,12 @@
-"""A decode cell's batches: media decoded in loader workers an utterance at a time, noise mixed, batches formed,
-padded and pinned for the GPU in a thread beside the model, so the model never waits for them when the
-workers keep up."""
+"""A decode's batches: media decoded in loader workers an utterance at a time and once for every SNR, noise mixed,
+batches formed, padded and pinned for the GPU in a thread beside the model, so the model never waits for them
+when the workers keep up."""
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from queue import Full, Queue
 
 import numpy as np
@@ -22,11 +22,24 @@ AHEAD = 2  # batches made before the model asks for them
 
 
 def decode_batches(dataset: AVDataset, config: DecodeConfig, device: torch.device, noise=None,
-                   snr="clean") -> Iterator[Batch]:
-    """The dataset's batches in order (``config.batch_size`` rows; ``snr`` babble from ``noise`` in the audio)."""
+                   snrs: Sequence = ("clean",), pending: dict[str, set[str]] | None = None
+                   ) -> Iterator[list[tuple[object, Batch]]]:
+    """Per ``config.batch_size`` items of the dataset, in order, their batch at each of ``snrs`` (babble from
+    ``noise`` mixed into the audio; only the ids ``pending[str(snr)]`` holds, where given): the media of an
+    utterance are decoded once for all its SNRs, and one loader serves the whole decode."""
     items = media_items(dataset, config, device)
-    made = (_pinned(noisy_collate(group, noise, snr), device) for group in groups(items, config.batch_size))
+    made = (_cells(group, noise, snrs, pending, device) for group in groups(items, config.batch_size))
     return made if items.num_workers == 0 else _ahead(made)
+
+
+def _cells(items: list[dict], noise, snrs: Sequence, pending: dict[str, set[str]] | None,
+           device: torch.device) -> list[tuple[object, Batch]]:
+    cells = []
+    for snr in snrs:
+        rows = [item for item in items if pending is None or item["id"] in pending[str(snr)]]
+        if rows:
+            cells.append((snr, _pinned(noisy_collate(rows, noise, snr), device)))
+    return cells
 
 
 def media_items(dataset: AVDataset, config: DecodeConfig, device: torch.device) -> DataLoader:
@@ -46,10 +59,10 @@ def loader_workers(config: DecodeConfig, device: torch.device) -> int:
 
 
 def noisy_collate(items: list[dict], noise, snr) -> Batch:
+    """The items' batch with ``snr`` babble in their audio (the items themselves are left clean)."""
     if snr != "clean":
-        for item in items:
-            if "audio" in item:
-                item["audio"] = mix_at_snr(np.asarray(item["audio"]), noise, float(snr), item["id"])
+        items = [{**item, "audio": mix_at_snr(np.asarray(item["audio"]), noise, float(snr), item["id"])}
+                 if "audio" in item else item for item in items]
     return collate(items)
 
 

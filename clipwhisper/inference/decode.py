@@ -8,17 +8,18 @@ in the summary, and makes the exit code 1: nothing vanishes from the WER.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
-import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from rich.markup import escape
 
 from ..config import DecodeConfig
-from ..data.dataset import AVDataset
-from ..data.features import FeatureCache
+from ..data.batch import Batch, Padded
+from ..data.dataset import AVDataset, pad_stack
 from ..data.manifest import read_manifest
 from ..data.media import load_audio
 from ..data.utterance import Utterance, duration_s
@@ -39,68 +40,93 @@ from .summary import summarise, summary_table
 from .trn import write_trn
 
 
-def decode_cell(model: AVSRModel, utterances: list[Utterance], modality: str, snr, config: DecodeConfig,
-                hyps: HypsFile, noise=None, features: FeatureCache | None = None) -> None:
-    """Decode every utterance of one (modality, SNR) cell not already in ``hyps``; ``features`` keeps what
-    the frozen encoders computed for streams that no SNR changes (video), for the cells after this one."""
+def decode_cells(model: AVSRModel, utterances: list[Utterance], modality: str, snrs: Sequence, config: DecodeConfig,
+                 hyps: HypsFile, noise=None) -> None:
+    """Decode every utterance in ``modality`` at each of ``snrs`` that ``hyps`` lacks, a batch of utterances at a
+    time: their media are read once for every SNR, and audio+video encodes a batch's video once (babble reaches
+    the audio alone). A modality without audio decodes the first SNR and copies its records to the others."""
     from rich.progress import Progress
 
-    key = str(snr)
-    todo = [u for u in utterances if (u.id, modality, key) not in hyps.done]
-    if not todo:
-        return
-    if key != "clean" and "audio" not in streams_of(modality):
-        todo = _same_as_clean(todo, modality, snr, hyps)
-        if not todo:
-            return
-    with Progress(console=status, transient=True, disable=not status.is_terminal) as bar:
-        task = bar.add_task(f"decode {modality} {snr}", total=len(todo))
-        for records in _decode_batches(model, todo, modality, snr, config, noise, features):
-            hyps.append(records)
-            bar.advance(task, len(records))
-            if config.verbose:
-                _print_records(records, modality, snr)
+    computed = list(snrs) if "audio" in streams_of(modality) else list(snrs[:1])
+    pending = {str(snr): {u.id for u in utterances if (u.id, modality, str(snr)) not in hyps.done} for snr in computed}
+    todo = [u for u in utterances if any(u.id in ids for ids in pending.values())]
+    if todo:
+        with Progress(console=status, transient=True, disable=not status.is_terminal) as bar:
+            task = bar.add_task(f"decode {modality}", total=sum(len(ids) for ids in pending.values()))
+            for records in _decode_batches(model, todo, modality, computed, pending, config, noise):
+                hyps.append(records)
+                bar.advance(task, len(records))
+                if config.verbose:
+                    _print_records(records)
+    _copy_first_snr(utterances, modality, snrs[len(computed):], snrs[0], hyps)
 
 
-def _same_as_clean(todo: list[Utterance], modality: str, snr, hyps: HypsFile) -> list[Utterance]:
+def _copy_first_snr(utterances: list[Utterance], modality: str, snrs: Sequence, first, hyps: HypsFile) -> None:
     """Babble is mixed into the audio alone, so a modality without audio decodes the same input at every SNR:
-    an utterance this folder already decoded clean gets that record at ``snr`` (the same computation, not a
-    reuse of another result). Returns the utterances still to decode."""
-    clean = {r["id"]: r for r in hyps.records if r["modality"] == modality and str(r["snr"]) == "clean"}
-    copies = [{**clean[u.id], "snr": snr} for u in todo if u.id in clean]
-    if copies:
-        hyps.append(copies)
-    return [u for u in todo if u.id not in clean]
+    an utterance's record at the ``first`` SNR is its record at ``snrs`` too (the same computation, not a reuse
+    of another result)."""
+    decoded = {r["id"]: r for r in hyps.records if r["modality"] == modality and str(r["snr"]) == str(first)}
+    for snr in snrs:
+        copies = [{**decoded[u.id], "snr": snr} for u in utterances
+                  if u.id in decoded and (u.id, modality, str(snr)) not in hyps.done]
+        if copies:
+            hyps.append(copies)
 
 
-def _print_records(records: list[dict], modality: str, snr) -> None:
+def _print_records(records: list[dict]) -> None:
     for record in records:
         error = f"\n  ERROR: {escape(record['error'])}" if record["error"] else ""
-        console.print(f"[bold]{escape(record['id'])}[/bold] ({modality}, {snr})\n  REF: {escape(record['ref'])}\n"
-                      f"  HYP: {escape(record['hyp'])}{error}")
+        console.print(f"[bold]{escape(record['id'])}[/bold] ({record['modality']}, {record['snr']})\n"
+                      f"  REF: {escape(record['ref'])}\n  HYP: {escape(record['hyp'])}{error}")
 
 
-def _decode_batches(model: AVSRModel, todo: list[Utterance], modality: str, snr, config: DecodeConfig, noise,
-                    features: FeatureCache | None):
-    """Records for ``todo``, a batch at a time, longest utterances first (similar lengths share a batch: less
-    padding), each with its share of the batch's wall time."""
+def _decode_batches(model: AVSRModel, todo: list[Utterance], modality: str, snrs: list, pending: dict[str, set[str]],
+                    config: DecodeConfig, noise):
+    """Records for ``todo`` at each SNR where ``pending`` lists them, a batch of utterances at a time, longest
+    first (similar lengths share a batch: less padding), each record with its share of its batch's wall time."""
     image_size = model.video_encoder.image_size if model.video_encoder else None
     todo = sorted(todo, key=duration_s, reverse=True)
-    dataset = AVDataset(todo, streams_of(modality), image_size, features=features)
+    dataset = AVDataset(todo, streams_of(modality), image_size)
     references = {u.id: u.text or "" for u in todo}
     durations = {u.id: duration_s(u) for u in todo}
-    model.feature_sink = features.put if features is not None else None
     started = time.perf_counter()
-    for batch in decode_batches(dataset, config, model.device, noise, snr):
-        hypotheses = {}
-        if batch.ids:
-            texts = model.generate(batch, modality=modality, beam_size=config.beam_size,
-                                   max_new_tokens=config.max_new_tokens, rows=config.batch_size)
-            hypotheses = dict(zip(batch.ids, texts))
-        errors = dict(batch.bad)
-        seconds, started = (time.perf_counter() - started) / len(batch.order), time.perf_counter()
-        yield [make_record(uid, modality, snr, references[uid], hypotheses.get(uid, ""), config.normalizer,
-                           errors.get(uid), timing=(durations[uid], seconds)) for uid in batch.order]
+    try:
+        for cells in decode_batches(dataset, config, model.device, noise, snrs, pending):
+            video = EncodedOnce(model, "video")
+            for snr, batch in cells:
+                hypotheses = {}
+                if batch.ids:
+                    texts = model.generate(video.stand_in(batch), modality=modality, beam_size=config.beam_size,
+                                           max_new_tokens=config.max_new_tokens, rows=config.batch_size)
+                    hypotheses = dict(zip(batch.ids, texts))
+                errors = dict(batch.bad)
+                seconds, started = (time.perf_counter() - started) / len(batch.order), time.perf_counter()
+                yield [make_record(uid, modality, snr, references[uid], hypotheses.get(uid, ""), config.normalizer,
+                                   errors.get(uid), timing=(durations[uid], seconds)) for uid in batch.order]
+    finally:
+        model.feature_sink = None
+
+
+class EncodedOnce:
+    """One batch of utterances at several SNRs: what the frozen encoder of ``stream`` computed for the first
+    (the model hands it to ``feature_sink``) stands in for that stream's media in the later ones, which noise
+    does not change."""
+
+    def __init__(self, model: AVSRModel, stream: str):
+        self.stream, self.rows = stream, {}
+        model.feature_sink = self.keep
+
+    def keep(self, stream: str, ids: list[str], features: torch.Tensor, mask: torch.Tensor) -> None:
+        if stream == self.stream:
+            self.rows.update((uid, row[:length]) for uid, row, length in zip(ids, features, mask.sum(1).tolist()))
+
+    def stand_in(self, batch: Batch) -> Batch:
+        """``batch`` with the kept features in place of its media, if every row has them."""
+        if self.stream not in batch.media or any(uid not in self.rows for uid in batch.ids):
+            return batch
+        media = {name: padded for name, padded in batch.media.items() if name != self.stream}
+        features = {**batch.features, self.stream: Padded(*pad_stack([self.rows[uid] for uid in batch.ids]))}
+        return dataclasses.replace(batch, media=media, features=features)
 
 
 def _validate(config: DecodeConfig) -> None:
@@ -150,24 +176,11 @@ def _decode_all(config: DecodeConfig, utterances, modality: str, noise, output: 
 
     model = for_inference(load_checkpoint(config.model_path, dist.device(config.device)), config.precision)
     model.use_cuda_graphs(config.cuda_graphs)
-    with torch.inference_mode(), reused_video(modality, utterances, config) as features:
-        for snr in config.snr_db:
-            decode_cell(model, utterances[dist.rank::dist.world], modality, snr, config, hyps, noise, features)
+    with torch.inference_mode():
+        decode_cells(model, utterances[dist.rank::dist.world], modality, config.snr_db, config, hyps, noise)
     dist.barrier()
     code = finish(output, merge(output, dist.world, utterances)) if dist.is_main else 0
     return int(dist.broadcast(code))
-
-
-@contextlib.contextmanager
-def reused_video(modality: str, utterances: list[Utterance], config: DecodeConfig):
-    """Babble changes the audio alone: decoding audio+video at several SNRs, the video encoder's output for
-    an utterance is computed once, kept in a temporary feature cache (removed afterwards) and read by the
-    later cells. (Video alone copies its clean records: ``_same_as_clean``.) Yields None otherwise."""
-    if streams_of(modality) != ("video", "audio") or len(config.snr_db) < 2:
-        yield None
-        return
-    with tempfile.TemporaryDirectory(prefix="clipwhisper-video-") as folder:
-        yield FeatureCache(Path(folder), {"video": "decode"}, utterances)
 
 
 def finish(output: Path, records: list[dict]) -> int:
