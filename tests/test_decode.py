@@ -91,8 +91,8 @@ def test_video_alone_is_decoded_once_for_every_snr(checkpoint, synth_corpus, tmp
 
 
 def test_a_grid_decode_equals_each_cell_decoded_alone(untrained_checkpoint, synth_corpus, tmp_path):
-    """Audio+video at several SNRs encodes each video once (a temporary feature cache) and reads media in
-    worker processes: the records equal those of decoding each SNR alone, in-process."""
+    """Audio+video at several SNRs, a batch at a time with its video encoded once, media read in worker
+    processes: the records equal those of decoding each SNR alone, in-process."""
     noise = ["--noise", synth_corpus / "noise" / "babble.wav"]
     common = ["--model-path", untrained_checkpoint, "--test-tsv", synth_corpus / "test.tsv", "--max-new-tokens", "10",
               "--batch-size", "4", *noise]
