@@ -19,7 +19,7 @@ from rich.markup import escape
 
 from ..config import DecodeConfig
 from ..data.batch import Batch, Padded
-from ..data.dataset import AVDataset, pad_stack
+from ..data.dataset import AVDataset
 from ..data.manifest import read_manifest
 from ..data.media import load_audio
 from ..data.utterance import Utterance, duration_s
@@ -92,12 +92,14 @@ def _decode_batches(model: AVSRModel, todo: list[Utterance], modality: str, snrs
     started = time.perf_counter()
     try:
         for cells in decode_batches(dataset, config, model.device, noise, snrs, pending):
-            video = EncodedOnce(model, "video")
+            video = EncodedOnce("video") if len(cells) > 1 else None
+            model.feature_sink = video.keep if video else None
             for snr, batch in cells:
                 hypotheses = {}
                 if batch.ids:
-                    texts = model.generate(video.stand_in(batch), modality=modality, beam_size=config.beam_size,
-                                           max_new_tokens=config.max_new_tokens, rows=config.batch_size)
+                    texts = model.generate(video.stand_in(batch) if video else batch, modality=modality,
+                                           beam_size=config.beam_size, max_new_tokens=config.max_new_tokens,
+                                           rows=config.batch_size)
                     hypotheses = dict(zip(batch.ids, texts))
                 errors = dict(batch.bad)
                 seconds, started = (time.perf_counter() - started) / len(batch.order), time.perf_counter()
@@ -109,24 +111,29 @@ def _decode_batches(model: AVSRModel, todo: list[Utterance], modality: str, snrs
 
 class EncodedOnce:
     """One batch of utterances at several SNRs: what the frozen encoder of ``stream`` computed for the first
-    (the model hands it to ``feature_sink``) stands in for that stream's media in the later ones, which noise
-    does not change."""
+    (the model hands it to ``keep`` as its ``feature_sink``) stands in for that stream's media in the later
+    ones, which noise does not change."""
 
-    def __init__(self, model: AVSRModel, stream: str):
-        self.stream, self.rows = stream, {}
-        model.feature_sink = self.keep
+    def __init__(self, stream: str):
+        self.stream, self.kept = stream, None
 
     def keep(self, stream: str, ids: list[str], features: torch.Tensor, mask: torch.Tensor) -> None:
-        if stream == self.stream:
-            self.rows.update((uid, row[:length]) for uid, row, length in zip(ids, features, mask.sum(1).tolist()))
+        if stream == self.stream and self.kept is None:
+            self.kept = ({uid: row for row, uid in enumerate(ids)}, features)
 
     def stand_in(self, batch: Batch) -> Batch:
-        """``batch`` with the kept features in place of its media, if every row has them."""
-        if self.stream not in batch.media or any(uid not in self.rows for uid in batch.ids):
+        """``batch`` with the kept features in place of its media, if every row has them. The rows' lengths
+        are the media's, on the host: nothing waits for the GPU."""
+        if self.kept is None or self.stream not in batch.media:
             return batch
+        row_of, features = self.kept
+        if any(uid not in row_of for uid in batch.ids):
+            return batch
+        lengths = batch.media[self.stream].lengths
+        rows = torch.tensor([row_of[uid] for uid in batch.ids], device=features.device)
         media = {name: padded for name, padded in batch.media.items() if name != self.stream}
-        features = {**batch.features, self.stream: Padded(*pad_stack([self.rows[uid] for uid in batch.ids]))}
-        return dataclasses.replace(batch, media=media, features=features)
+        kept = Padded(features[rows, : int(lengths.max())], lengths)
+        return dataclasses.replace(batch, media=media, features={**batch.features, self.stream: kept})
 
 
 def _validate(config: DecodeConfig) -> None:
