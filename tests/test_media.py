@@ -38,6 +38,23 @@ def test_a_16k_mono_wav_is_read_in_process_with_ffmpegs_samples(tmp_path, monkey
     assert in_process.dtype == np.float32 and np.array_equal(in_process, through_ffmpeg)
 
 
+@pytest.mark.parametrize(("dtype", "rate", "length"), [(np.int16, 22050, 26881), (np.float32, 44100, 1000),
+                                                    (np.float32, 8000, 12345)])
+def test_resampling_in_process_equals_the_ffmpeg_program(dtype, rate, length):
+    """synth resamples eSpeak's speech in-process: the samples the ffmpeg program gives, byte for byte."""
+    from clipwhisper.data.media import resample
+
+    rng = np.random.default_rng(length)
+    samples = (rng.uniform(-0.5, 0.5, length) * (32767 if dtype == np.int16 else 1)).astype(dtype)
+    graph = ffmpeg.input("pipe:", format="s16le" if dtype == np.int16 else "f32le", ar=rate, ac=1).output(
+        "pipe:", format="f32le", ar=SAMPLE_RATE, ac=1)
+    out, _ = graph.run(cmd=ffmpeg_binary(), input=samples.tobytes(), capture_stdout=True, capture_stderr=True)
+    program = np.frombuffer(out, np.float32)
+    mine = resample(samples, rate)
+    assert mine.dtype == np.float32 and len(program) > 0.9 * length * SAMPLE_RATE / rate
+    assert np.array_equal(mine, program)
+
+
 def test_30fps_is_resampled_to_25fps(tmp_path):
     frames = load_video(make_media(tmp_path / "v30.mp4", audio=False, seconds=2.0, fps=30), size=24)
     assert frames.shape[0] == 50

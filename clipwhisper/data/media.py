@@ -169,10 +169,17 @@ def _pipe(graph, data: bytes, what: Path | str) -> bytes:
 
 
 def resample(samples: np.ndarray, rate: int, target_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Mono int16 or float32 samples at ``rate`` to float32 at ``target_rate`` (ffmpeg's resampler)."""
-    fmt = "s16le" if samples.dtype == np.int16 else "f32le"
-    graph = ffmpeg.input("pipe:", format=fmt, ar=rate, ac=1).output("pipe:", format="f32le", ar=target_rate, ac=1)
-    return np.frombuffer(_pipe(graph, samples.tobytes(), "<resample>"), np.float32).copy()
+    """Mono int16 or float32 samples at ``rate`` to float32 at ``target_rate``: FFmpeg's resampler with the
+    ffmpeg program's defaults, run in-process by PyAV (the same samples, byte for byte, as ``ffmpeg -ar``:
+    tests/test_media.py; 2 ms for a 2-s utterance against ~20 ms to start the program)."""
+    import av
+
+    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples).reshape(1, -1),
+                                       format="s16" if samples.dtype == np.int16 else "flt", layout="mono")
+    frame.sample_rate = rate
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=target_rate)
+    out = [*resampler.resample(frame), *resampler.resample(None)]  # None flushes what the filter holds back
+    return np.concatenate([f.to_ndarray().reshape(-1) for f in out]) if out else np.zeros(0, np.float32)
 
 
 def write_wav(path: Path, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
