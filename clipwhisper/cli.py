@@ -263,11 +263,13 @@ def prepare(
     size: int = typer.Option(96, "--size", min=16, help="Crop size in pixels."),
     split: str = typer.Option("test", "--split", help="The manifest's name."),
     workers: int = typer.Option(0, "--workers", min=0, help="Processes (0: one per core)."),
+    preview: bool = typer.Option(False, "--preview", help="Also write preview/ID.png per video: frames with the "
+                                 "crop's square drawn, each beside its crop."),
 ):
     """Crop the mouth (or face) from your own videos and write 25 fps crops, 16 kHz wav and a manifest."""
     from .prepare.command import run_prepare
 
-    run_prepare(inputs, out, transcripts, crop, size, split, workers)
+    run_prepare(inputs, out, transcripts, crop, size, split, workers, preview)
 
 
 @app.command()

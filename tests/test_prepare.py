@@ -58,7 +58,8 @@ def test_prepare_resumes_and_crops_faces(raw_videos, tmp_path):
     written = crop.stat().st_mtime_ns
     again = run_prepare(raw_videos, tmp_path)
     assert crop.stat().st_mtime_ns == written  # done videos are skipped
-    assert "│      4 │               2 │           2 │      2 │" in again.stdout  # videos, listed, done before, failed
+    # videos, listed, done before, frames interpolated (the drawn face is found in every frame), failed
+    assert "│      4 │               2 │           2 │                   0 │      2 │" in again.stdout
     faces = run_prepare(raw_videos, tmp_path / "faces", "--crop", "face", "--size", "64")
     assert faces.exit_code == 1
     for utterance in read_manifest(tmp_path / "faces" / "test.tsv"):
@@ -115,6 +116,38 @@ def test_a_rolled_head_is_levelled(tmp_path):
         crops = load_video(record["video"], 96)
         assert max(abs(lips_angle(frame)) for frame in crops) < 4, name
         assert np.abs(np.array([lips_centre(frame) for frame in crops]) - 48).max() < 10, name
+
+
+def test_preview_draws_each_crop_where_the_mouth_is(tmp_path):
+    """--preview: a contact sheet per video whose drawn squares sit on the true mouth of the sampled frames,
+    with each crop beside its frame; a rerun asking for previews makes the ones missing."""
+    import cv2
+
+    from clipwhisper.prepare.preview import BOX, COLUMNS, THUMB, sample_indices, thumb_scale, tile_origin
+
+    (tmp_path / "raw").mkdir()
+    mouths = face_video(tmp_path / "raw" / "drift.mp4", width=320, height=240)
+    out = tmp_path / "out"
+    first = CliRunner().invoke(app, ["prepare", str(tmp_path / "raw"), "--out", str(out), "--workers", "1"])
+    assert first.exit_code == 0, first.output
+    assert not (out / "preview").exists()
+    again = CliRunner().invoke(app, ["prepare", str(tmp_path / "raw"), "--out", str(out), "--workers", "1",
+                                     "--preview"])
+    assert again.exit_code == 0, again.output
+    sheet = cv2.cvtColor(cv2.imread(str(out / "preview" / "drift.png")), cv2.COLOR_BGR2RGB)
+    shown = sample_indices(len(mouths))
+    assert len(shown) == 12 and sheet.shape == (-(-len(shown) // COLUMNS) * THUMB, COLUMNS * 2 * THUMB, 3)
+    scale = thumb_scale(320, 240)
+    for tile, frame in enumerate(shown):
+        x, y = tile_origin(tile)
+        square = np.argwhere((sheet[y:y + THUMB, x:x + THUMB] == BOX).all(-1))
+        low, high = square[:, ::-1].min(0), square[:, ::-1].max(0)  # (x, y) bounds of the drawn square
+        side = (high - low).mean()
+        assert 20 < side < THUMB / 2  # the mouth crop's square, not the whole face
+        # on the mouth within a tenth of the crop's side (the crops' own check) and a pixel of rasterising
+        assert np.abs((low + high) / 2 - np.array(mouths[frame]) * scale).max() < 0.1 * side + 1, (tile, low, high)
+        crop = sheet[y:y + THUMB, x + THUMB:x + 2 * THUMB]
+        assert np.abs(np.array(lips_centre(crop)) - THUMB / 2).max() < 0.1 * THUMB  # the crop beside it
 
 
 def test_a_video_whose_outputs_cannot_be_written_is_a_listed_failure(raw_videos, tmp_path, monkeypatch):

@@ -22,8 +22,8 @@ class PrepareFailed(ClipWhisperError):
 
 
 def run_prepare(inputs: list[Path], out: Path, transcripts: Path | None, crop: str, size: int, split: str,
-                workers: int) -> Path:
-    options = Options(Path(out), crop, size)
+                workers: int, preview: bool = False) -> Path:
+    options = Options(Path(out), crop, size, preview)
     videos = find_videos(inputs, out)
     texts = read_transcripts(transcripts) if transcripts else None
     with output_folder(options.out, {"written_by": "prepare", "crop": crop, "size": size},
@@ -39,19 +39,24 @@ def _run(videos: dict[str, Path], options: Options, transcripts: Path | None, te
         outcome = prepare(videos, options, workers or os.cpu_count() or 1, lambda: bar.advance(task))
     missing = write_split(options.out, split, outcome, videos, texts)
     failures = {**outcome.failures, **{uid: f"{videos[uid]}: no transcript in {transcripts}" for uid in missing}}
-    _summary(options, split, len(videos), outcome.skipped, len(outcome.prepared) - len(missing), failures)
+    interpolated = sum(record.get("interpolated", 0) for record in outcome.prepared.values())
+    _summary(options, split, (len(videos), len(outcome.prepared) - len(missing), outcome.skipped, interpolated),
+             failures)
     if failures:
         raise PrepareFailed(f"{len(failures)} of {len(videos)} videos not in the manifest; listed in "
                             f"{options.out / 'prepare_failures.jsonl'}")
     return options.out / f"{split}.tsv"
 
 
-def _summary(options: Options, split: str, total: int, skipped: int, listed: int, failures: dict[str, str]) -> None:
+def _summary(options: Options, split: str, counts: tuple[int, int, int, int], failures: dict[str, str]) -> None:
+    """``counts``: videos, in the manifest, done before, frames without a face found (interpolated)."""
     table = Table(title=escape(f"prepare → {options.out / split}.tsv ({options.crop} crops, {options.size} px)"))
-    for column in ("videos", "in the manifest", "done before", "failed"):
+    for column in ("videos", "in the manifest", "done before", "frames interpolated", "failed"):
         table.add_column(column, justify="right")
-    table.add_row(str(total), str(listed), str(skipped), str(len(failures)))
+    table.add_row(*map(str, counts), str(len(failures)))
     console.print(table)
+    if options.preview:
+        console.print(f"contact sheets: {escape(str(options.out / 'preview'))}/<id>.png")
     path = options.out / "prepare_failures.jsonl"
     path.write_text("".join(json.dumps({"id": uid, "error": error}) + "\n" for uid, error in failures.items()),
                     encoding="utf-8")

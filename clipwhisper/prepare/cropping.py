@@ -3,6 +3,7 @@ crops stream into an H.264 encoder."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import ffmpeg
@@ -34,7 +35,8 @@ def frames(path: Path, width: int, height: int, scaled_width: int | None = None)
             raise MediaError(path, error.splitlines()[0] if error else "ffmpeg could not decode the video")
 
 
-def track(path: Path, crop: str) -> list[tracking.Region]:
+def track(path: Path, crop: str) -> tuple[list[tracking.Region], int]:
+    """The crop's place in every frame, and how many frames had no face found (their places interpolated)."""
     width, height = frame_size(path)
     scale = width / tracking.DETECT_WIDTH
     detections, previous = [], None
@@ -45,11 +47,13 @@ def track(path: Path, crop: str) -> list[tracking.Region]:
     smoothed = tracking.fill_and_smooth(detections)
     if smoothed is None:
         raise MediaError(path, f"no face found in {len(detections)} frames")
-    return [tracking.region(row, crop) for row in smoothed]
+    return [tracking.region(row, crop) for row in smoothed], sum(found is None for found in detections)
 
 
-def write_crops(path: Path, regions: list[tracking.Region], size: int, out: Path) -> int:
-    """Cut the crops frame by frame and stream them into an H.264 encoder; the number of frames written."""
+def write_crops(path: Path, regions: list[tracking.Region], size: int, out: Path,
+                seen: Callable[[int, np.ndarray, np.ndarray], None] | None = None) -> int:
+    """Cut the crops frame by frame and stream them into an H.264 encoder; the number of frames written.
+    ``seen(index, frame, crop)`` is shown each frame and its crop (the preview's contact sheet)."""
     width, height = frame_size(path)
     encoder = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{size}x{size}", framerate=VIDEO_FPS) \
         .output(local(out), vcodec="libx264", pix_fmt="yuv420p", crf=18, preset="veryfast", threads=1, f="mp4") \
@@ -58,7 +62,10 @@ def write_crops(path: Path, regions: list[tracking.Region], size: int, out: Path
     count = 0
     try:
         for frame, where in zip(frames(path, width, height), regions):
-            encoder.stdin.write(np.ascontiguousarray(tracking.cut(frame, where, size)).tobytes())
+            cropped = tracking.cut(frame, where, size)
+            encoder.stdin.write(np.ascontiguousarray(cropped).tobytes())
+            if seen is not None:
+                seen(count, frame, cropped)
             count += 1
     finally:
         encoder.stdin.close()

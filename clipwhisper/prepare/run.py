@@ -19,6 +19,7 @@ from ..data.media import load_audio, write_wav
 from ..data.utterance import Utterance
 from ..errors import ClipWhisperError, ConfigError
 from .cropping import track, write_crops
+from .preview import ContactSheet
 
 CROPS = ("mouth", "face")
 
@@ -28,6 +29,7 @@ class Options:
     out: Path
     crop: str = "mouth"
     size: int = 96
+    preview: bool = False  # a contact sheet per video: preview/<id>.png
 
     def __post_init__(self):
         if self.crop not in CROPS:
@@ -40,14 +42,18 @@ def prepare_one(uid: str, source: Path, options: Options) -> dict:
     for folder in (video.parent, audio.parent, _done_file(options.out, uid).parent):
         folder.mkdir(parents=True, exist_ok=True)
     audio_samples = load_audio(source)  # first: a video without sound fails before the slow part
-    regions = track(source, options.crop)
+    regions, interpolated = track(source, options.crop)
     tmp_video, tmp_audio = video.with_name(f".{uid}.tmp.mp4"), audio.with_name(f".{uid}.tmp.wav")
-    frames = write_crops(source, regions, options.size, tmp_video)
+    sheet = ContactSheet(regions) if options.preview else None
+    frames = write_crops(source, regions, options.size, tmp_video, sheet.see if sheet else None)
+    if sheet is not None:
+        sheet.write(preview_file(options.out, uid))
     write_wav(tmp_audio, audio_samples)
     os.replace(tmp_video, video)
     os.replace(tmp_audio, audio)
     record = {"id": uid, "source": str(source), "video": str(video), "audio": str(audio), "frames": frames,
-              "samples": len(audio_samples), "crop": options.crop, "size": options.size}
+              "samples": len(audio_samples), "crop": options.crop, "size": options.size,
+              "interpolated": interpolated}
     _done_file(options.out, uid).write_text(json.dumps(record), encoding="utf-8")
     return record
 
@@ -56,13 +62,18 @@ def _done_file(out: Path, uid: str) -> Path:
     return out / ".prepared" / f"{uid}.json"
 
 
+def preview_file(out: Path, uid: str) -> Path:
+    return out / "preview" / f"{uid}.png"
+
+
 def _finished(out: Path, uid: str, source: Path, options: Options) -> dict | None:
     try:
         record = json.loads(_done_file(out, uid).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     same = (record.get("source"), record.get("crop"), record.get("size")) == (str(source), options.crop, options.size)
-    return record if same and Path(record["video"]).is_file() and Path(record["audio"]).is_file() else None
+    wanted = [Path(record["video"]), Path(record["audio"])] + ([preview_file(out, uid)] if options.preview else [])
+    return record if same and all(path.is_file() for path in wanted) else None
 
 
 def _attempt(uid: str, source: Path, options: Options) -> tuple[str, dict | None, str | None]:
