@@ -29,10 +29,11 @@ def face_frame(width: int, height: int, cx: float, cy: float, scale: float, mout
     return cv2.GaussianBlur(img, (5, 5), 0)
 
 
-def face_video(path, seconds=2.0, width=320, height=240, sound=True, roll=0.0) -> list[tuple[float, float]]:
+def face_video(path, seconds=2.0, width=320, height=240, sound=True, roll=0.0,
+               absent: range = range(0)) -> list[tuple[float, float]]:
     """A face drifting across the frame, mouth opening and closing, head rolled by ``roll`` degrees
-    (counter-clockwise on screen), at 25 fps (with a tone unless not ``sound``); the mouth's centre in each
-    frame."""
+    (counter-clockwise on screen), gone (an empty background) in the frames of ``absent``, at 25 fps (with a
+    tone unless not ``sound``); the mouth's centre in each frame."""
     import cv2
 
     frames, mouths = [], []
@@ -43,6 +44,8 @@ def face_video(path, seconds=2.0, width=320, height=240, sound=True, roll=0.0) -
         cy = height / 2 + 0.06 * height * np.cos(t / 11)
         frame = face_frame(width, height, cx, cy, scale, 0.5 + 0.5 * np.sin(t / 2))
         turn = cv2.getRotationMatrix2D((cx, cy), roll, 1.0)
+        if t in absent:
+            frame = np.full_like(frame, 60)
         frames.append(cv2.warpAffine(frame, turn, (width, height), borderMode=cv2.BORDER_REPLICATE))
         mouths.append(tuple(turn @ [cx, cy + 48 * scale, 1]))
     audio = None

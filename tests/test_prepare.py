@@ -150,6 +150,26 @@ def test_preview_draws_each_crop_where_the_mouth_is(tmp_path):
         assert np.abs(np.array(lips_centre(crop)) - THUMB / 2).max() < 0.1 * THUMB  # the crop beside it
 
 
+def test_a_face_lost_briefly_is_interpolated_and_lost_longer_is_a_listed_failure(tmp_path):
+    """Gone for 0.4 s: those frames are counted and their crops placed from the neighbours, still on the mouth.
+    Gone for 1.6 s: the video fails, naming the frames, and is not in the manifest."""
+    (tmp_path / "raw").mkdir()
+    face_video(tmp_path / "raw" / "blink.mp4", absent=range(20, 30))
+    face_video(tmp_path / "raw" / "away.mp4", seconds=3.0, absent=range(20, 60))
+    result = CliRunner().invoke(app, ["prepare", str(tmp_path / "raw"), "--out", str(tmp_path / "out"),
+                                      "--workers", "2"])
+    assert result.exit_code == 1
+    failures = {r["id"]: r["error"] for r in map(json.loads, (tmp_path / "out" / "prepare_failures.jsonl").open())}
+    assert list(failures) == ["away"] and "no face found in frames 20-59 (1.6 s)" in failures["away"]
+    assert "away.mp4" in failures["away"]
+    assert [u.id for u in read_manifest(tmp_path / "out" / "test.tsv")] == ["blink"]
+    assert "│      2 │               1 │           0 │                  10 │      1 │" in result.stdout
+    record = json.loads((tmp_path / "out" / ".prepared" / "blink.json").read_text())
+    assert record["interpolated"] == 10
+    crops = load_video(record["video"], 96)
+    assert np.abs(np.array([lips_centre(crops[t]) for t in (5, 40)]) - 48).max() < 10  # around the gap
+
+
 def test_a_video_whose_outputs_cannot_be_written_is_a_listed_failure(raw_videos, tmp_path, monkeypatch):
     """A full disk (simulated: writing the wav raises ENOSPC) fails that video with its name; no traceback."""
     import errno

@@ -47,6 +47,10 @@ def track(path: Path, crop: str) -> tuple[list[tracking.Region], int]:
     smoothed = tracking.fill_and_smooth(detections)
     if smoothed is None:
         raise MediaError(path, f"no face found in {len(detections)} frames")
+    gap = tracking.longest_gap(detections)
+    if len(gap) > tracking.MAX_GAP_FRAMES:
+        raise MediaError(path, f"no face found in frames {gap.start}-{gap.stop - 1} ({len(gap) / VIDEO_FPS:.1f} s); "
+                         f"gaps up to {tracking.MAX_GAP_FRAMES / VIDEO_FPS:g} s are interpolated, longer ones not")
     return [tracking.region(row, crop) for row in smoothed], sum(found is None for found in detections)
 
 

@@ -5,9 +5,10 @@ the opencv-python-headless wheel ships (``cv2.data``): nothing is downloaded.
 Detection runs on a grey copy scaled to ``DETECT_WIDTH``; the largest face, or
 the one nearest the previous, is kept, and the line through its two eyes gives
 the head's roll. Frames without a detection take the values interpolated from
-their neighbours, and the track is smoothed over ``SMOOTH_FRAMES`` so the crop
-does not jitter. The crop is aligned: rotated so the eyes are level, centred on
-the mouth, which sits at a fixed place along the face's vertical axis
+their neighbours (up to ``MAX_GAP_FRAMES`` in a row; a longer gap fails the video),
+and the track is smoothed over ``SMOOTH_FRAMES`` so the crop does not jitter.
+The crop is aligned: rotated so the eyes are level, centred on the mouth,
+which sits at a fixed place along the face's vertical axis
 (measured: 77% down the cascade's box), and ``MOUTH_WIDTH`` of the face's width
 on a side.
 """
@@ -25,6 +26,7 @@ MOUTH_DOWN = 0.77  # the mouth centre's height in the cascade's face box
 MOUTH_WIDTH = 0.55  # the mouth crop's side, as a share of the face box's width
 FACE_MARGIN = 1.2  # the face crop's side, as a multiple of the face box's width
 MAX_ROLL = 30.0  # degrees: a steeper eye line is a wrong pair of eye detections
+MAX_GAP_FRAMES = 25  # a face missing longer than 1 s is not interpolated: those crops would be guesses
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,17 @@ def _interpolate(values: np.ndarray, default: float) -> np.ndarray:
     if not len(known):
         return np.full_like(values, default)
     return np.interp(np.arange(len(values)), known, values[known])
+
+
+def longest_gap(detections: list[np.ndarray | None]) -> range:
+    """The longest run of frames without a detection (empty if none)."""
+    best, start = range(0), None
+    for index, found in enumerate([*detections, True]):
+        if found is None and start is None:
+            start = index
+        elif found is not None and start is not None:
+            best, start = max(best, range(start, index), key=len), None
+    return best
 
 
 def fill_and_smooth(detections: list[np.ndarray | None]) -> np.ndarray | None:
