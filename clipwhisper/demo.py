@@ -81,6 +81,8 @@ def _train(config: TrainConfig) -> Path:
 
 def decode_grid(checkpoint: Path, corpus: Path, out: Path, modalities=MODALITIES, snrs=SNRS) -> dict:
     """Decode ``corpus``'s test split in each modality at each SNR (its ``noise/babble.wav``); the summary."""
+    import torch
+
     from .data.manifest import read_manifest
     from .data.media import load_audio
     from .inference.decode import decode_cells, finish
@@ -90,8 +92,6 @@ def decode_grid(checkpoint: Path, corpus: Path, out: Path, modalities=MODALITIES
 
     config = resolve(DecodeConfig, None, nested({"model_path": checkpoint, "output_dir": out, "batch_size": 16}))
     out.mkdir(parents=True, exist_ok=True)
-    import torch
-
     model = for_inference(load_checkpoint(checkpoint), "fp32")  # frozen as in decode: a batch's video encoded once
     utterances = read_manifest(corpus / "test.tsv")
     noise = load_audio(corpus / "noise" / "babble.wav")

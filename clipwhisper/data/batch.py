@@ -42,7 +42,8 @@ class Batch:
                      cut(self.features), [self.ids[r] for r in rows])
 
     def pin_memory(self) -> Batch:
-        """The tensors in page-locked memory, for a fast copy to the GPU."""
+        """What the DataLoader calls with ``pin_memory=True`` (training): the tensors in page-locked memory. A
+        decode's batches are padded straight into pinned memory instead (``collate(pin=True)``)."""
         def pinned(streams: dict[str, Padded]) -> dict[str, Padded]:
             return {name: Padded(p.values.pin_memory(), p.lengths.pin_memory()) for name, p in streams.items()}
         return Batch(self.ids, self.texts, pinned(self.media), pinned(self.features), self.order, self.bad)

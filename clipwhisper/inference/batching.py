@@ -79,9 +79,9 @@ def groups(items: Iterable, size: int) -> Iterator[list]:
         yield group
 
 
-def _ahead(made: Iterator[Batch]) -> Iterator[Batch]:
-    """``made`` computed by a thread, ``AHEAD`` batches ahead of the caller (collation and pinning release the
-    GIL); an error in it is raised here, and a caller that stops early stops it."""
+def _ahead(made: Iterator) -> Iterator:
+    """``made`` computed by a thread, ``AHEAD`` values (a batch's cells) ahead of the caller (collation and
+    pinning release the GIL); an error in it is raised here, and a caller that stops early stops it."""
     queue: Queue = Queue(maxsize=AHEAD)
     stop = threading.Event()
     end = object()
