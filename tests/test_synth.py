@@ -77,8 +77,10 @@ def test_bilabials_look_alike_and_differ_from_open_vowels():
 
 def test_same_seed_same_corpus(tmp_path):
     first, second = tmp_path / "one", tmp_path / "two"
-    synthesise(first, SynthOptions(utterances=6, seed=3, image_size=32, babble_utterances=4, workers=1))
-    synthesise(second, SynthOptions(utterances=6, seed=3, image_size=32, babble_utterances=4, workers=2))
+    # 12 babble clips: a pool of 1 or 2 workers would hand them out in chunks of 3 or 2, and eSpeak carries
+    # state from one call to the next within a process
+    synthesise(first, SynthOptions(utterances=6, seed=3, image_size=32, babble_utterances=12, workers=1))
+    synthesise(second, SynthOptions(utterances=6, seed=3, image_size=32, babble_utterances=12, workers=2))
     for name in ("train.tsv", "train.wrd", "valid.wrd", "test.tsv", "test.wrd"):
         a = (first / name).read_text().splitlines()
         b = (second / name).read_text().splitlines()
@@ -87,6 +89,8 @@ def test_same_seed_same_corpus(tmp_path):
     assert names == sorted(p.name for p in (second / "audio").iterdir()) and len(names) == 6
     for name in names:
         assert (first / "audio" / name).read_bytes() == (second / "audio" / name).read_bytes()
+    for name in ("babble.wav", "babble-train.wav"):
+        assert (first / "noise" / name).read_bytes() == (second / "noise" / name).read_bytes()
 
 
 def test_unseen_voices_make_a_test_split_of_voices_the_corpus_never_uses(tmp_path):

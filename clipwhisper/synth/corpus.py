@@ -166,7 +166,7 @@ def _synthesise(out_dir: Path, options: SynthOptions, progress: Callable[[int], 
             utterances.append(utterance)
             if progress:
                 progress(len(utterances))
-        babbles = {name: pool.map(_speak_audio, jobs) for name, jobs in babble_jobs.items()}
+        babbles = {name: pool.map(_speak_audio, jobs, chunksize=1) for name, jobs in babble_jobs.items()}
     for offset, (name, clips) in enumerate(babbles.items()):
         write_wav(out_dir / "noise" / f"{name}.wav", mix_babble(clips, options.seed + offset))
 
