@@ -7,13 +7,11 @@ ffmpeg is always run with an argument list (ffmpeg-python), never a shell.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import re
 import shutil
 import wave
-from fractions import Fraction
 from pathlib import Path
 
 import ffmpeg
@@ -195,43 +193,12 @@ def write_wav(path: Path, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -
 
 
 def write_video(path: Path, frames: np.ndarray, fps: float = VIDEO_FPS, audio: Path | None = None) -> None:
-    """H.264 mp4 (CRF 18, yuv420p) from ``(T, H, W, 3)`` uint8 frames, muxed with ``audio`` (AAC) when given;
-    FFmpeg's libraries run in-process by PyAV (about half the time of starting the ffmpeg program per clip)."""
-    import av
-
-    try:
-        with av.open(local(path), "w", format="mp4") as container, \
-                (av.open(local(audio)) if audio is not None else contextlib.nullcontext()) as source:
-            video = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001),
-                                         options={"crf": "18", "preset": "veryfast"})
-            video.width, video.height, video.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-            video.codec_context.thread_count = 1  # one clip per core: the synth pool runs clips side by side
-            # every stream is added before the first packet: the header is written with it
-            sound = source and container.add_stream("aac", rate=source.streams.audio[0].rate,
-                                                    layout=_default_layout(source.streams.audio[0]))
-            for image in frames:
-                container.mux(video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")))
-            container.mux(video.encode())
-            if sound:
-                _encode_audio(container, source, sound)
-    except (av.FFmpegError, OSError, ValueError, IndexError) as exc:
-        raise MediaError(path, f"cannot write the video: {exc}") from None
-
-
-def _default_layout(stream) -> str:
-    """The usual layout of the stream's channel count: a wav says only "1 channels", which AAC refuses."""
-    return {1: "mono", 2: "stereo"}.get(stream.channels, stream.layout.name)
-
-
-def _encode_audio(container, source, sound) -> None:
-    """``source``'s first audio stream into ``container`` through the AAC stream ``sound``."""
-    import av
-
-    resampler = av.AudioResampler(format="fltp", layout=sound.layout.name, rate=sound.rate)
-    samples = 0
-    for frame in source.decode(source.streams.audio[0]):
-        for chunk in resampler.resample(frame):
-            chunk.pts, chunk.time_base = samples, Fraction(1, sound.rate)
-            samples += chunk.samples
-            container.mux(sound.encode(chunk))
-    container.mux(sound.encode())
+    """H.264 mp4 from ``(T, H, W, 3)`` uint8 frames, muxed with ``audio`` (AAC) when given."""
+    height, width = frames.shape[1:3]
+    video = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{width}x{height}", framerate=fps)
+    streams = [video] + ([ffmpeg.input(local(audio))] if audio else [])
+    options = {"vcodec": "libx264", "pix_fmt": "yuv420p", "crf": 18, "preset": "veryfast", "threads": 1}
+    if audio:
+        options["acodec"] = "aac"
+    graph = ffmpeg.output(*streams, local(path), **options).overwrite_output()
+    _pipe(graph, np.ascontiguousarray(frames).tobytes(), path)
