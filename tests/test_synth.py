@@ -85,10 +85,11 @@ def test_same_seed_same_corpus(tmp_path):
         a = (first / name).read_text().splitlines()
         b = (second / name).read_text().splitlines()
         assert a[1:] == b[1:] if name.endswith(".tsv") else a == b
-    names = sorted(p.name for p in (first / "audio").iterdir())
-    assert names == sorted(p.name for p in (second / "audio").iterdir()) and len(names) == 6
-    for name in names:
-        assert (first / "audio" / name).read_bytes() == (second / "audio" / name).read_bytes()
+    for media in ("audio", "video"):
+        names = sorted(p.name for p in (first / media).iterdir())
+        assert names == sorted(p.name for p in (second / media).iterdir()) and len(names) == 6
+        for name in names:
+            assert (first / media / name).read_bytes() == (second / media / name).read_bytes()
     for name in ("babble.wav", "babble-train.wav"):
         assert (first / "noise" / name).read_bytes() == (second / "noise" / name).read_bytes()
 

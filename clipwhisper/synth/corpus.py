@@ -159,6 +159,7 @@ def _synthesise(out_dir: Path, options: SynthOptions, progress: Callable[[int], 
                    for name, offset, prefix in (("babble", 1, "x"), ("babble-train", 2, "y"))}
     workers = options.workers or multiprocessing.cpu_count()
     _pristine_speaker()
+    import av  # noqa: F401  (loaded before the fork: each one-utterance worker would import PyAV again, 75 ms)
     with multiprocessing.get_context("fork").Pool(workers, maxtasksperchild=1) as pool:
         utterances = []
         args = [(job, out_dir, options.image_size) for job in jobs]
