@@ -32,6 +32,24 @@ def test_audio_features_do_not_depend_on_the_batch():
             torch.testing.assert_close(batched[row, :50], alone[0], atol=1e-5, rtol=1e-5)
 
 
+def test_a_batch_log_mel_is_each_clip_s_own_log_mel():
+    """One STFT for the batch, each clip reflected at its own ends and normalised by its own peak, equals
+    Whisper's log-mel of the clip alone (zero-padded to a whole encoder frame), and zeros after it."""
+    from clipwhisper.model.audio_encoder import FRAME, HOP_LENGTH
+
+    dims = {"n_mels": 80, "n_audio_ctx": 1500, "n_audio_state": 64, "n_audio_head": 4, "n_audio_layer": 2}
+    encoder = WhisperAudioEncoder.build(AudioEncoderConfig(name=None, dims=dims))
+    lengths = torch.tensor([16_000, 7, 321, 320, 12_345, 48_000])
+    audio = torch.randn(len(lengths), 48_000, generator=torch.Generator().manual_seed(0)) * 0.1
+    batch = encoder._own_length_mels(audio, lengths)
+    for row, n in enumerate(lengths.tolist()):
+        size = max(1, -(-n // FRAME)) * FRAME
+        padded = torch.nn.functional.pad(audio[row, :n], (0, size - n))
+        alone = encoder.log_mel(padded[None])[0, :, : size // HOP_LENGTH]
+        torch.testing.assert_close(batch[row, :, : alone.shape[-1]], alone, atol=1e-6, rtol=0)
+        assert not batch[row, :, alone.shape[-1]:].any()
+
+
 @pytest.fixture(scope="module")
 def cached_runs(synth_corpus, tmp_path_factory):
     """Three runs of 2 epochs: filling the cache, without it, and reusing it."""
