@@ -16,12 +16,12 @@ from clipwhisper.model.audio_encoder import WhisperAudioEncoder
 from clipwhisper.training.loop import Trainer
 
 FROZEN = {"model.audio_encoder.trainable": False, "model.video_encoder.trainable": False}
+TINY_WHISPER = {"n_mels": 80, "n_audio_ctx": 1500, "n_audio_state": 64, "n_audio_head": 4, "n_audio_layer": 2}
 
 
 def test_audio_features_do_not_depend_on_the_batch():
     torch.manual_seed(0)
-    dims = {"n_mels": 80, "n_audio_ctx": 1500, "n_audio_state": 64, "n_audio_head": 4, "n_audio_layer": 2}
-    encoder = WhisperAudioEncoder.build(AudioEncoderConfig(name=None, dims=dims)).eval()
+    encoder = WhisperAudioEncoder.build(AudioEncoderConfig(name=None, dims=TINY_WHISPER)).eval()
     lengths = torch.tensor([32000, 16000, 15_901])
     audio = torch.randn(3, 32000) * 0.1 * (torch.arange(32000)[None, :] < lengths[:, None])
     with torch.no_grad():
@@ -37,8 +37,7 @@ def test_a_batch_log_mel_is_each_clip_s_own_log_mel():
     Whisper's log-mel of the clip alone (zero-padded to a whole encoder frame), and zeros after it."""
     from clipwhisper.model.audio_encoder import FRAME, HOP_LENGTH
 
-    dims = {"n_mels": 80, "n_audio_ctx": 1500, "n_audio_state": 64, "n_audio_head": 4, "n_audio_layer": 2}
-    encoder = WhisperAudioEncoder.build(AudioEncoderConfig(name=None, dims=dims))
+    encoder = WhisperAudioEncoder.build(AudioEncoderConfig(name=None, dims=TINY_WHISPER))
     lengths = torch.tensor([16_000, 7, 321, 320, 12_345, 48_000])
     audio = torch.randn(len(lengths), 48_000, generator=torch.Generator().manual_seed(0)) * 0.1
     batch = encoder._own_length_mels(audio, lengths)

@@ -152,11 +152,16 @@ class WhisperAudioEncoder(nn.Module):
 
     def log_mel(self, audio: torch.Tensor) -> torch.Tensor:
         """Whisper's log-mel for a batch ``(B, N)``, normalised per utterance (not over the batch)."""
-        stft = torch.stft(audio.float(), N_FFT, HOP_LENGTH, window=self.window, return_complex=True)
-        mel = self.mel_filters @ stft[..., :-1].abs() ** 2
-        log_spec = torch.clamp(mel, min=1e-10).log10()
-        peak = log_spec.amax(dim=(-2, -1), keepdim=True)
-        return (torch.maximum(log_spec, peak - 8.0) + 4.0) / 4.0
+        return self._scaled_mel(torch.stft(audio.float(), N_FFT, HOP_LENGTH, window=self.window,
+                                           return_complex=True))
+
+    def _scaled_mel(self, stft: torch.Tensor, own: torch.Tensor | None = None) -> torch.Tensor:
+        """Whisper's log-mel of STFT frames (the last dropped), each row normalised by its peak over its ``own``
+        frames ``(B, T)`` (all if None), zeros past them."""
+        log_spec = torch.clamp(self.mel_filters @ stft[..., :-1].abs() ** 2, min=1e-10).log10()
+        counted = log_spec if own is None else log_spec.masked_fill(~own[:, None, :], -torch.inf)
+        scaled = (torch.maximum(log_spec, counted.amax(dim=(-2, -1), keepdim=True) - 8.0) + 4.0) / 4.0
+        return scaled if own is None else scaled * own[:, None, :]
 
     def forward(self, audio: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``audio (B, N)`` float32 at 16 kHz with sample ``lengths`` -> features ``(B, T, D)`` at 50 Hz, mask."""
@@ -194,11 +199,9 @@ class WhisperAudioEncoder(nn.Module):
         reflected = torch.where(source < 0, -source, torch.where(source > last, 2 * last - source, source))
         padded = clips.gather(1, reflected.clamp(0, width - 1))
         stft = torch.stft(padded.float(), N_FFT, HOP_LENGTH, window=self.window, center=False, return_complex=True)
-        log_spec = torch.clamp(self.mel_filters @ stft[..., :-1].abs() ** 2, min=1e-10).log10()
         own = torch.arange(width // HOP_LENGTH, device=device)[None, :] < torch.div(last + 1, HOP_LENGTH,
                                                                                       rounding_mode="floor")
-        peak = log_spec.masked_fill(~own[:, None, :], -torch.inf).amax(dim=(-2, -1), keepdim=True)
-        return ((torch.maximum(log_spec, peak - 8.0) + 4.0) / 4.0) * own[:, None, :]
+        return self._scaled_mel(stft, own)
 
     def _stem(self, mel: torch.Tensor, mel_mask: torch.Tensor | None) -> torch.Tensor:
         """Whisper's two convolutions and positions; past ``mel_mask`` the second sees zeros, as when alone."""
