@@ -1,5 +1,8 @@
 """The auxiliary CTC loss (a connector's ctc_weight): what it scores, and what it gives the encoders."""
 
+import json
+import shutil
+
 import pytest
 import torch
 from test_train import a_batch
@@ -38,10 +41,10 @@ def test_rows_without_tokens_are_left_out_and_short_rows_add_nothing(table):
     assert ctc_loss(tokens, mask, table, [target, target], BLANK).item() == pytest.approx(alone.item())
     short = torch.tensor([[True] * 4, [True, True, False, False]])  # 2 tokens cannot carry 3 labels
     assert ctc_loss(tokens, short, table, [target, target], BLANK).item() == pytest.approx(alone.item())
-    none = tokens.clone().requires_grad_()
-    empty = ctc_loss(none, torch.zeros(2, 4, dtype=torch.bool), table, [target, target], BLANK)
+    none, head = tokens.clone().requires_grad_(), table.clone().requires_grad_()
+    empty = ctc_loss(none, torch.zeros(2, 4, dtype=torch.bool), head, [target, target], BLANK)
     empty.backward()  # zero, but still in the graph: DDP needs every parameter in every step
-    assert empty.item() == 0.0 and none.grad is not None
+    assert empty.item() == 0.0 and none.grad is not None and head.grad is not None
 
 
 def tiny_model(corpus, **flat):
@@ -89,3 +92,40 @@ def test_the_loss_adds_each_asked_for_streams_weighted_ctc_to_the_cross_entropy(
 def test_a_ctc_weight_is_not_negative():
     with pytest.raises(ValueError, match="ctc_weight"):
         ConnectorConfig(ctc_weight=-0.1)
+
+
+def test_ctc_never_moves_a_fully_fine_tuned_llms_embedding_table(synth_corpus):
+    """With a full fine-tune the connector scores through its own copy of the table; the table gets no CTC
+    gradient, the copy does."""
+    model = tiny_model(synth_corpus).train()  # the preset: full fine-tune, CTC on video only
+    table = model.llm.get_input_embeddings().weight
+    head = model.video_connector.ctc_head
+    assert model.audio_connector.ctc_head is None and torch.equal(head, table) and head is not table
+    batch = a_batch(synth_corpus, model)
+    model._ctc(model._tokens(batch), model.target_ids(batch.texts), "both").backward()
+    assert table.grad is None and head.grad.abs().sum() > 0
+
+
+def test_a_frozen_or_lora_table_is_the_ctc_output_layer_itself(synth_corpus):
+    for finetune in ("lora", "frozen"):
+        model = tiny_model(synth_corpus, **{"model.llm.finetune": finetune})
+        assert model.video_connector.ctc_head is None
+
+
+def test_a_checkpoint_keeps_its_ctc_head_and_one_saved_before_heads_loads(checkpoint, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from clipwhisper.model.checkpoint import digests, load_checkpoint
+
+    saved = load_file(checkpoint / "model.safetensors")
+    loaded = load_checkpoint(checkpoint)
+    assert torch.equal(loaded.video_connector.ctc_head, saved["video_connector.ctc_head"])
+    assert not torch.equal(loaded.video_connector.ctc_head, loaded.llm.get_input_embeddings().weight)  # trained
+    older = tmp_path / "older"
+    shutil.copytree(checkpoint, older)
+    save_file({k: v for k, v in saved.items() if k != "video_connector.ctc_head"}, older / "model.safetensors")
+    config = json.loads((older / "config.json").read_text())
+    config["sha256"] = digests(older)
+    (older / "config.json").write_text(json.dumps(config))
+    model = load_checkpoint(older)
+    assert torch.equal(model.video_connector.ctc_head, model.llm.get_input_embeddings().weight)

@@ -56,13 +56,17 @@ class AVSRModel(nn.Module):
         self.tokenizer = tokenizer
         self.streams = streams_of(config.modality)
         self.llm = llm
-        hidden = llm.get_input_embeddings().embedding_dim
+        table = llm.get_input_embeddings().weight
+        hidden = table.shape[1]
         self.audio_encoder = audio_encoder
         self.video_encoder = video_encoder
-        self.audio_connector = Connector(audio_encoder.output_size, hidden, config.audio_connector) \
-            if audio_encoder else None
-        self.video_connector = Connector(video_encoder.output_size, hidden, config.video_connector) \
-            if video_encoder else None
+
+        def connector(encoder, settings):
+            own_ctc_head = settings.ctc_weight > 0 and table.requires_grad
+            return Connector(encoder.output_size, hidden, settings, ctc_table=table if own_ctc_head else None)
+
+        self.audio_connector = connector(audio_encoder, config.audio_connector) if audio_encoder else None
+        self.video_connector = connector(video_encoder, config.video_connector) if video_encoder else None
         self.fusion = Fusion(config.fusion, hidden, self.streams)
         self.llm_graphs = TrainingGraphs(self._decode_packed, llm)
         self.use_cuda_graphs()
@@ -245,8 +249,10 @@ class AVSRModel(nn.Module):
         if not wanted:
             return 0.0
         table = self.llm.get_input_embeddings().weight
+        heads = {"audio": self.audio_connector, "video": self.video_connector}
+        heads = {s: table if c is None or c.ctc_head is None else c.ctc_head for s, c in heads.items()}
         transcripts = [target[:-1] for target in targets]
-        return sum(weights[s] * ctc_loss(*tokens[s], table, transcripts, self.tokenizer.eos_token_id)
+        return sum(weights[s] * ctc_loss(*tokens[s], heads[s], transcripts, self.tokenizer.eos_token_id)
                    for s in wanted)
 
     def generation_prefix(self, batch: Batch, modality: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -313,10 +313,17 @@ def _load_components(model: AVSRModel, tensors: dict[str, torch.Tensor], path: P
         if name not in components:
             raise CheckpointError(path, f"weights for {name!r}, which this model's config does not have")
         try:
-            components[name].load_state_dict(state)
+            result = components[name].load_state_dict(state, strict=False)
         except RuntimeError as exc:
             first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
             raise CheckpointError(path, f"{name} weights do not match the config: {first}") from None
+        # a checkpoint from before connectors owned their CTC head: the head stays the copy of the loaded
+        # LLM's table that build() made, which is what CTC scored through when that checkpoint was saved
+        missing = [key for key in result.missing_keys if key != "ctc_head"]
+        if missing or result.unexpected_keys:
+            raise CheckpointError(path, f"{name} weights do not match the config: missing "
+                                        f"{', '.join(missing) or 'nothing'}, unexpected "
+                                        f"{', '.join(result.unexpected_keys) or 'nothing'}")
     for name in (head.name for head in HEADS):
         if name in components and name not in grouped and any(True for _ in components[name].parameters()):
             raise CheckpointError(path, f"no weights for {name}")

@@ -10,8 +10,12 @@ from .padding import pad_to_multiple
 
 
 class Connector(nn.Module):
-    def __init__(self, input_size: int, output_size: int, config: ConnectorConfig):
+    def __init__(self, input_size: int, output_size: int, config: ConnectorConfig,
+                 ctc_table: torch.Tensor | None = None):
+        """``ctc_table``: the LLM's input embedding table where it trains with the LLM; CTC then scores the
+        tokens through a copy of it that is the connector's own (``ctc.py`` says why)."""
         super().__init__()
+        self.ctc_head = nn.Parameter(ctc_table.detach().clone()) if ctc_table is not None else None
         self.stack = config.stack
         stacked = input_size * config.stack
         if config.kind == "linear":
