@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import os
+import pickle
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -64,8 +66,10 @@ class SynthOptions:
 
 
 # eSpeak's output depends slightly on what the engine spoke before (buffer state that no
-# API call resets), so each utterance is spoken by a process forked from a parent whose
-# engine is initialised but has never spoken: identical state, reproducible samples.
+# API call resets), so each utterance is spoken by a process forked for it alone from one whose
+# engine is initialised but has never spoken: identical state, reproducible samples. The pool's
+# workers live on (a fresh worker per utterance pays its first calls to numpy and ffmpeg every time:
+# the corpus took 1.8x as long) and fork a child for each utterance's speech.
 _speaker: Speaker | None = None
 
 
@@ -88,11 +92,30 @@ def make_jobs(count: int, seed: int, prefix: str, voices: str = "seen") -> list[
 
 
 def speak(job: Job) -> tuple[np.ndarray, list]:
-    """16 kHz float32 speech for a job and its phoneme timeline."""
-    speech = _pristine_speaker().say(spoken_text(job.sentence), voice=job.voice, rate=job.rate, pitch=job.pitch,
-                                   seed=job.seed)
-    audio = resample(speech.samples, speech.sample_rate)
-    return audio, speech.phonemes
+    """16 kHz float32 speech for a job and its phoneme timeline, spoken in a child process (see above)."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: speak, hand back the result or the error, and leave without any clean-up
+        os.close(read)
+        try:
+            speech = _pristine_speaker().say(spoken_text(job.sentence), voice=job.voice, rate=job.rate,
+                                             pitch=job.pitch, seed=job.seed)
+            payload = pickle.dumps((True, speech))
+        except Exception as exc:  # noqa: BLE001  (any error goes back to the parent, which raises it)
+            payload = pickle.dumps((False, exc))
+        with os.fdopen(write, "wb") as pipe:
+            pipe.write(payload)
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        payload = pipe.read()
+    os.waitpid(pid, 0)
+    if not payload:
+        raise RuntimeError(f"eSpeak died speaking {job.uid} ({job.sentence!r}, voice {job.voice})")
+    ok, speech = pickle.loads(payload)
+    if not ok:
+        raise speech
+    return resample(speech.samples, speech.sample_rate), speech.phonemes  # here: the worker's PyAV is warm
 
 
 def _appearance(job: Job) -> Appearance:
@@ -159,15 +182,14 @@ def _synthesise(out_dir: Path, options: SynthOptions, progress: Callable[[int], 
                    for name, offset, prefix in (("babble", 1, "x"), ("babble-train", 2, "y"))}
     workers = options.workers or multiprocessing.cpu_count()
     _pristine_speaker()
-    import av  # noqa: F401  (loaded before the fork: each one-utterance worker would import PyAV again, 75 ms)
-    with multiprocessing.get_context("fork").Pool(workers, maxtasksperchild=1) as pool:
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
         utterances = []
         args = [(job, out_dir, options.image_size) for job in jobs]
         for utterance in pool.imap(_synth_star, args):
             utterances.append(utterance)
             if progress:
                 progress(len(utterances))
-        babbles = {name: pool.map(_speak_audio, jobs, chunksize=1) for name, jobs in babble_jobs.items()}
+        babbles = {name: pool.map(_speak_audio, jobs) for name, jobs in babble_jobs.items()}
     for offset, (name, clips) in enumerate(babbles.items()):
         write_wav(out_dir / "noise" / f"{name}.wav", mix_babble(clips, options.seed + offset))
 
