@@ -1,4 +1,7 @@
+import dataclasses
+
 import numpy as np
+import pytest
 
 from clipwhisper.data.manifest import read_manifest
 from clipwhisper.data.media import SAMPLE_RATE, load_audio, load_video
@@ -114,3 +117,11 @@ def test_unknown_voice_set_is_a_usage_error(tmp_path):
     result = CliRunner().invoke(app, ["synth", str(tmp_path / "x"), "--voices", "famous"])
     assert result.exit_code == 2 and "'famous' is not one of seen, unseen" in result.output
     assert not (tmp_path / "x").exists()
+
+
+def test_an_error_in_the_speaking_child_reaches_the_caller_and_speech_goes_on():
+    job = make_jobs(1, 0, prefix="")[0]
+    with pytest.raises(ValueError, match="no voice 'no-such-voice'"):
+        speak(dataclasses.replace(job, voice="no-such-voice"))
+    audio, phonemes = speak(job)  # the process that asked is unharmed, its next utterance as before
+    assert np.array_equal(audio, speak(job)[0]) and phonemes

@@ -96,16 +96,18 @@ def speak(job: Job) -> tuple[np.ndarray, list]:
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: speak, hand back the result or the error, and leave without any clean-up
-        os.close(read)
-        try:
-            speech = _pristine_speaker().say(spoken_text(job.sentence), voice=job.voice, rate=job.rate,
-                                             pitch=job.pitch, seed=job.seed)
-            payload = pickle.dumps((True, speech))
-        except Exception as exc:  # noqa: BLE001  (any error goes back to the parent, which raises it)
-            payload = pickle.dumps((False, exc))
-        with os.fdopen(write, "wb") as pipe:
-            pipe.write(payload)
-        os._exit(0)
+        try:  # whatever happens, the child never returns into the pool worker's loop
+            os.close(read)
+            try:
+                speech = _pristine_speaker().say(spoken_text(job.sentence), voice=job.voice, rate=job.rate,
+                                                 pitch=job.pitch, seed=job.seed)
+                payload = pickle.dumps((True, speech))
+            except Exception as exc:  # handed to the parent, which raises it
+                payload = pickle.dumps((False, exc))
+            with os.fdopen(write, "wb") as pipe:
+                pipe.write(payload)
+        finally:
+            os._exit(0)
     os.close(write)
     with os.fdopen(read, "rb") as pipe:
         payload = pipe.read()
