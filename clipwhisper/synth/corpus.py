@@ -10,10 +10,11 @@ engine, so the corpus does not depend on how many workers made it.
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
+import json
 import multiprocessing
 import os
-import pickle
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from ..errors import ConfigError
 from ..runtime.folder_claim import output_folder
 from .grammar import sample_sentence, spoken_text
 from .mouth import Appearance, random_appearance, render_video
-from .speech import Speaker
+from .speech import Phoneme, Speaker
 from .visemes import mouth_track
 
 # (eSpeak voice, pitch): several accents and registers. "seen" speaks the training corpus; "unseen" holds
@@ -98,26 +99,33 @@ def speak(job: Job) -> tuple[np.ndarray, list]:
     if pid == 0:  # the child: speak, hand back the result or the error, and leave without any clean-up
         try:  # whatever happens, the child never returns into the pool worker's loop
             os.close(read)
-            try:
-                speech = _pristine_speaker().say(spoken_text(job.sentence), voice=job.voice, rate=job.rate,
-                                                 pitch=job.pitch, seed=job.seed)
-                payload = pickle.dumps((True, speech))
-            except Exception as exc:  # handed to the parent, which raises it
-                payload = pickle.dumps((False, exc))
             with os.fdopen(write, "wb") as pipe:
-                pipe.write(payload)
+                pipe.write(_spoken_bytes(job))
         finally:
             os._exit(0)
     os.close(write)
     with os.fdopen(read, "rb") as pipe:
-        payload = pipe.read()
+        header, _, samples = pipe.read().partition(b"\n")
     os.waitpid(pid, 0)
-    if not payload:
+    if not header:
         raise RuntimeError(f"eSpeak died speaking {job.uid} ({job.sentence!r}, voice {job.voice})")
-    ok, speech = pickle.loads(payload)
-    if not ok:
-        raise speech
-    return resample(speech.samples, speech.sample_rate), speech.phonemes  # here: the worker's PyAV is warm
+    told = json.loads(header)
+    if "error" in told:  # raised again here, as the type it had where the builtins have it
+        raise getattr(builtins, told["error"], RuntimeError)(told["message"])
+    phonemes = [Phoneme(symbol, start) for symbol, start in told["phonemes"]]
+    # resampled here: the worker's PyAV is warm
+    return resample(np.frombuffer(samples, np.int16), told["sample_rate"]), phonemes
+
+
+def _spoken_bytes(job: Job) -> bytes:
+    """The child's answer: a JSON line (sample rate and phonemes, or the error), then the int16 samples."""
+    try:
+        speech = _pristine_speaker().say(spoken_text(job.sentence), voice=job.voice, rate=job.rate,
+                                         pitch=job.pitch, seed=job.seed)
+    except Exception as exc:  # handed to the parent, which raises it
+        return json.dumps({"error": type(exc).__name__, "message": str(exc)}).encode() + b"\n"
+    header = {"sample_rate": speech.sample_rate, "phonemes": [(p.symbol, p.start_s) for p in speech.phonemes]}
+    return json.dumps(header).encode() + b"\n" + np.ascontiguousarray(speech.samples, np.int16).tobytes()
 
 
 def _appearance(job: Job) -> Appearance:
