@@ -120,8 +120,11 @@ class AVSRModel(nn.Module):
         return self.prompt_ids.device
 
     # -- inputs ---------------------------------------------------------------------------------
+    def _connector(self, stream: str) -> Connector:
+        return self.audio_connector if stream == "audio" else self.video_connector
+
     def _stream_tokens(self, stream: str, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        connector = self.audio_connector if stream == "audio" else self.video_connector
+        connector = self._connector(stream)
         size = len(batch)
         if not batch.has(stream):
             hidden = self.llm.get_input_embeddings().embedding_dim  # not in this batch: an empty, masked block
@@ -249,11 +252,9 @@ class AVSRModel(nn.Module):
         if not wanted:
             return 0.0
         table = self.llm.get_input_embeddings().weight
-        heads = {"audio": self.audio_connector, "video": self.video_connector}
-        heads = {s: table if c is None or c.ctc_head is None else c.ctc_head for s, c in heads.items()}
         transcripts = [target[:-1] for target in targets]
-        return sum(weights[s] * ctc_loss(*tokens[s], heads[s], transcripts, self.tokenizer.eos_token_id)
-                   for s in wanted)
+        return sum(weights[s] * ctc_loss(*tokens[s], self._connector(s).ctc_output(table), transcripts,
+                                         self.tokenizer.eos_token_id) for s in wanted)
 
     def generation_prefix(self, batch: Batch, modality: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``prefix`` with each row's masked tokens moved to its front (left padding), so that generation

@@ -33,6 +33,10 @@ class Connector(nn.Module):
         token_mask = mask.reshape(batch, -1, self.stack).any(dim=-1)
         return self.project(tokens.to(self.project_dtype)), token_mask
 
+    def ctc_output(self, llm_table: torch.Tensor) -> torch.Tensor:
+        """CTC's output layer for this connector's tokens: its own head, or else the LLM's table."""
+        return llm_table if self.ctc_head is None else self.ctc_head
+
     @property
     def project_dtype(self) -> torch.dtype:
-        return next(self.parameters()).dtype
+        return next(self.project.parameters()).dtype  # not the CTC head's, which has the LLM table's dtype

@@ -10,7 +10,6 @@ engine, so the corpus does not depend on how many workers made it.
 
 from __future__ import annotations
 
-import builtins
 import dataclasses
 import json
 import multiprocessing
@@ -110,8 +109,8 @@ def speak(job: Job) -> tuple[np.ndarray, list]:
     if not header:
         raise RuntimeError(f"eSpeak died speaking {job.uid} ({job.sentence!r}, voice {job.voice})")
     told = json.loads(header)
-    if "error" in told:  # raised again here, as the type it had where the builtins have it
-        raise getattr(builtins, told["error"], RuntimeError)(told["message"])
+    if "error" in told:  # raised again here: the speaker's ValueError (an unknown voice) as itself
+        raise (ValueError if told["error"] == "ValueError" else RuntimeError)(told["message"])
     phonemes = [Phoneme(symbol, start) for symbol, start in told["phonemes"]]
     # resampled here: the worker's PyAV is warm
     return resample(np.frombuffer(samples, np.int16), told["sample_rate"]), phonemes
