@@ -232,6 +232,18 @@ def decode(
     raise typer.Exit(run_decode(resolved))
 
 
+DetectorOption = typer.Option(
+    "landmarks", "--detector", metavar="[landmarks|haar]",
+    help="landmarks (default): dlib's 68 points aligned to a reference face (pip install 'clipwhisper[landmarks]'); "
+         "haar: OpenCV's face and eye cascades, the mouth at a fixed place in the face box.")
+MeanFaceOption = typer.Option(
+    None, "--mean-face", help="The reference face landmarks are aligned to: a (68, 2) .npy or .json "
+    "(e.g. auto_avsr's 20words_mean_face.npy); default: the packaged one.")
+SpeakerOption = typer.Option(
+    "active", "--speaker", metavar="[active|largest]",
+    help="Where several faces are seen: active (default), the face whose mouth moves with the sound; largest.")
+
+
 @app.command()
 @reports_errors
 def transcribe(
@@ -242,14 +254,19 @@ def transcribe(
     precision: str | None = PrecisionOption,
     crop: str | None = typer.Option(None, "--prepare", metavar="[mouth|face]",
                                     help="Crop raw video first, as `prepare` does."),
+    detector: str = DetectorOption,
+    mean_face: Path | None = MeanFaceOption,
+    speaker: str = SpeakerOption,
     cuda_graphs: bool | None = CudaGraphsOption,
 ):
     """Transcribe audio or video files with a checkpoint."""
     from .inference.transcribe import run_transcribe
+    from .prepare.run import Cropping
 
     resolved = _resolve("decode", None, {"model_path": model_path, "device": device, "precision": precision,
                                          "cuda_graphs": cuda_graphs})
-    run_transcribe(resolved, files, output_format=output_format, crop=crop)
+    cropping = Cropping(crop, detector, mean_face, speaker) if crop else None
+    run_transcribe(resolved, files, output_format=output_format, cropping=cropping)
 
 
 @app.command()
@@ -265,11 +282,16 @@ def prepare(
     workers: int = typer.Option(0, "--workers", min=0, help="Processes (0: one per core)."),
     preview: bool = typer.Option(False, "--preview", help="Also write preview/ID.png per video: frames with the "
                                  "crop's square drawn, each beside its crop."),
+    detector: str = DetectorOption,
+    mean_face: Path | None = MeanFaceOption,
+    speaker: str = SpeakerOption,
 ):
     """Crop the mouth (or face) from your own videos and write 25 fps crops, 16 kHz wav and a manifest."""
     from .prepare.command import run_prepare
+    from .prepare.run import Cropping, Options
 
-    run_prepare(inputs, out, transcripts, crop, size, split, workers, preview)
+    options = Options(out, Cropping(crop, detector, mean_face, speaker), size, preview)
+    run_prepare(inputs, out, transcripts, options, split, workers)
 
 
 @app.command()

@@ -74,3 +74,25 @@ def lips_angle(frame: np.ndarray) -> float:
     values, vectors = np.linalg.eigh(np.cov(np.stack([xs, ys])))
     x, y = vectors[:, np.argmax(values)]
     return float(np.degrees(np.arctan(y / x))) if x else 90.0
+
+
+def two_faces_video(path, speaking: int, seconds: float = 3.0) -> tuple[float, float]:
+    """Two faces side by side, each mouth opening and closing at its own pace; the sound is noise whose
+    loudness follows the mouth of face ``speaking`` (0: left, 1: right). The faces' centres' x."""
+    width, height, count = 480, 240, round(seconds * 25)
+    centres = (width * 0.25, width * 0.75)
+    openings = [[0.5 + 0.5 * np.sin(t / 2.0 + phase) for t in range(count)] for phase in (0.0, 2.0)]
+    frames = []
+    for t in range(count):
+        frame = np.full((height, width, 3), 60, np.uint8)
+        for x, opening in zip(centres, openings):
+            half = slice(round(x - width / 4), round(x + width / 4))
+            frame[:, half] = face_frame(width // 2, height, width / 4, height / 2, 0.9, opening[t])
+        frames.append(frame)
+    rng = np.random.default_rng(0)
+    loudness = np.repeat(np.array(openings[speaking]), 16000 // 25)
+    sound = path.with_suffix(".speech.wav")
+    write_wav(sound, (0.3 * loudness * rng.standard_normal(len(loudness))).astype(np.float32))
+    write_video(path, np.stack(frames), audio=sound)
+    sound.unlink()
+    return centres

@@ -1,4 +1,5 @@
-"""`clipwhisper prepare` and `transcribe --prepare` on synthetic face videos that OpenCV's detector finds."""
+"""`clipwhisper prepare` and `transcribe --prepare` on drawn face videos that both detectors find (landmarks by
+default; the roll test uses the Haar cascades)."""
 
 import json
 
@@ -105,14 +106,16 @@ def test_transcribe_prepare_crops_a_raw_video(raw_videos, checkpoint):
 
 
 def test_a_rolled_head_is_levelled(tmp_path):
-    """Head rolled 12 degrees: the eyes give the roll, so the crop is levelled and still centred on the mouth."""
-    from clipwhisper.prepare.run import Options, prepare_one
+    """Haar cascades, head rolled 12 degrees: the eyes give the roll, so the crop is levelled and still centred on
+    the mouth (test_landmarks.py: the same for landmarks, on real faces)."""
+    from clipwhisper.prepare.run import Cropping, Options, prepare_one
 
     (tmp_path / "raw").mkdir()
     face_video(tmp_path / "raw" / "rolled.mp4", roll=12)
     face_video(tmp_path / "raw" / "level.mp4")
     for name in ("rolled", "level"):
-        record = prepare_one(name, tmp_path / "raw" / f"{name}.mp4", Options(tmp_path / "out"))
+        haar = Options(tmp_path / "out", Cropping(detector="haar"))
+        record = prepare_one(name, tmp_path / "raw" / f"{name}.mp4", haar)
         crops = load_video(record["video"], 96)
         assert max(abs(lips_angle(frame)) for frame in crops) < 4, name
         assert np.abs(np.array([lips_centre(frame) for frame in crops]) - 48).max() < 10, name

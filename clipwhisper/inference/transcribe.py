@@ -94,14 +94,14 @@ class Transcriber:
             return min(WINDOW_S, self.model.audio_encoder.max_samples / SAMPLE_RATE)
         return WINDOW_S
 
-    def read(self, path: Path, crop: str | None = None, span: tuple[float, float] | None = None,
+    def read(self, path: Path, cropping=None, span: tuple[float, float] | None = None,
              streams: tuple[str, ...] | None = None) -> tuple[Media, str]:
         """The streams of ``path`` that the model uses (or ``streams`` of them), within ``span`` (``(start_s,
-        length_s)``) if given, and the modality they make; with ``crop`` (mouth or face) the video is a raw
-        recording, cropped first as ``clipwhisper prepare`` does."""
+        length_s)``) if given, and the modality they make; with ``cropping`` (a prepare.run.Cropping) the video
+        is a raw recording, cropped first as ``clipwhisper prepare`` does."""
         path = Path(path)
-        if crop is not None:
-            return self._read_cropped(path, crop)
+        if cropping is not None:
+            return self._read_cropped(path, cropping)
         streams = streams or self.model.streams
         media = Media()
         if "video" in streams:
@@ -132,11 +132,11 @@ class Transcriber:
                 return
             span = (span[0] + hop, self.window_s)
 
-    def _read_cropped(self, path: Path, crop: str) -> tuple[Media, str]:
+    def _read_cropped(self, path: Path, cropping) -> tuple[Media, str]:
         from ..prepare.run import Options, prepare_one
 
         with tempfile.TemporaryDirectory() as folder:
-            record = prepare_one("clip", path, Options(Path(folder), crop))
+            record = prepare_one("clip", path, Options(Path(folder), cropping))
             media = Media(audio=load_audio(record["audio"]) if "audio" in self.model.streams else None,
                           video=load_video(record["video"], self.model.video_encoder.image_size)
                           if "video" in self.model.streams else None)
@@ -161,10 +161,10 @@ class Transcriber:
                 batch = []
         return texts + (self._generate(batch, modality) if batch else [])
 
-    def transcribe_file(self, path: Path, crop: str | None = None) -> dict:
-        """``path``'s transcript, with its modality, duration and number of windows."""
-        if crop is not None:
-            media, modality = self.read(path, crop)
+    def transcribe_file(self, path: Path, cropping=None) -> dict:
+        """``path``'s transcript, with its modality, duration and number of windows; ``cropping`` as for read."""
+        if cropping is not None:
+            media, modality = self.read(path, cropping)
             result = self.transcribe_batch([media], modality, segments=True)[0]
             return {"modality": modality, "duration_s": result["duration_s"], "segments": len(result["segments"]),
                     "text": result["text"]}
@@ -246,7 +246,7 @@ class TranscribeFailed(ClipWhisperError):
     """Some files could not be transcribed (each named above, with its reason); the rest were."""
 
 
-def run_transcribe(config, files: list[Path], output_format: str = "text", crop: str | None = None) -> None:
+def run_transcribe(config, files: list[Path], output_format: str = "text", cropping=None) -> None:
     if output_format not in ("text", "json"):
         raise typer.BadParameter(f"--format must be text or json, not {output_format!r}")
     transcriber = load(config.model_path, config.device, beam_size=config.beam_size, precision=config.precision,
@@ -255,7 +255,7 @@ def run_transcribe(config, files: list[Path], output_format: str = "text", crop:
     for path in files:  # a file that fails is reported and the others still transcribed
         try:
             began = time.perf_counter()
-            result = transcriber.transcribe_file(path, crop)
+            result = transcriber.transcribe_file(path, cropping)
             result |= _speed(result["duration_s"], time.perf_counter() - began)
         except ClipWhisperError as exc:
             if exc.exit_code != EXIT_RUNTIME:  # a usage error (a bad --prepare) stops at once, exit 2

@@ -21,12 +21,11 @@ class PrepareFailed(ClipWhisperError):
     """Some videos could not be prepared (the others are in the manifest)."""
 
 
-def run_prepare(inputs: list[Path], out: Path, transcripts: Path | None, crop: str, size: int, split: str,
-                workers: int, preview: bool = False) -> Path:
-    options = Options(Path(out), crop, size, preview)
+def run_prepare(inputs: list[Path], out: Path, transcripts: Path | None, options: Options, split: str,
+                workers: int) -> Path:
     videos = find_videos(inputs, out)
     texts = read_transcripts(transcripts) if transcripts else None
-    with output_folder(options.out, {"written_by": "prepare", "crop": crop, "size": size},
+    with output_folder(options.out, {"written_by": "prepare", **options.identity()},
                        ours=("prepare_failures.jsonl",)):  # a folder an older clipwhisper prepared
         return _run(videos, options, transcripts, texts, split, workers)
 
@@ -50,7 +49,8 @@ def _run(videos: dict[str, Path], options: Options, transcripts: Path | None, te
 
 def _summary(options: Options, split: str, counts: tuple[int, int, int, int], failures: dict[str, str]) -> None:
     """``counts``: videos, in the manifest, done before, frames without a face found (interpolated)."""
-    table = Table(title=escape(f"prepare → {options.out / split}.tsv ({options.crop} crops, {options.size} px)"))
+    table = Table(title=escape(f"prepare → {options.out / split}.tsv ({options.crop} crops, {options.size} px, "
+                               f"{options.cropping.detector})"))
     for column in ("videos", "in the manifest", "done before", "frames interpolated", "failed"):
         table.add_column(column, justify="right")
     table.add_row(*map(str, counts), str(len(failures)))

@@ -3,6 +3,7 @@ crops stream into an H.264 encoder."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import numpy as np
 
 from ..data.media import VIDEO_FPS, ffmpeg_binary, frame_size, local
 from ..errors import MediaError
-from . import tracking
+from . import alignment, landmarks, speaker, tracking
 
 
 def frames(path: Path, width: int, height: int, scaled_width: int | None = None):
@@ -35,23 +36,50 @@ def frames(path: Path, width: int, height: int, scaled_width: int | None = None)
             raise MediaError(path, error.splitlines()[0] if error else "ffmpeg could not decode the video")
 
 
-def track(path: Path, crop: str) -> tuple[list[tracking.Region], int]:
-    """The crop's place in every frame, and how many frames had no face found (their places interpolated)."""
+LANDMARK_WIDTH = 640  # landmarks are found on frames scaled down to this width (never up)
+
+
+def track(path: Path, cropping, sound: np.ndarray | None = None) -> tuple[list[tracking.Region], int]:
+    """The crop's place in every frame (``cropping``: a run.Cropping), and how many frames had no face found
+    (their places interpolated); ``sound`` (16 kHz) tells the speaking face from the others."""
+    crop, detector = cropping.crop, cropping.detector
     width, height = frame_size(path)
-    scale = width / tracking.DETECT_WIDTH
-    detections, previous = [], None
-    for small in frames(path, width, height, scaled_width=tracking.DETECT_WIDTH):
-        found = tracking.detect(small, previous)
-        detections.append(None if found is None else found * [scale, scale, scale, scale, 1])
-        previous = found if found is not None else previous
-    smoothed = tracking.fill_and_smooth(detections)
-    if smoothed is None:
-        raise MediaError(path, f"no face found in {len(detections)} frames")
+    small_width = tracking.DETECT_WIDTH if detector == "haar" else min(width, LANDMARK_WIDTH)
+    scale = width / small_width
+    small = frames(path, width, height, scaled_width=small_width)
+    if detector == "haar":
+        detections = [None if found is None else found * [scale, scale, scale, scale, 1]
+                      for found in _haar(small)]
+    else:
+        tracks = landmarks.face_tracks(small)
+        face = speaker.choose(tracks, sound, cropping.speaker)
+        frames_seen = len(tracks[0].points) if tracks else 0
+        detections = [None if p is None else p * scale for p in face.points] if face else [None] * frames_seen
+        detections = alignment.drop_jumps(detections)
     gap = tracking.longest_gap(detections)
+    if len(gap) == len(detections):
+        raise MediaError(path, f"no face found in {len(detections)} frames")
     if len(gap) > tracking.MAX_GAP_FRAMES:
         raise MediaError(path, f"no face found in frames {gap.start}-{gap.stop - 1} ({len(gap) / VIDEO_FPS:.1f} s); "
                          f"gaps up to {tracking.MAX_GAP_FRAMES / VIDEO_FPS:g} s are interpolated, longer ones not")
-    return [tracking.region(row, crop) for row in smoothed], sum(found is None for found in detections)
+    if detector == "haar":
+        regions = [tracking.region(row, crop) for row in tracking.fill_and_smooth(detections)]
+    else:
+        regions = alignment.regions(detections, _reference(cropping.mean_face), crop)
+    return regions, sum(found is None for found in detections)
+
+
+def _haar(frames):
+    previous = None
+    for small in frames:
+        found = tracking.detect(small, previous)
+        previous = found if found is not None else previous
+        yield found
+
+
+@functools.cache
+def _reference(mean_face: Path | None):
+    return alignment.load_reference(mean_face)
 
 
 def write_crops(path: Path, regions: list[tracking.Region], size: int, out: Path,

@@ -18,22 +18,55 @@ from ..data.manifest import write_manifest
 from ..data.media import load_audio, write_wav
 from ..data.utterance import Utterance
 from ..errors import ClipWhisperError, ConfigError
+from . import landmarks
+from .alignment import load_reference
 from .cropping import track, write_crops
 from .preview import ContactSheet
+from .speaker import SPEAKERS
 
 CROPS = ("mouth", "face")
+DETECTORS = ("landmarks", "haar")
+
+
+@dataclass(frozen=True)
+class Cropping:
+    """How crops are found and cut: what is cropped, and the face finder (``transcribe --prepare`` takes it too)."""
+    crop: str = "mouth"
+    detector: str = "landmarks"  # dlib's 68 landmarks aligned to a reference face, or OpenCV's Haar cascades
+    mean_face: Path | None = None  # the reference face (68 points) landmarks align to; None: the packaged one
+    speaker: str = "active"  # which face, where there are several (speaker.py)
+
+    def __post_init__(self):
+        if self.crop not in CROPS:
+            raise ConfigError("crop", [f"must be mouth or face, not {self.crop!r}"])
+        if self.detector not in DETECTORS:
+            raise ConfigError("--detector", [f"must be landmarks or haar, not {self.detector!r}"])
+        if self.speaker not in SPEAKERS:
+            raise ConfigError("--speaker", [f"must be {' or '.join(SPEAKERS)}, not {self.speaker!r}"])
+        if self.detector != "landmarks" and (self.mean_face is not None or self.speaker != "active"):
+            option = "--mean-face" if self.mean_face is not None else "--speaker"
+            raise ConfigError(option, ["works on landmarks: it needs --detector landmarks"])
+        if self.detector == "landmarks":
+            landmarks.check_installed()
+            load_reference(self.mean_face)
 
 
 @dataclass(frozen=True)
 class Options:
     out: Path
-    crop: str = "mouth"
+    cropping: Cropping = Cropping()
     size: int = 96
     preview: bool = False  # a contact sheet per video: preview/<id>.png
 
-    def __post_init__(self):
-        if self.crop not in CROPS:
-            raise ConfigError("crop", [f"must be mouth or face, not {self.crop!r}"])
+    @property
+    def crop(self) -> str:
+        return self.cropping.crop
+
+    def identity(self) -> dict:
+        """What the crops depend on: a folder holds crops made one way, never a mix."""
+        mean_face = self.cropping.mean_face
+        return {"crop": self.crop, "size": self.size, "detector": self.cropping.detector,
+                "mean_face": str(mean_face) if mean_face else None, "speaker": self.cropping.speaker}
 
 
 def prepare_one(uid: str, source: Path, options: Options) -> dict:
@@ -42,7 +75,7 @@ def prepare_one(uid: str, source: Path, options: Options) -> dict:
     for folder in (video.parent, audio.parent, _done_file(options.out, uid).parent):
         folder.mkdir(parents=True, exist_ok=True)
     audio_samples = load_audio(source)  # first: a video without sound fails before the slow part
-    regions, interpolated = track(source, options.crop)
+    regions, interpolated = track(source, options.cropping, audio_samples)
     tmp_video, tmp_audio = video.with_name(f".{uid}.tmp.mp4"), audio.with_name(f".{uid}.tmp.wav")
     sheet = ContactSheet(regions) if options.preview else None
     frames = write_crops(source, regions, options.size, tmp_video, sheet.see if sheet else None)
@@ -52,8 +85,7 @@ def prepare_one(uid: str, source: Path, options: Options) -> dict:
     os.replace(tmp_video, video)
     os.replace(tmp_audio, audio)
     record = {"id": uid, "source": str(source), "video": str(video), "audio": str(audio), "frames": frames,
-              "samples": len(audio_samples), "crop": options.crop, "size": options.size,
-              "interpolated": interpolated}
+              "samples": len(audio_samples), **options.identity(), "interpolated": interpolated}
     _done_file(options.out, uid).write_text(json.dumps(record), encoding="utf-8")
     return record
 
@@ -71,7 +103,7 @@ def _finished(out: Path, uid: str, source: Path, options: Options) -> dict | Non
         record = json.loads(_done_file(out, uid).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    same = (record.get("source"), record.get("crop"), record.get("size")) == (str(source), options.crop, options.size)
+    same = record.get("source") == str(source) and all(record.get(k) == v for k, v in options.identity().items())
     wanted = [Path(record["video"]), Path(record["audio"])] + ([preview_file(out, uid)] if options.preview else [])
     return record if same and all(path.is_file() for path in wanted) else None
 

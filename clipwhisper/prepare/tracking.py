@@ -101,17 +101,18 @@ def longest_gap(detections: list[np.ndarray | None]) -> range:
 
 
 def fill_and_smooth(detections: list[np.ndarray | None]) -> np.ndarray | None:
-    """One ``(x, y, w, h, roll)`` per frame: gaps interpolated (ends held; roll 0 if the eyes were never
-    found), then a moving average; None if no face at all."""
-    if all(d is None for d in detections):
+    """One row per frame (``(x, y, w, h, roll)``, or flattened landmarks): gaps interpolated (ends held; a
+    value never found, such as the roll of eyes never seen, is 0), then a moving average; None if no face at all."""
+    known = [d for d in detections if d is not None]
+    if not known:
         return None
-    table = np.stack([np.full(5, np.nan) if d is None else d for d in detections])
-    for column in range(5):
+    table = np.stack([np.full(len(known[0]), np.nan) if d is None else d for d in detections])
+    for column in range(table.shape[1]):
         table[:, column] = _interpolate(table[:, column], default=0.0)
     width = min(SMOOTH_FRAMES, len(table))
     padded = np.pad(table, ((width // 2, width - 1 - width // 2), (0, 0)), mode="edge")
     kernel = np.ones(width) / width
-    return np.stack([np.convolve(padded[:, k], kernel, mode="valid") for k in range(5)], axis=1)
+    return np.stack([np.convolve(padded[:, k], kernel, mode="valid") for k in range(table.shape[1])], axis=1)
 
 
 def region(track: np.ndarray, crop: str) -> Region:

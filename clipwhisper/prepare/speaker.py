@@ -1,0 +1,73 @@
+"""Which face in a video is the one speaking (``--speaker``).
+
+``active``: the face whose mouth opening (the gap between the inner lips, in eye distances) rises and falls
+with the sound's loudness, by their correlation over the clip; where the sound's loudness does not vary (a
+tone, silence) or only one face is there, the face the detector was surest of. ``largest``: the largest face.
+A face seen in fewer than half the frames (a passer-by, a false detection) is not a candidate unless no face
+is seen that often.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..data.media import SAMPLE_RATE, VIDEO_FPS
+from .landmarks import FaceTrack
+
+SPEAKERS = ("active", "largest")
+MIN_SHARE = 0.5
+STEADY = 0.05  # a loudness whose log varies less than this over the clip says nothing of who speaks
+
+
+def candidates(tracks: list[FaceTrack]) -> list[FaceTrack]:
+    frames = len(tracks[0].points) if tracks else 0
+    often = [t for t in tracks if t.found >= MIN_SHARE * frames]
+    return often or sorted(tracks, key=lambda t: -t.found)[:1]
+
+
+def mouth_opening(track: FaceTrack) -> np.ndarray:
+    """Per frame: the inner lips' gap over the eye distance (NaN where the face was not found)."""
+    opening = np.full(len(track.points), np.nan)
+    for index, points in enumerate(track.points):
+        if points is not None:
+            gap = np.linalg.norm(points[65:68].mean(0) - points[61:64].mean(0))
+            opening[index] = gap / max(1e-6, np.linalg.norm(points[45] - points[36]))
+    return opening
+
+
+def loudness(samples: np.ndarray, frames: int) -> np.ndarray:
+    """Log RMS of the sound in each video frame's span (1/25 s)."""
+    step = SAMPLE_RATE // int(VIDEO_FPS)
+    padded = np.zeros(frames * step, dtype=np.float64)
+    padded[: min(len(samples), len(padded))] = samples[: len(padded)]
+    return np.log(np.sqrt((padded.reshape(frames, step) ** 2).mean(1)) + 1e-4)
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    seen = ~np.isnan(a)
+    if seen.sum() < 3 or a[seen].std() == 0 or b[seen].std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a[seen], b[seen])[0, 1])
+
+
+def _size(track: FaceTrack) -> float:
+    return float(np.mean([np.ptp(points[:, 0]) for points in track.points if points is not None]))
+
+
+def choose(tracks: list[FaceTrack], samples: np.ndarray | None, speaker: str) -> FaceTrack | None:
+    """The track of the face ``speaker`` asks for, or None if there is no face."""
+    pool = candidates(tracks)
+    if not pool:
+        return None
+    if speaker == "largest":
+        return max(pool, key=_size)
+    surest = max(pool, key=lambda t: float(np.mean(t.scores)))
+    if len(pool) == 1 or samples is None:
+        return surest
+    sound = loudness(samples, len(pool[0].points))
+    if sound.std() < STEADY:
+        return surest
+    scores = [_correlation(mouth_opening(t), sound) for t in pool]
+    if all(np.isnan(score) for score in scores):
+        return surest
+    return pool[int(np.nanargmax(scores))]
