@@ -240,8 +240,9 @@ MeanFaceOption = typer.Option(
     None, "--mean-face", help="The reference face landmarks are aligned to: a (68, 2) .npy or .json "
     "(e.g. auto_avsr's 20words_mean_face.npy); default: the packaged one.")
 SpeakerOption = typer.Option(
-    "active", "--speaker", metavar="[active|largest]",
-    help="Where several faces are seen: active (default), the face whose mouth moves with the sound; largest.")
+    "active", "--speaker", metavar="[active|largest|all]",
+    help="Where several faces are seen: active (default), the face whose mouth moves with the sound; largest; "
+         "all (prepare only): each face its own crop video, ID-track0, ID-track1...")
 
 
 @app.command()
@@ -265,6 +266,10 @@ def transcribe(
 
     resolved = _resolve("decode", None, {"model_path": model_path, "device": device, "precision": precision,
                                          "cuda_graphs": cuda_graphs})
+    if speaker == "all":
+        from .errors import ConfigError
+
+        raise ConfigError("--speaker", ["transcribe reads one face: active or largest"])
     cropping = Cropping(crop, detector, mean_face, speaker) if crop else None
     run_transcribe(resolved, files, output_format=output_format, cropping=cropping)
 

@@ -64,7 +64,7 @@ def test_the_crop_follows_the_moving_mouth_and_undoes_the_roll(clips):
     photograph, its side scales with the face, and its angle is the head's roll (to undo) within 1.5 degrees."""
     reference = load_reference()
     for name, (clip, photo, points) in clips[1].items():
-        regions, interpolated = track(clip, Cropping())
+        [(regions, interpolated)] = track(clip, Cropping())
         # a few fits the predictor got wrong (a face 30-40% too big) are dropped and interpolated
         assert len(regions) == FRAMES and interpolated <= 3, interpolated
         own_turn = similarity(points[STABLE], reference[STABLE])
@@ -80,15 +80,23 @@ def test_the_crop_follows_the_moving_mouth_and_undoes_the_roll(clips):
 
 
 def test_prepare_writes_levelled_mouth_crops_of_real_faces(clips, tmp_path):
-    """Through the command: crops, manifest and the record name the detector; the crop of a turned head shows the
-    mouth level (the mouth corners found in the crop's own landmarks run level)."""
+    """Through the command: crops, manifest and the record name the detector; the face crops of a turned head are
+    levelled (the eyes found in the crop run level); the contact sheet draws the landmarks on the face."""
     folder, made = clips
     result = CliRunner().invoke(app, ["prepare", str(folder / "astronaut.mp4"), str(folder / "hopper.mp4"),
-                                      "--out", str(tmp_path), "--crop", "face", "--size", "224", "--workers", "2"])
+                                      "--out", str(tmp_path), "--crop", "face", "--size", "224", "--workers", "2",
+                                      "--preview"])
     assert result.exit_code == 0, result.output
+    from clipwhisper.prepare.preview import LANDMARK, THUMB, thumb_scale
+
+    sheet = cv2.cvtColor(cv2.imread(str(tmp_path / "preview" / "hopper.png")), cv2.COLOR_BGR2RGB)
+    dots = np.argwhere((sheet[:THUMB, :THUMB] == LANDMARK).all(-1))[:, ::-1]  # the first tile: frame 0
+    photo, points = made["hopper"][1], made["hopper"][2]
+    face = (motion(photo, 0) @ np.c_[points, np.ones(68)].T).T * thumb_scale(WIDTH, HEIGHT)
+    assert len(dots) > 30 and np.abs(dots.mean(0) - face.mean(0)).max() < 3  # the landmarks drawn on the face
     assert [u.id for u in read_manifest(tmp_path / "test.tsv")] == ["astronaut", "hopper"]
     record = json.loads((tmp_path / ".prepared" / "hopper.json").read_text())
-    assert (record["detector"], record["crop"], record["frames"]) == ("landmarks", "face", FRAMES)
+    assert (record["detector"], record["crop"], record["crops"][0]["frames"]) == ("landmarks", "face", FRAMES)
     from clipwhisper.data.media import load_video
 
     for utterance in read_manifest(tmp_path / "test.tsv"):
@@ -105,8 +113,8 @@ def test_a_mean_face_file_and_bad_ones(clips, tmp_path):
     folder, _ = clips
     face = tmp_path / "mean_face.npy"
     np.save(face, load_reference() * 1.25)  # 96 units of a face drawn 25% larger cover less of the face
-    regions, _ = track(folder / "hopper.mp4", Cropping(mean_face=face))
-    default, _ = track(folder / "hopper.mp4", Cropping())
+    [(regions, _)] = track(folder / "hopper.mp4", Cropping(mean_face=face))
+    [(default, _)] = track(folder / "hopper.mp4", Cropping())
     assert abs(regions[10].side / default[10].side - 1 / 1.25) < 0.01
     np.save(tmp_path / "short.npy", np.zeros((5, 2)))
     np.save(tmp_path / "pickled.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
@@ -120,7 +128,7 @@ def test_a_mean_face_file_and_bad_ones(clips, tmp_path):
     assert haar.exit_code == 2 and "--mean-face" in haar.stderr and "--detector landmarks" in haar.stderr
     loud = CliRunner().invoke(app, ["prepare", str(folder / "hopper.mp4"), "--out", str(tmp_path / "o"),
                                     "--speaker", "loudest"])
-    assert loud.exit_code == 2 and "--speaker: must be active or largest, not 'loudest'" in loud.stderr
+    assert loud.exit_code == 2 and "--speaker: must be active, largest or all, not 'loudest'" in loud.stderr
     assert not (tmp_path / "o").exists()  # refused before anything was written
 
 
@@ -134,6 +142,28 @@ def test_the_active_speaker_is_the_face_whose_mouth_moves_with_the_sound(tmp_pat
     for speaking in (0, 1):
         clip = tmp_path / f"speaking{speaking}.mp4"
         centres = two_faces_video(clip, speaking)
-        regions, _ = track(clip, Cropping(), load_audio(clip))
+        [(regions, _)] = track(clip, Cropping(), load_audio(clip))
         xs = np.array([where.cx for where in regions])
         assert np.abs(xs - centres[speaking]).max() < 10, (speaking, xs.min(), xs.max())
+
+
+def test_speaker_all_writes_a_crop_video_per_face(tmp_path):
+    """--speaker all: each face its own crop video and manifest row (ID-track0, ID-track1, in the order first
+    seen), one wav, the video's transcript on each; a rerun finds them done; transcribe refuses it (one face)."""
+    from faces import two_faces_video
+
+    (tmp_path / "raw").mkdir()
+    two_faces_video(tmp_path / "raw" / "pair.mp4", speaking=1, seconds=1.6)
+    (tmp_path / "text").write_text("pair set blue by a one now\n", encoding="utf-8")
+    args = ["prepare", str(tmp_path / "raw"), "--out", str(tmp_path / "out"), "--transcripts", str(tmp_path / "text"),
+            "--speaker", "all", "--workers", "1"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = read_manifest(tmp_path / "out" / "test.tsv")
+    assert [(u.id, u.text) for u in rows] == [("pair-track0", "set blue by a one now"),
+                                              ("pair-track1", "set blue by a one now")]
+    assert rows[0].audio == rows[1].audio and rows[0].video != rows[1].video
+    assert "│      1 │               1 │           1 │" in CliRunner().invoke(app, args).stdout  # done before
+    refused = CliRunner().invoke(app, ["transcribe", str(tmp_path / "raw" / "pair.mp4"), "--model-path", "x",
+                                       "--prepare", "mouth", "--speaker", "all"])
+    assert refused.exit_code == 2 and "transcribe reads one face" in refused.stderr

@@ -116,7 +116,7 @@ def test_a_rolled_head_is_levelled(tmp_path):
     for name in ("rolled", "level"):
         haar = Options(tmp_path / "out", Cropping(detector="haar"))
         record = prepare_one(name, tmp_path / "raw" / f"{name}.mp4", haar)
-        crops = load_video(record["video"], 96)
+        crops = load_video(record["crops"][0]["video"], 96)
         assert max(abs(lips_angle(frame)) for frame in crops) < 4, name
         assert np.abs(np.array([lips_centre(frame) for frame in crops]) - 48).max() < 10, name
 
@@ -168,8 +168,8 @@ def test_a_face_lost_briefly_is_interpolated_and_lost_longer_is_a_listed_failure
     assert [u.id for u in read_manifest(tmp_path / "out" / "test.tsv")] == ["blink"]
     assert "│      2 │               1 │           0 │                  10 │      1 │" in result.stdout
     record = json.loads((tmp_path / "out" / ".prepared" / "blink.json").read_text())
-    assert record["interpolated"] == 10
-    crops = load_video(record["video"], 96)
+    assert record["crops"][0]["interpolated"] == 10
+    crops = load_video(record["crops"][0]["video"], 96)
     assert np.abs(np.array([lips_centre(crops[t]) for t in (5, 40)]) - 48).max() < 10  # around the gap
 
 
@@ -186,3 +186,28 @@ def test_a_video_whose_outputs_cannot_be_written_is_a_listed_failure(raw_videos,
     source = raw_videos[0] / "landscape.mp4"
     uid, record, error = run._attempt("landscape", source, run.Options(tmp_path))
     assert record is None and error == f"{source}: cannot write its outputs (No space left on device)"
+
+
+def test_the_tiny_preset_trains_and_decodes_from_prepares_output(tmp_path):
+    """End to end: raw face videos -> prepare (train and valid splits into one folder) -> train the tiny preset
+    a few steps -> decode the valid split; every prepared utterance is trained on and decoded."""
+    for split, names in (("train", ("a", "b", "c")), ("valid", ("d",))):
+        folder = tmp_path / "raw" / split
+        folder.mkdir(parents=True)
+        for name in names:
+            face_video(folder / f"{name}.mp4", seconds=1.2)
+        (folder / "text").write_text("".join(f"{n} bin blue at {n} two now\n" for n in names), encoding="utf-8")
+        result = CliRunner().invoke(app, ["prepare", str(folder), "--out", str(tmp_path / "data"), "--transcripts",
+                                          str(folder / "text"), "--split", split, "--workers", "2"])
+        assert result.exit_code == 0, result.output
+    run = tmp_path / "run"
+    trained = CliRunner().invoke(app, ["train", "-c", "tiny", "--data-path", str(tmp_path / "data"),
+                                       "--output-path", str(run), "--max-steps", "3", "--batch-size", "2"])
+    assert trained.exit_code == 0, trained.output
+    steps = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+    assert max(record.get("step", 0) for record in steps) == 3
+    decoded = CliRunner().invoke(app, ["decode", "--model-path", str(run / "final"), "--test-tsv",
+                                       str(tmp_path / "data" / "valid.tsv"), "--output-dir", str(tmp_path / "dec")])
+    assert decoded.exit_code == 0, decoded.output
+    summary = json.loads((tmp_path / "dec" / "summary.json").read_text())
+    assert [(cell["modality"], cell["utterances"]) for cell in summary["cells"]] == [("both", 1)]

@@ -138,7 +138,7 @@ class Transcriber:
         with tempfile.TemporaryDirectory() as folder:
             record = prepare_one("clip", path, Options(Path(folder), cropping))
             media = Media(audio=load_audio(record["audio"]) if "audio" in self.model.streams else None,
-                          video=load_video(record["video"], self.model.video_encoder.image_size)
+                          video=load_video(record["crops"][0]["video"], self.model.video_encoder.image_size)
                           if "video" in self.model.streams else None)
         return media, media.modality
 

@@ -70,9 +70,9 @@ def region(points: np.ndarray, reference: np.ndarray, crop: str) -> Region:
     scale, roll = abs(turn), -float(np.degrees(np.angle(turn)))  # roll: the eye line's angle in the frame
     if crop == "face":
         cx, cy = points.mean(0)
-        return Region(float(cx), float(cy), FACE_UNITS / scale, roll)
+        return Region(float(cx), float(cy), FACE_UNITS / scale, roll, points)
     cx, cy = points[MOUTH].mean(0)
-    return Region(float(cx), float(cy), MOUTH_UNITS / scale, roll)
+    return Region(float(cx), float(cy), MOUTH_UNITS / scale, roll, points)
 
 
 def regions(landmarks: list[np.ndarray | None], reference: np.ndarray, crop: str) -> list[Region] | None:

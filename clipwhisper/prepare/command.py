@@ -38,7 +38,7 @@ def _run(videos: dict[str, Path], options: Options, transcripts: Path | None, te
         outcome = prepare(videos, options, workers or os.cpu_count() or 1, lambda: bar.advance(task))
     missing = write_split(options.out, split, outcome, videos, texts)
     failures = {**outcome.failures, **{uid: f"{videos[uid]}: no transcript in {transcripts}" for uid in missing}}
-    interpolated = sum(record.get("interpolated", 0) for record in outcome.prepared.values())
+    interpolated = sum(crop["interpolated"] for record in outcome.prepared.values() for crop in record["crops"])
     _summary(options, split, (len(videos), len(outcome.prepared) - len(missing), outcome.skipped, interpolated),
              failures)
     if failures:

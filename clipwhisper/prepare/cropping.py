@@ -39,34 +39,43 @@ def frames(path: Path, width: int, height: int, scaled_width: int | None = None)
 LANDMARK_WIDTH = 640  # landmarks are found on frames scaled down to this width (never up)
 
 
-def track(path: Path, cropping, sound: np.ndarray | None = None) -> tuple[list[tracking.Region], int]:
-    """The crop's place in every frame (``cropping``: a run.Cropping), and how many frames had no face found
-    (their places interpolated); ``sound`` (16 kHz) tells the speaking face from the others."""
-    crop, detector = cropping.crop, cropping.detector
+def track(path: Path, cropping, sound: np.ndarray | None = None) -> list[tuple[list[tracking.Region], int]]:
+    """Per face cropped (one, or with ``--speaker all`` each face seen in half the frames): the crop's place in
+    every frame, and how many frames had no face found (their places interpolated). ``cropping``: a
+    run.Cropping; ``sound`` (16 kHz) tells the speaking face from the others."""
     width, height = frame_size(path)
-    small_width = tracking.DETECT_WIDTH if detector == "haar" else min(width, LANDMARK_WIDTH)
+    small_width = tracking.DETECT_WIDTH if cropping.detector == "haar" else min(width, LANDMARK_WIDTH)
     scale = width / small_width
     small = frames(path, width, height, scaled_width=small_width)
-    if detector == "haar":
-        detections = [None if found is None else found * [scale, scale, scale, scale, 1]
-                      for found in _haar(small)]
+    if cropping.detector == "haar":
+        found = [[None if box is None else box * [scale, scale, scale, scale, 1] for box in _haar(small)]]
     else:
         tracks = landmarks.face_tracks(small)
-        face = speaker.choose(tracks, sound, cropping.speaker)
-        frames_seen = len(tracks[0].points) if tracks else 0
-        detections = [None if p is None else p * scale for p in face.points] if face else [None] * frames_seen
-        detections = alignment.drop_jumps(detections)
+        faces = speaker.choose(tracks, sound, cropping.speaker)
+        found = [alignment.drop_jumps([None if p is None else p * scale for p in face.points]) for face in faces]
+        if not found:
+            found = [[None] * (len(tracks[0].points) if tracks else sum(1 for _ in small))]
+    crops, errors = [], []
+    for detections in found:
+        try:
+            crops.append((_regions(path, detections, cropping), sum(d is None for d in detections)))
+        except MediaError as exc:  # with --speaker all, a face lost too long is left out, the others kept
+            errors.append(exc)
+    if not crops:
+        raise errors[0]
+    return crops
+
+
+def _regions(path: Path, detections: list, cropping) -> list[tracking.Region]:
     gap = tracking.longest_gap(detections)
     if len(gap) == len(detections):
         raise MediaError(path, f"no face found in {len(detections)} frames")
     if len(gap) > tracking.MAX_GAP_FRAMES:
         raise MediaError(path, f"no face found in frames {gap.start}-{gap.stop - 1} ({len(gap) / VIDEO_FPS:.1f} s); "
                          f"gaps up to {tracking.MAX_GAP_FRAMES / VIDEO_FPS:g} s are interpolated, longer ones not")
-    if detector == "haar":
-        regions = [tracking.region(row, crop) for row in tracking.fill_and_smooth(detections)]
-    else:
-        regions = alignment.regions(detections, _reference(cropping.mean_face), crop)
-    return regions, sum(found is None for found in detections)
+    if cropping.detector == "haar":
+        return [tracking.region(row, cropping.crop) for row in tracking.fill_and_smooth(detections)]
+    return alignment.regions(detections, _reference(cropping.mean_face), cropping.crop)
 
 
 def _haar(frames):

@@ -1,5 +1,6 @@
 """A contact sheet per prepared video (``prepare --preview``): frames spread over the video, each with the crop's
-square drawn where it was cut and the crop beside it, so a person can check a thousand videos by eye."""
+square drawn where it was cut (and the landmarks that placed it) and the crop beside it, so a person can check a
+thousand videos by eye."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ TILES = 12
 COLUMNS = 3
 THUMB = 240  # a tile: the frame fitted into THUMB x THUMB, then its crop at THUMB x THUMB
 BOX = (0, 255, 0)  # RGB: the crop's square
+LANDMARK = (255, 64, 255)  # RGB: the landmarks the crop was placed by
 
 
 def sample_indices(frames: int, tiles: int = TILES) -> list[int]:
@@ -76,6 +78,9 @@ def _tile(frame: np.ndarray, where: Region, crop: np.ndarray, index: int) -> np.
     small = cv2.resize(frame, (max(1, round(width * scale)), max(1, round(height * scale))),
                        interpolation=cv2.INTER_AREA)
     tile[: small.shape[0], : small.shape[1]] = small
+    if where.points is not None:
+        for x, y in np.round(where.points * scale).astype(np.int32):
+            cv2.circle(tile, (int(x), int(y)), 1, LANDMARK, -1)
     square = np.round(corners(where) * scale).astype(np.int32)
     cv2.polylines(tile, [square], isClosed=True, color=BOX, thickness=1)
     tile[:, THUMB:] = cv2.resize(crop, (THUMB, THUMB), interpolation=cv2.INTER_NEAREST)

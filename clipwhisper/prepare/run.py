@@ -42,7 +42,8 @@ class Cropping:
         if self.detector not in DETECTORS:
             raise ConfigError("--detector", [f"must be landmarks or haar, not {self.detector!r}"])
         if self.speaker not in SPEAKERS:
-            raise ConfigError("--speaker", [f"must be {' or '.join(SPEAKERS)}, not {self.speaker!r}"])
+            wanted = f"{', '.join(SPEAKERS[:-1])} or {SPEAKERS[-1]}"
+            raise ConfigError("--speaker", [f"must be {wanted}, not {self.speaker!r}"])
         if self.detector != "landmarks" and (self.mean_face is not None or self.speaker != "active"):
             option = "--mean-face" if self.mean_face is not None else "--speaker"
             raise ConfigError(option, ["works on landmarks: it needs --detector landmarks"])
@@ -70,22 +71,30 @@ class Options:
 
 
 def prepare_one(uid: str, source: Path, options: Options) -> dict:
-    """Crop video and 16 kHz wav of one source video; its record (also written as the done marker)."""
-    video, audio = options.out / "video" / f"{uid}.mp4", options.out / "audio" / f"{uid}.wav"
-    for folder in (video.parent, audio.parent, _done_file(options.out, uid).parent):
+    """Crop video(s) and 16 kHz wav of one source video; its record (also written as the done marker). One crop
+    video ``ID.mp4``, or with ``--speaker all`` one per face, ``ID-track0.mp4``, ``ID-track1.mp4``..."""
+    audio = options.out / "audio" / f"{uid}.wav"
+    for folder in (options.out / "video", audio.parent, _done_file(options.out, uid).parent):
         folder.mkdir(parents=True, exist_ok=True)
     audio_samples = load_audio(source)  # first: a video without sound fails before the slow part
-    regions, interpolated = track(source, options.cropping, audio_samples)
-    tmp_video, tmp_audio = video.with_name(f".{uid}.tmp.mp4"), audio.with_name(f".{uid}.tmp.wav")
-    sheet = ContactSheet(regions) if options.preview else None
-    frames = write_crops(source, regions, options.size, tmp_video, sheet.see if sheet else None)
-    if sheet is not None:
-        sheet.write(preview_file(options.out, uid))
-    write_wav(tmp_audio, audio_samples)
-    os.replace(tmp_video, video)
-    os.replace(tmp_audio, audio)
-    record = {"id": uid, "source": str(source), "video": str(video), "audio": str(audio), "frames": frames,
-              "samples": len(audio_samples), **options.identity(), "interpolated": interpolated}
+    faces = track(source, options.cropping, audio_samples)
+    crops, written = [], []
+    for index, (regions, interpolated) in enumerate(faces):
+        name = f"{uid}-track{index}" if options.cropping.speaker == "all" else uid
+        video = options.out / "video" / f"{name}.mp4"
+        sheet = ContactSheet(regions) if options.preview else None
+        frames = write_crops(source, regions, options.size, video.with_name(f".{name}.tmp.mp4"),
+                             sheet.see if sheet else None)
+        if sheet is not None:
+            sheet.write(preview_file(options.out, name))
+        written.append(video)
+        crops.append({"id": name, "video": str(video), "frames": frames, "interpolated": interpolated})
+    write_wav(audio.with_name(f".{uid}.tmp.wav"), audio_samples)
+    for video in written:
+        os.replace(video.with_name(f".{video.stem}.tmp.mp4"), video)
+    os.replace(audio.with_name(f".{uid}.tmp.wav"), audio)
+    record = {"id": uid, "source": str(source), "audio": str(audio), "samples": len(audio_samples),
+              **options.identity(), "crops": crops}
     _done_file(options.out, uid).write_text(json.dumps(record), encoding="utf-8")
     return record
 
@@ -94,8 +103,8 @@ def _done_file(out: Path, uid: str) -> Path:
     return out / ".prepared" / f"{uid}.json"
 
 
-def preview_file(out: Path, uid: str) -> Path:
-    return out / "preview" / f"{uid}.png"
+def preview_file(out: Path, name: str) -> Path:
+    return out / "preview" / f"{name}.png"
 
 
 def _finished(out: Path, uid: str, source: Path, options: Options) -> dict | None:
@@ -104,8 +113,11 @@ def _finished(out: Path, uid: str, source: Path, options: Options) -> dict | Non
     except (OSError, ValueError):
         return None
     same = record.get("source") == str(source) and all(record.get(k) == v for k, v in options.identity().items())
-    wanted = [Path(record["video"]), Path(record["audio"])] + ([preview_file(out, uid)] if options.preview else [])
-    return record if same and all(path.is_file() for path in wanted) else None
+    if not same or not isinstance(record.get("crops"), list):  # other settings, or an older clipwhisper's record
+        return None
+    wanted = [Path(record["audio"])] + [Path(crop["video"]) for crop in record["crops"]]
+    wanted += [preview_file(out, crop["id"]) for crop in record["crops"]] if options.preview else []
+    return record if all(path.is_file() for path in wanted) else None
 
 
 def _attempt(uid: str, source: Path, options: Options) -> tuple[str, dict | None, str | None]:
@@ -159,8 +171,9 @@ def write_split(out: Path, split: str, outcome: Outcome, videos: dict[str, Path]
         if transcripts is not None and uid not in transcripts:
             missing.append(uid)
             continue
-        rows.append(Utterance(uid, Path(record["video"]), Path(record["audio"]), record["frames"],
-                              record["samples"], transcripts.get(uid) if transcripts is not None else None))
+        text = transcripts.get(uid) if transcripts is not None else None
+        rows += [Utterance(crop["id"], Path(crop["video"]), Path(record["audio"]), crop["frames"], record["samples"],
+                           text) for crop in record["crops"]]
     write_manifest(out / f"{split}.tsv", out, rows, wrd=out / f"{split}.wrd" if transcripts is not None else None)
     return missing
 

@@ -3,6 +3,7 @@
 ``active``: the face whose mouth opening (the gap between the inner lips, in eye distances) rises and falls
 with the sound's loudness, by their correlation over the clip; where the sound's loudness does not vary (a
 tone, silence) or only one face is there, the face the detector was surest of. ``largest``: the largest face.
+``all``: every face, each cropped on its own.
 A face seen in fewer than half the frames (a passer-by, a false detection) is not a candidate unless no face
 is seen that often.
 """
@@ -14,7 +15,7 @@ import numpy as np
 from ..data.media import SAMPLE_RATE, VIDEO_FPS
 from .landmarks import FaceTrack
 
-SPEAKERS = ("active", "largest")
+SPEAKERS = ("active", "largest", "all")
 MIN_SHARE = 0.5
 STEADY = 0.05  # a loudness whose log varies less than this over the clip says nothing of who speaks
 
@@ -54,13 +55,18 @@ def _size(track: FaceTrack) -> float:
     return float(np.mean([np.ptp(points[:, 0]) for points in track.points if points is not None]))
 
 
-def choose(tracks: list[FaceTrack], samples: np.ndarray | None, speaker: str) -> FaceTrack | None:
-    """The track of the face ``speaker`` asks for, or None if there is no face."""
+def choose(tracks: list[FaceTrack], samples: np.ndarray | None, speaker: str) -> list[FaceTrack]:
+    """The tracks of the faces ``speaker`` asks for: one, every candidate (``all``, in the order first seen),
+    or none if there is no face."""
     pool = candidates(tracks)
-    if not pool:
-        return None
+    if speaker == "all" or not pool:
+        return pool
     if speaker == "largest":
-        return max(pool, key=_size)
+        return [max(pool, key=_size)]
+    return [_active(pool, samples)]
+
+
+def _active(pool: list[FaceTrack], samples: np.ndarray | None) -> FaceTrack:
     surest = max(pool, key=lambda t: float(np.mean(t.scores)))
     if len(pool) == 1 or samples is None:
         return surest

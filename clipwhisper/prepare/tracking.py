@@ -16,7 +16,7 @@ on a side.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -31,11 +31,13 @@ MAX_GAP_FRAMES = 25  # a face missing longer than 1 s is not interpolated: those
 
 @dataclass(frozen=True)
 class Region:
-    """A square crop: centre and side in pixels of the full frame, and the roll (degrees) to undo."""
+    """A square crop: centre and side in pixels of the full frame, the roll (degrees) to undo, and the (68, 2)
+    landmarks it was placed by (None for the Haar cascades), which the preview draws."""
     cx: float
     cy: float
     side: float
     angle: float = 0.0
+    points: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 @functools.cache
