@@ -167,3 +167,36 @@ def test_speaker_all_writes_a_crop_video_per_face(tmp_path):
     refused = CliRunner().invoke(app, ["transcribe", str(tmp_path / "raw" / "pair.mp4"), "--model-path", "x",
                                        "--prepare", "mouth", "--speaker", "all"])
     assert refused.exit_code == 2 and "transcribe reads one face" in refused.stderr
+
+
+def turning_clip(path, photo: np.ndarray, yaw_degrees) -> None:
+    """``photo`` as in frame 25 of ``motion``, narrowed by the cosine of ``yaw_degrees[t]`` about its centre in
+    frame t: a face turning to the side (a frontal detector loses it past about 65 degrees)."""
+    frames = []
+    for yaw in yaw_degrees:
+        squash = np.cos(np.radians(yaw))
+        matrix = motion(photo, 25).copy()
+        matrix[0] *= squash
+        matrix[0, 2] += (1 - squash) * WIDTH / 2
+        frames.append(cv2.warpAffine(photo, matrix, (WIDTH, HEIGHT)))
+    write_wav(path.with_suffix(".wav"), 0.1 * np.sin(np.arange(len(frames) * 640) / 9).astype(np.float32))
+    write_video(path, np.stack(frames), audio=path.with_suffix(".wav"))
+
+
+def test_a_face_turning_away(tmp_path):
+    """Turning away and back within a second: the frames where the face is lost are interpolated and counted.
+    Turned away for good (1.6 s): the video is a listed failure naming the frames, the other video prepared."""
+    photo = photographs()["hopper"]
+    (tmp_path / "raw").mkdir()
+    turn = np.concatenate([np.zeros(10), np.linspace(0, 85, 15), np.linspace(85, 0, 15), np.zeros(10)])
+    turning_clip(tmp_path / "raw" / "back.mp4", photo, turn)
+    turning_clip(tmp_path / "raw" / "away.mp4", photo, np.concatenate([np.zeros(10), np.full(40, 85.0)]))
+    result = CliRunner().invoke(app, ["prepare", str(tmp_path / "raw"), "--out", str(tmp_path / "out"),
+                                      "--workers", "2"])
+    assert result.exit_code == 1
+    failures = {r["id"]: r["error"] for r in map(json.loads, (tmp_path / "out" / "prepare_failures.jsonl").open())}
+    assert list(failures) == ["away"] and "no face found in frames 10-49 (1.6 s)" in failures["away"]
+    record = json.loads((tmp_path / "out" / ".prepared" / "back.json").read_text())
+    lost = record["crops"][0]["interpolated"]
+    assert 4 <= lost <= 15, lost  # the frames turned past about 65 degrees
+    assert [u.id for u in read_manifest(tmp_path / "out" / "test.tsv")] == ["back"]
