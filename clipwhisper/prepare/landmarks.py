@@ -25,6 +25,7 @@ HOG_MIN_FACE = 80  # px: the smallest face dlib's HOG detector finds without ups
 AROUND = 1.0  # the region searched near the previous face: its box plus this many box sides on each side
 KEYFRAME_EVERY = 5  # the whole frame is searched for new faces this often (and whenever a track is missed)
 SAME_FACE = 0.3  # boxes overlapping this much (intersection over union) are one face
+GONE_FRAMES = 25  # a face missed this long (1 s) has left: a face found later starts a new track
 STABLE = [33, 36, 39, 42, 45]  # nose tip and the eyes' corners: they move least with speech
 # HOG's box against the stable points, in outer-eye-corner distances (mean over 34 frames of two photographs
 # moved about): its side, and how far its centre lies below the stable points' mean
@@ -110,6 +111,7 @@ class FaceTrack:
     points: list[np.ndarray | None]
     scores: list[float] = field(default_factory=list)
     box: np.ndarray | None = None  # where it was last found
+    last_seen: int = -1  # the frame it was last found in
 
     @property
     def found(self) -> int:
@@ -127,28 +129,30 @@ def _overlap(a: np.ndarray, b: np.ndarray) -> float:
 def face_tracks(frames) -> list[FaceTrack]:
     """Every face through ``frames``, one track each: each track is looked for near where it was last; the
     whole frame is searched every ``KEYFRAME_EVERY`` frames and whenever a track is missed, and a face that
-    overlaps no track's starts a new one."""
+    overlaps no track's starts a new one. A track missed for ``GONE_FRAMES`` is no longer looked for."""
     tracks: list[FaceTrack] = []
     for index, frame in enumerate(frames):
         frame = np.ascontiguousarray(frame)
         taken: list[np.ndarray] = []
         for track in tracks:
             track.points.append(None)
+        live = [track for track in tracks if index - track.last_seen <= GONE_FRAMES]
+        for track in live:
             near = _near(frame, track.box)
             if near is not None and all(_overlap(near[0], box) < SAME_FACE for box in taken):
-                _see(track, frame, *near)
+                _see(track, frame, index, *near)
                 taken.append(near[0])
-        if index % KEYFRAME_EVERY == 0 or len(taken) < len(tracks):
+        if index % KEYFRAME_EVERY == 0 or len(taken) < len(live):
             for box, score in _boxes(frame):
                 if any(_overlap(box, other) >= SAME_FACE for other in taken):
                     continue
-                missed = [t for t in tracks if t.points[-1] is None and _moved_to(t.box, box)]
+                missed = [t for t in live if t.points[-1] is None and _moved_to(t.box, box)]
                 if missed:
                     track = min(missed, key=lambda t: np.linalg.norm(_centre(t.box) - _centre(box)))
                 else:
                     track = FaceTrack([None] * (index + 1))
                     tracks.append(track)
-                _see(track, frame, box, score)
+                _see(track, frame, index, box, score)
                 taken.append(box)
     return tracks
 
@@ -171,7 +175,8 @@ def _landmarks(frame: np.ndarray, box: np.ndarray) -> np.ndarray:
     return _shape(frame, np.array([centre[0] - half, centre[1] - half, centre[0] + half, centre[1] + half]))
 
 
-def _see(track: FaceTrack, frame: np.ndarray, box: np.ndarray, score: float) -> None:
+def _see(track: FaceTrack, frame: np.ndarray, index: int, box: np.ndarray, score: float) -> None:
     track.points[-1] = _landmarks(frame, box)
+    track.last_seen = index
     track.scores.append(score)
     track.box = box
