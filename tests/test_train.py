@@ -18,7 +18,7 @@ from clipwhisper.data.dataset import AVDataset, collate
 from clipwhisper.data.manifest import read_manifest, write_manifest
 from clipwhisper.errors import Interrupted
 from clipwhisper.model.checkpoint import load_checkpoint
-from clipwhisper.training.loop import Trainer, run_training
+from clipwhisper.training.loop import Trainer, build_model, run_training
 from clipwhisper.training.run_folder import RunFolder
 
 
@@ -283,6 +283,26 @@ def test_noise_augmentation_depends_only_on_seed_epoch_and_id(synth_corpus):
     late = NoiseAugmentation(noise, prob=0.5, snr_range=(-5, 20), seed=3, from_epoch=2)
     assert all(np.array_equal(late(speech, f"u{i}", epoch=epoch), speech) for i in range(40) for epoch in (0, 1))
     assert all(np.array_equal(late(speech, f"u{i}", epoch=2), augment(speech, f"u{i}", epoch=2)) for i in range(40))
+
+
+def test_an_item_made_noisy_keeps_its_video_whatever_modality_dropout_draws(synth_corpus):
+    """The dataset marks the items its noise augmentation changed; in training, modality dropout that would drop
+    every item's video (video_drop 1) keeps it for those, and drops it for the clean ones."""
+    from clipwhisper.data.media import load_audio
+    from clipwhisper.data.noise import NoiseAugmentation
+
+    utterances = read_manifest(synth_corpus / "valid.tsv")[:8]
+    model = build_model(resolve(TrainConfig, packaged_config("tiny"), nested({
+        "data.path": synth_corpus, "model.fusion.audio_drop": 0.0, "model.fusion.video_drop": 1.0})),
+        [u.text for u in utterances]).train()
+    noise = load_audio(synth_corpus / "noise" / "babble.wav")
+    data = AVDataset(utterances, model.streams, model.video_encoder.image_size,
+                     augment=NoiseAugmentation(noise, prob=0.5, snr_range=(0, 5), seed=1))
+    batch = collate([data[i] for i in range(8)])
+    assert 0 < sum(batch.noisy) < 8  # some of each
+    assert batch.take([0, 1]).noisy == batch.noisy[:2]
+    assert model._keep(batch, "both")["video"].tolist() == batch.noisy
+    assert model.eval()._keep(batch, "both")["video"].all()  # no dropout outside training
 
 
 def test_non_finite_losses_stop_training_with_a_checkpoint(synth_corpus, tmp_path):

@@ -24,6 +24,7 @@ class Batch:
     features: dict[str, Padded] = field(default_factory=dict)  # encoder output per stream, from the cache
     order: list[str] = field(default_factory=list)  # every item's id as the loader gave them, failed ones too
     bad: list[tuple[str, str]] = field(default_factory=list)  # (id, error) of the items that failed
+    noisy: list[bool] = field(default_factory=list)  # per good item: training mixed noise into its audio
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -39,11 +40,13 @@ class Batch:
             return {name: Padded(p.values[rows][:, : int(lengths[name].max())], lengths[name])
                     for name, p in streams.items()}
         return Batch([self.ids[r] for r in rows], [self.texts[r] for r in rows], cut(self.media),
-                     cut(self.features), [self.ids[r] for r in rows])
+                     cut(self.features), [self.ids[r] for r in rows],
+                     noisy=[self.noisy[r] for r in rows] if self.noisy else [])
 
     def pin_memory(self) -> Batch:
         """What the DataLoader calls with ``pin_memory=True`` (training): the tensors in page-locked memory. A
         decode's batches are padded straight into pinned memory instead (``collate(pin=True)``)."""
         def pinned(streams: dict[str, Padded]) -> dict[str, Padded]:
             return {name: Padded(p.values.pin_memory(), p.lengths.pin_memory()) for name, p in streams.items()}
-        return Batch(self.ids, self.texts, pinned(self.media), pinned(self.features), self.order, self.bad)
+        return Batch(self.ids, self.texts, pinned(self.media), pinned(self.features), self.order, self.bad,
+                     self.noisy)

@@ -61,7 +61,9 @@ class AVDataset(Dataset):
                 self.cache[index] = self._decode(index)
             item = dict(self.cache[index])  # a shallow copy: arrays are replaced (noise), never mutated
         if self.augment is not None and "audio" in item:
-            item["audio"] = self.augment(item["audio"], item["id"], self.epoch)
+            clean = item["audio"]
+            item["audio"] = self.augment(clean, item["id"], self.epoch)
+            item["noisy"] = item["audio"] is not clean  # the augmentation returns the same array when it adds none
         return item
 
     def _decode(self, index: int) -> dict:
@@ -117,7 +119,8 @@ def collate(items: list[dict], pin: bool = False) -> Batch:
     good = [item for item in items if "error" not in item]
     batch = Batch(ids=[item["id"] for item in good], texts=[item["text"] for item in good],
                   order=[item["id"] for item in items],
-                  bad=[(item["id"], item["error"]) for item in items if "error" in item])
+                  bad=[(item["id"], item["error"]) for item in items if "error" in item],
+                  noisy=[bool(item.get("noisy")) for item in good])
     for stream in STREAMS:
         for key, into in ((stream, batch.media), (f"{stream}_features", batch.features)):
             padded = _pad_present([item.get(key) for item in good], pin)
