@@ -25,7 +25,7 @@ HOG_MIN_FACE = 80  # px: the smallest face dlib's HOG detector finds without ups
 AROUND = 1.0  # the region searched near the previous face: its box plus this many box sides on each side
 KEYFRAME_EVERY = 5  # the whole frame is searched for new faces this often (and whenever a track is missed)
 SAME_FACE = 0.3  # boxes overlapping this much (intersection over union) are one face
-GONE_FRAMES = 25  # a face missed this long (1 s) has left: a face found later starts a new track
+GONE_FRAMES = 25  # a face missed this long (1 s) is found again only by the whole-frame search
 STABLE = [33, 36, 39, 42, 45]  # nose tip and the eyes' corners: they move least with speech
 # HOG's box against the stable points, in outer-eye-corner distances (mean over 34 frames of two photographs
 # moved about): its side, and how far its centre lies below the stable points' mean
@@ -129,7 +129,8 @@ def _overlap(a: np.ndarray, b: np.ndarray) -> float:
 def face_tracks(frames) -> list[FaceTrack]:
     """Every face through ``frames``, one track each: each track is looked for near where it was last; the
     whole frame is searched every ``KEYFRAME_EVERY`` frames and whenever a track is missed, and a face that
-    overlaps no track's starts a new one. A track missed for ``GONE_FRAMES`` is no longer looked for."""
+    overlaps no track's joins the missed track it is near (the face back after a gap) or starts a new one. A
+    track missed for ``GONE_FRAMES`` is no longer searched for near its box, nor makes a whole-frame search."""
     tracks: list[FaceTrack] = []
     for index, frame in enumerate(frames):
         frame = np.ascontiguousarray(frame)
@@ -146,7 +147,7 @@ def face_tracks(frames) -> list[FaceTrack]:
             for box, score in _boxes(frame):
                 if any(_overlap(box, other) >= SAME_FACE for other in taken):
                     continue
-                missed = [t for t in live if t.points[-1] is None and _moved_to(t.box, box)]
+                missed = [t for t in tracks if t.points[-1] is None and _moved_to(t.box, box)]
                 if missed:
                     track = min(missed, key=lambda t: np.linalg.norm(_centre(t.box) - _centre(box)))
                 else:
