@@ -167,8 +167,10 @@ def fingerprint(folder: Path) -> str:
 
 
 def _inside(folder: Path, name) -> bool:
-    """Whether ``name`` (from config.json) is a relative path that stays inside ``folder``."""
-    return isinstance(name, str) and (folder / name).resolve().is_relative_to(folder.resolve())
+    """Whether ``name`` (from config.json) is a relative path that stays inside ``folder`` (a NUL byte names no
+    file: the OS refuses it, and resolve() would raise)."""
+    return isinstance(name, str) and "\x00" not in name and \
+        (folder / name).resolve().is_relative_to(folder.resolve())
 
 
 def verify_digests(folder: Path, recorded: dict[str, str] | None) -> None:
