@@ -40,7 +40,7 @@ def test_prepare_crops_the_mouth_and_lists_failures(raw_videos, tmp_path):
     assert result.exit_code == 1  # two videos failed; the rest is written
     assert "2 of 4 videos not in the manifest" in result.stderr
     failures = {r["id"]: r["error"] for r in map(json.loads, (tmp_path / "prepare_failures.jsonl").open())}
-    assert "no face found" in failures["noface"] and "noface.mp4" in failures["noface"]
+    assert "no face found in 25 frames" in failures["noface"] and "noface.mp4" in failures["noface"]
     assert "no audio stream" in failures["silent"]
     utterances = read_manifest(tmp_path / "test.tsv")
     assert [(u.id, u.text) for u in utterances] == [("landscape", "bin blue at f two now"),

@@ -50,11 +50,10 @@ def track(path: Path, cropping, sound: np.ndarray | None = None) -> list[tuple[l
     if cropping.detector == "haar":
         found = [[None if box is None else box * [scale, scale, scale, scale, 1] for box in _haar(small)]]
     else:
-        tracks = landmarks.face_tracks(small)
+        tracks, count = landmarks.face_tracks(small)
         faces = speaker.choose(tracks, sound, cropping.speaker)
         found = [alignment.drop_jumps([None if p is None else p * scale for p in face.points]) for face in faces]
-        if not found:
-            found = [[None] * (len(tracks[0].points) if tracks else sum(1 for _ in small))]
+        found = found or [[None] * count]
     crops, errors = [], []
     for detections in found:
         try:

@@ -126,12 +126,14 @@ def _overlap(a: np.ndarray, b: np.ndarray) -> float:
     return inter / (np.prod(a[2:] - a[:2]) + np.prod(b[2:] - b[:2]) - inter)
 
 
-def face_tracks(frames) -> list[FaceTrack]:
+def face_tracks(frames) -> tuple[list[FaceTrack], int]:
     """Every face through ``frames``, one track each: each track is looked for near where it was last; the
     whole frame is searched every ``KEYFRAME_EVERY`` frames and whenever a track is missed, and a face that
     overlaps no track's joins the missed track it is near (the face back after a gap) or starts a new one. A
-    track missed for ``GONE_FRAMES`` is no longer searched for near its box, nor makes a whole-frame search."""
+    track missed for ``GONE_FRAMES`` is no longer searched for near its box, nor makes a whole-frame search.
+    Returns the tracks and the number of frames read (which no track holds when no face was found)."""
     tracks: list[FaceTrack] = []
+    index = -1
     for index, frame in enumerate(frames):
         frame = np.ascontiguousarray(frame)
         taken: list[np.ndarray] = []
@@ -155,7 +157,7 @@ def face_tracks(frames) -> list[FaceTrack]:
                     tracks.append(track)
                 _see(track, frame, index, box, score)
                 taken.append(box)
-    return tracks
+    return tracks, index + 1
 
 
 def _moved_to(last: np.ndarray, box: np.ndarray) -> bool:
