@@ -68,7 +68,7 @@ class SynthOptions:
 # eSpeak's output depends slightly on what the engine spoke before (buffer state that no
 # API call resets), so each utterance is spoken by a process forked for it alone from one whose
 # engine is initialised but has never spoken: identical state, reproducible samples. The pool's
-# workers live on (a fresh worker per utterance pays its first calls to numpy and ffmpeg every time:
+# workers live on (a fresh worker per utterance pays its first calls to numpy and PyAV every time:
 # the corpus took 1.8x as long) and fork a child for each utterance's speech.
 _speaker: Speaker | None = None
 
