@@ -160,3 +160,22 @@ def test_videos_in_process_leaves_to_ffmpeg(tmp_path):
     assert read_frames(local(tmp_path / "damaged.mp4"), filters) is None
     with pytest.raises(MediaError, match="damaged.mp4"):
         load_video(tmp_path / "damaged.mp4", 32)
+
+
+def test_written_video_keeps_its_frames_and_the_wavs_samples_in_time(tmp_path):
+    """write_video's mp4 (PyAV's encoders) reads back as the frames given and the wav's sound from its first
+    sample: the AAC encoder's priming (1,024 samples) must not shift the audio against the lips."""
+    frames = np.zeros((30, 32, 32, 3), np.uint8)
+    for index in range(30):
+        frames[index, :, : index + 2] = 200  # a bar that grows frame by frame
+    tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(SAMPLE_RATE) / SAMPLE_RATE)).astype(np.float32)
+    tone[:4000] = 0  # the sound starts 0.25 s in
+    write_wav(tmp_path / "a.wav", tone)
+    write_video(tmp_path / "v.mp4", frames, audio=tmp_path / "a.wav")
+    video, audio = load_video(tmp_path / "v.mp4", 32), load_audio(tmp_path / "v.mp4")
+    assert video.shape == frames.shape
+    assert np.abs(video.astype(int) - frames).mean() < 3
+    assert abs(len(audio) - len(tone)) <= 16
+    onset = int(np.argmax(np.abs(audio) > 0.05))
+    assert 3990 <= onset <= 4030
+    assert np.abs(audio[5000:15000] - tone[5000:15000]).max() < 0.02
