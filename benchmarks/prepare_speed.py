@@ -55,7 +55,7 @@ def main() -> None:
         for _ in range(args.rounds):
             for detector in times:
                 start = time.perf_counter()
-                [(regions, _)] = track(video, Cropping(detector=detector))
+                [(regions, _)], _ = track(video, Cropping(detector=detector))
                 times[detector].append((time.perf_counter() - start) / len(regions))
         for detector, spent in times.items():
             per_frame = float(np.median(spent))

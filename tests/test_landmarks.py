@@ -64,7 +64,8 @@ def test_the_crop_follows_the_moving_mouth_and_undoes_the_roll(clips):
     photograph, its side scales with the face, and its angle is the head's roll (to undo) within 1.5 degrees."""
     reference = load_reference()
     for name, (clip, photo, points) in clips[1].items():
-        [(regions, interpolated)] = track(clip, Cropping())
+        [(regions, interpolated)], faces = track(clip, Cropping())
+        assert faces == 1, name
         # a few fits the predictor got wrong (a face 30-40% too big) are dropped and interpolated
         assert len(regions) == FRAMES and interpolated <= 3, interpolated
         own_turn = similarity(points[STABLE], reference[STABLE])
@@ -113,8 +114,8 @@ def test_a_mean_face_file_and_bad_ones(clips, tmp_path):
     folder, _ = clips
     face = tmp_path / "mean_face.npy"
     np.save(face, load_reference() * 1.25)  # 96 units of a face drawn 25% larger cover less of the face
-    [(regions, _)] = track(folder / "hopper.mp4", Cropping(mean_face=face))
-    [(default, _)] = track(folder / "hopper.mp4", Cropping())
+    [(regions, _)], _ = track(folder / "hopper.mp4", Cropping(mean_face=face))
+    [(default, _)], _ = track(folder / "hopper.mp4", Cropping())
     assert abs(regions[10].side / default[10].side - 1 / 1.25) < 0.01
     np.save(tmp_path / "short.npy", np.zeros((5, 2)))
     np.save(tmp_path / "pickled.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
@@ -142,7 +143,7 @@ def test_the_active_speaker_is_the_face_whose_mouth_moves_with_the_sound(tmp_pat
     for speaking in (0, 1):
         clip = tmp_path / f"speaking{speaking}.mp4"
         centres = two_faces_video(clip, speaking)
-        [(regions, _)] = track(clip, Cropping(), load_audio(clip))
+        [(regions, _)], _ = track(clip, Cropping(), load_audio(clip))
         xs = np.array([where.cx for where in regions])
         assert np.abs(xs - centres[speaking]).max() < 10, (speaking, xs.min(), xs.max())
 
@@ -163,10 +164,18 @@ def test_speaker_all_writes_a_crop_video_per_face(tmp_path):
     assert [(u.id, u.text) for u in rows] == [("pair-track0", "set blue by a one now"),
                                               ("pair-track1", "set blue by a one now")]
     assert rows[0].audio == rows[1].audio and rows[0].video != rows[1].video
-    assert "│      1 │               1 │           1 │" in CliRunner().invoke(app, args).stdout  # done before
+    assert json.loads((tmp_path / "out" / ".prepared" / "pair.json").read_text())["faces"] == 2
+    # videos, faces found, in the manifest, done before, frames interpolated, failed
+    assert summary_row(CliRunner().invoke(app, args).stdout)[:4] == ["1", "2", "1", "1"]
     refused = CliRunner().invoke(app, ["transcribe", str(tmp_path / "raw" / "pair.mp4"), "--model-path", "x",
                                        "--prepare", "mouth", "--speaker", "all"])
     assert refused.exit_code == 2 and "transcribe reads one face" in refused.stderr
+
+
+def summary_row(output: str) -> list[str]:
+    """The cells of the last table row of ``prepare``'s printed summary."""
+    rows = [line for line in output.splitlines() if line.startswith("│")]
+    return [cell.strip() for cell in rows[-1].strip("│").split("│")]
 
 
 def turning_clip(path, photo: np.ndarray, yaw_degrees) -> None:

@@ -38,20 +38,23 @@ def _run(videos: dict[str, Path], options: Options, transcripts: Path | None, te
         outcome = prepare(videos, options, workers or os.cpu_count() or 1, lambda: bar.advance(task))
     missing = write_split(options.out, split, outcome, videos, texts)
     failures = {**outcome.failures, **{uid: f"{videos[uid]}: no transcript in {transcripts}" for uid in missing}}
-    interpolated = sum(crop["interpolated"] for record in outcome.prepared.values() for crop in record["crops"])
-    _summary(options, split, (len(videos), len(outcome.prepared) - len(missing), outcome.skipped, interpolated),
-             failures)
+    records = outcome.prepared.values()
+    faces = sum(record["faces"] for record in records)
+    interpolated = sum(crop["interpolated"] for record in records for crop in record["crops"])
+    _summary(options, split, (len(videos), faces, len(outcome.prepared) - len(missing), outcome.skipped,
+                              interpolated), failures)
     if failures:
         raise PrepareFailed(f"{len(failures)} of {len(videos)} videos not in the manifest; listed in "
                             f"{options.out / 'prepare_failures.jsonl'}")
     return options.out / f"{split}.tsv"
 
 
-def _summary(options: Options, split: str, counts: tuple[int, int, int, int], failures: dict[str, str]) -> None:
-    """``counts``: videos, in the manifest, done before, frames without a face found (interpolated)."""
+def _summary(options: Options, split: str, counts: tuple[int, ...], failures: dict[str, str]) -> None:
+    """``counts``: videos, faces found in those prepared, in the manifest, done before, frames without a face
+    found (interpolated)."""
     table = Table(title=escape(f"prepare → {options.out / split}.tsv ({options.crop} crops, {options.size} px, "
                                f"{options.cropping.detector})"))
-    for column in ("videos", "in the manifest", "done before", "frames interpolated", "failed"):
+    for column in ("videos", "faces found", "in the manifest", "done before", "frames interpolated", "failed"):
         table.add_column(column, justify="right")
     table.add_row(*map(str, counts), str(len(failures)))
     console.print(table)

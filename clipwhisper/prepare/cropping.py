@@ -39,20 +39,23 @@ def frames(path: Path, width: int, height: int, scaled_width: int | None = None)
 LANDMARK_WIDTH = 640  # landmarks are found on frames scaled down to this width (never up)
 
 
-def track(path: Path, cropping, sound: np.ndarray | None = None) -> list[tuple[list[tracking.Region], int]]:
+def track(path: Path, cropping, sound: np.ndarray | None = None) -> tuple[list[tuple[list[tracking.Region], int]], int]:
     """Per face cropped (one, or with ``--speaker all`` each face seen in half the frames): the crop's place in
-    every frame, and how many frames had no face found (their places interpolated). ``cropping``: a
-    run.Cropping; ``sound`` (16 kHz) tells the speaking face from the others."""
+    every frame, and how many frames had no face found (their places interpolated); and how many faces were
+    found (those seen in half the frames; the cascades follow one). ``cropping``: a run.Cropping; ``sound``
+    (16 kHz) tells the speaking face from the others."""
     width, height = frame_size(path)
     small_width = tracking.DETECT_WIDTH if cropping.detector == "haar" else min(width, LANDMARK_WIDTH)
     scale = width / small_width
     small = frames(path, width, height, scaled_width=small_width)
     if cropping.detector == "haar":
         found = [[None if box is None else box * [scale, scale, scale, scale, 1] for box in _haar(small)]]
+        faces = int(any(box is not None for box in found[0]))
     else:
         tracks, count = landmarks.face_tracks(small)
-        faces = speaker.choose(tracks, sound, cropping.speaker)
-        found = [alignment.drop_jumps([None if p is None else p * scale for p in face.points]) for face in faces]
+        chosen = speaker.choose(tracks, sound, cropping.speaker)
+        found = [alignment.drop_jumps([None if p is None else p * scale for p in face.points]) for face in chosen]
+        faces = len(speaker.candidates(tracks))
         found = found or [[None] * count]
     crops, errors = [], []
     for detections in found:
@@ -62,7 +65,7 @@ def track(path: Path, cropping, sound: np.ndarray | None = None) -> list[tuple[l
             errors.append(exc)
     if not crops:
         raise errors[0]
-    return crops
+    return crops, faces
 
 
 def _regions(path: Path, detections: list, cropping) -> list[tracking.Region]:

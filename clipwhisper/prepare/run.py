@@ -77,7 +77,7 @@ def prepare_one(uid: str, source: Path, options: Options) -> dict:
     for folder in (options.out / "video", audio.parent, _done_file(options.out, uid).parent):
         folder.mkdir(parents=True, exist_ok=True)
     audio_samples = load_audio(source)  # first: a video without sound fails before the slow part
-    faces = track(source, options.cropping, audio_samples)
+    faces, found = track(source, options.cropping, audio_samples)
     crops, written = [], []
     for index, (regions, interpolated) in enumerate(faces):
         name = f"{uid}-track{index}" if options.cropping.speaker == "all" else uid
@@ -94,7 +94,7 @@ def prepare_one(uid: str, source: Path, options: Options) -> dict:
         os.replace(video.with_name(f".{video.stem}.tmp.mp4"), video)
     os.replace(audio.with_name(f".{uid}.tmp.wav"), audio)
     record = {"id": uid, "source": str(source), "audio": str(audio), "samples": len(audio_samples),
-              **options.identity(), "crops": crops}
+              **options.identity(), "faces": found, "crops": crops}
     _done_file(options.out, uid).write_text(json.dumps(record), encoding="utf-8")
     return record
 
@@ -113,8 +113,8 @@ def _finished(out: Path, uid: str, source: Path, options: Options) -> dict | Non
     except (OSError, ValueError):
         return None
     same = record.get("source") == str(source) and all(record.get(k) == v for k, v in options.identity().items())
-    if not same or not isinstance(record.get("crops"), list):  # other settings, or an older clipwhisper's record
-        return None
+    if not same or not isinstance(record.get("crops"), list) or not isinstance(record.get("faces"), int):
+        return None  # other settings, or an older clipwhisper's record
     wanted = [Path(record["audio"])] + [Path(crop["video"]) for crop in record["crops"]]
     wanted += [preview_file(out, crop["id"]) for crop in record["crops"]] if options.preview else []
     return record if all(path.is_file() for path in wanted) else None
