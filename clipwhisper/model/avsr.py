@@ -31,6 +31,7 @@ from .fusion import Fusion
 from .graphs import TrainingGraphs, graphs_of
 from .llm import decoder_of
 from .padding import fixed_generation_shape, pad_to_multiple
+from .single_query import single_query_steps
 from .transfer import to_device
 from .video_encoder import ClipVideoEncoder
 
@@ -286,10 +287,11 @@ class AVSRModel(nn.Module):
         if static:
             prefix, mask = fixed_generation_shape(prefix, mask, rows or len(batch), PREFIX_MULTIPLE)
             options["cache_implementation"] = "static"
-        output = self.llm.generate(
-            inputs_embeds=prefix, attention_mask=mask.long(), num_beams=beam_size, do_sample=False,
-            max_new_tokens=max_new_tokens, eos_token_id=self.tokenizer.eos_token_id,
-            pad_token_id=self.tokenizer.pad_token_id, **options,
-        )
+        with single_query_steps(self.llm) if static else contextlib.nullcontext():
+            output = self.llm.generate(
+                inputs_embeds=prefix, attention_mask=mask.long(), num_beams=beam_size, do_sample=False,
+                max_new_tokens=max_new_tokens, eos_token_id=self.tokenizer.eos_token_id,
+                pad_token_id=self.tokenizer.pad_token_id, **options,
+            )
         texts = self.tokenizer.batch_decode(output[: len(batch)], skip_special_tokens=True)
         return [text.strip() for text in texts]
