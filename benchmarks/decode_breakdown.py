@@ -1,0 +1,75 @@
+"""Where greedy decoding's time goes on a GPU: `generation_prefix` alone (encoders, connectors) against the whole
+`generate` (24 new tokens) and `generate` of one token, at batches of 64, 128 and 256, for audio, `both` at 112
+px and `both` at 224 px; the per-token step from the difference; then a profile of one audio batch of 64.
+
+The model of `speed.py` (random weights at the reference sizes, bf16), the static-cache path `decode` takes;
+each time the second of two runs.
+
+    python3 benchmarks/decode_breakdown.py
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+import speed
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from clipwhisper.model.precision import for_inference
+from clipwhisper.model.tokenizer import train_tokenizer
+from clipwhisper.synth.grammar import sample_sentence
+
+
+def timed(work) -> float:
+    for _ in range(2):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        work()
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def build(modality: str, image: int | None, tokenizer, device):
+    model = speed.build(speed.model_config(speed.REFERENCE, modality, False, image), tokenizer, device, torch.bfloat16)
+    return for_inference(model, "bf16")
+
+
+def main() -> None:
+    rng = random.Random(0)
+    torch.manual_seed(0)
+    device = torch.device("cuda")
+    tokenizer = train_tokenizer([sample_sentence(rng) for _ in range(500)])
+    for modality, image in [("audio", None), ("both", 112), ("both", 224)]:
+        streams = ("audio", "video") if modality == "both" else ("audio",)
+        model = build(modality, image, tokenizer, device)
+        for size in [64, 128, 256]:
+            batches = [speed.to_device(b, device) for b in speed.make_batches(
+                speed.lrs3_durations(size * 3, rng), size, rng, image or 224, streams, True)]
+            count, seconds = sum(len(b) for b in batches), sum(b.seconds for b in batches)
+            with torch.inference_mode():
+                prefix = timed(lambda: [model.generation_prefix(b) for b in batches])
+                whole = timed(lambda: [model.generate(b, max_new_tokens=24, rows=size) for b in batches])
+                first = timed(lambda: [model.generate(b, max_new_tokens=1, rows=size) for b in batches])
+            print(f"{modality} {image or 224} px, batch {size}: prefix {count / prefix:.1f} utt/s; generate 24 "
+                  f"{count / whole:.1f} utt/s (RTFx {seconds / whole:.0f}); generate 1 {count / first:.1f}; per "
+                  f"token step {(whole - first) / 23 / len(batches) * 1000:.2f} ms", flush=True)
+        model = None
+        torch.cuda.empty_cache()
+    model = build("audio", None, tokenizer, device)
+    batch = speed.to_device(speed.make_batches(speed.lrs3_durations(64, rng), 64, rng, 224, ("audio",), True)[0],
+                            device)
+    with torch.inference_mode():
+        for _ in range(2):
+            model.generate(batch, max_new_tokens=24, rows=64)
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            model.generate(batch, max_new_tokens=24, rows=64)
+            torch.cuda.synchronize()
+    for key in ("cuda_time_total", "self_cpu_time_total"):
+        print(prof.key_averages().table(sort_by=key, row_limit=20, max_name_column_width=60))
+
+
+if __name__ == "__main__":
+    main()
