@@ -31,6 +31,14 @@ def timed(work) -> float:
     return time.perf_counter() - start
 
 
+def three_times(model, batches, size: int) -> tuple[float, float, float]:
+    """Seconds for the prefix alone, generating 24 tokens, and generating 1, over ``batches``."""
+    with torch.inference_mode():
+        return (timed(lambda: [model.generation_prefix(b) for b in batches]),
+                timed(lambda: [model.generate(b, max_new_tokens=24, rows=size) for b in batches]),
+                timed(lambda: [model.generate(b, max_new_tokens=1, rows=size) for b in batches]))
+
+
 def build(modality: str, image: int | None, tokenizer, device):
     model = speed.build(speed.model_config(speed.REFERENCE, modality, False, image), tokenizer, device, torch.bfloat16)
     return for_inference(model, "bf16")
@@ -48,10 +56,7 @@ def main() -> None:
             batches = [speed.to_device(b, device) for b in speed.make_batches(
                 speed.lrs3_durations(size * 3, rng), size, rng, image or 224, streams, True)]
             count, seconds = sum(len(b) for b in batches), sum(b.seconds for b in batches)
-            with torch.inference_mode():
-                prefix = timed(lambda: [model.generation_prefix(b) for b in batches])
-                whole = timed(lambda: [model.generate(b, max_new_tokens=24, rows=size) for b in batches])
-                first = timed(lambda: [model.generate(b, max_new_tokens=1, rows=size) for b in batches])
+            prefix, whole, first = three_times(model, batches, size)
             print(f"{modality} {image or 224} px, batch {size}: prefix {count / prefix:.1f} utt/s; generate 24 "
                   f"{count / whole:.1f} utt/s (RTFx {seconds / whole:.0f}); generate 1 {count / first:.1f}; per "
                   f"token step {(whole - first) / 23 / len(batches) * 1000:.2f} ms", flush=True)
