@@ -143,6 +143,9 @@ class TrainConfig(Strict):
     grad_accum: int = Field(default=1, ge=1)
     max_epochs: int = Field(default=10, ge=1)
     max_steps: int | None = Field(default=None, ge=1)
+    audio_first_epochs: int = Field(default=0, ge=0, description="a both model's first epochs on the audio alone, "
+                                    "its lip encoder not run: the audio branch learns the task at a fraction of "
+                                    "the cost (docs/demo.md)")
     learning_rate: float = Field(default=1e-4, gt=0)
     weight_decay: float = Field(default=0.01, ge=0)
     warmup_steps: int = Field(default=100, ge=0)
@@ -162,6 +165,16 @@ class TrainConfig(Strict):
     strategy: Literal["ddp", "fsdp"] = Field(default="ddp", description="under torchrun: replicate or shard")
     compile: bool | None = Field(default=None, description="torch.compile the LLM's layers; default: on a GPU")
     cuda_graphs: bool = Field(default=True, description="replay CUDA graphs of frozen encoders and a LoRA LLM")
+
+    @model_validator(mode="after")
+    def _audio_first_for_both(self):
+        if self.audio_first_epochs and self.model.modality != "both":
+            raise ValueError(f"audio_first_epochs trains a both model on its audio first; this model is "
+                             f"{self.model.modality}")
+        if self.audio_first_epochs >= self.max_epochs:
+            raise ValueError(f"audio_first_epochs ({self.audio_first_epochs}) leaves no epoch of max_epochs "
+                             f"({self.max_epochs}) for audio+video")
+        return self
 
     @model_validator(mode="after")
     def _fsdp_without_fp16(self):

@@ -16,7 +16,7 @@ from clipwhisper.cli import app
 from clipwhisper.config import TrainConfig, nested, packaged_config, resolve
 from clipwhisper.data.dataset import AVDataset, collate
 from clipwhisper.data.manifest import read_manifest, write_manifest
-from clipwhisper.errors import Interrupted
+from clipwhisper.errors import ConfigError, Interrupted
 from clipwhisper.model.checkpoint import load_checkpoint
 from clipwhisper.training.loop import Trainer, build_model, run_training
 from clipwhisper.training.run_folder import RunFolder
@@ -492,3 +492,32 @@ def test_training_leaves_out_utterances_beyond_whispers_window_and_max_duration(
     assert run_identity(config)["data"]["max_duration_s"] == limit  # a resume with another limit is refused
     assert "max_duration_s" not in run_identity(config.model_copy(update={"data": config.data.model_copy(
         update={"max_duration_s": None})}))["data"]
+
+
+def test_audio_first_epochs_train_the_audio_alone_then_both(synth_corpus, tmp_path):
+    """audio_first_epochs 1 of 2: the first epoch's steps never run the lip encoder (nor dropout's draws), the
+    second's run both encoders on every batch; a model without both streams refuses the setting."""
+    from clipwhisper.model.audio_encoder import WhisperAudioEncoder
+    from clipwhisper.model.video_encoder import ClipVideoEncoder
+
+    calls = {"audio": 0, "video": 0}
+
+    def count(module, args, output):
+        if module.training:  # training steps; evaluation runs in eval mode
+            calls["audio" if isinstance(module, WhisperAudioEncoder) else "video"] += 1
+
+    config = tiny(synth_corpus, tmp_path, max_epochs=2, audio_first_epochs=1, batch_size=16, eval_steps=10_000)
+    batches = -(-len(read_manifest(synth_corpus / "train.tsv")) // 16)
+    hooks = [torch.nn.modules.module.register_module_forward_hook(
+        lambda module, args, output: count(module, args, output)
+        if isinstance(module, (WhisperAudioEncoder, ClipVideoEncoder)) else None)]
+    try:
+        run_training(config)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert calls == {"audio": 2 * batches, "video": batches}
+    with pytest.raises(ConfigError, match="audio_first_epochs trains a both model"):
+        tiny(synth_corpus, tmp_path, audio_first_epochs=1, **{"model.modality": "audio"})
+    with pytest.raises(ConfigError, match="leaves no epoch"):
+        tiny(synth_corpus, tmp_path, audio_first_epochs=2, max_epochs=2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -42,6 +43,11 @@ class Batch:
         return Batch([self.ids[r] for r in rows], [self.texts[r] for r in rows], cut(self.media),
                      cut(self.features), [self.ids[r] for r in rows],
                      noisy=[self.noisy[r] for r in rows] if self.noisy else [])
+
+    def only(self, stream: str) -> Batch:
+        """The batch with ``stream`` alone: the other streams' media and cached features left out."""
+        return dataclasses.replace(self, media={k: v for k, v in self.media.items() if k == stream},
+                                   features={k: v for k, v in self.features.items() if k == stream})
 
     def pin_memory(self) -> Batch:
         """What the DataLoader calls with ``pin_memory=True`` (training): the tensors in page-locked memory. A

@@ -303,8 +303,12 @@ class Trainer:
         loss_sum = 0.0
         for index, batch in enumerate(group):
             with self._gradient_sync(last=index == len(group) - 1):
+                if self.progress.epoch < self.config.audio_first_epochs:
+                    batch, modality = batch.only("audio"), "audio"  # the lip encoder idle: a fast epoch
+                else:
+                    modality = None  # the model's own
                 with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                    loss = self.ddp(batch, reduction="sum") * (self.dist.world / tokens)  # DDP averages over ranks
+                    loss = self.ddp(batch, modality=modality, reduction="sum") * (self.dist.world / tokens)
                 # backward before reading the loss: reading waits for the device, and the host
                 # should queue the backward first. A non-finite loss's gradients are discarded below.
                 self.scaler.scale(loss).backward()
