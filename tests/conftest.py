@@ -75,3 +75,9 @@ def untrained_checkpoint(synth_corpus, tmp_path_factory):
     run_training(resolve(TrainConfig, packaged_config("tiny"), nested({
         "data.path": synth_corpus, "output_path": out, "max_steps": 1, "learning_rate": 1e-7, "warmup_steps": 0})))
     return out / "final"
+
+
+def summary_row(output: str) -> list[str]:
+    """The cells of the last table row of ``prepare``'s printed summary."""
+    rows = [line for line in output.splitlines() if line.startswith("│")]
+    return [cell.strip() for cell in rows[-1].strip("│").split("│")]

@@ -6,6 +6,7 @@ import json
 import cv2
 import numpy as np
 import pytest
+from conftest import summary_row
 from typer.testing import CliRunner
 
 from clipwhisper.cli import app
@@ -170,12 +171,6 @@ def test_speaker_all_writes_a_crop_video_per_face(tmp_path):
     refused = CliRunner().invoke(app, ["transcribe", str(tmp_path / "raw" / "pair.mp4"), "--model-path", "x",
                                        "--prepare", "mouth", "--speaker", "all"])
     assert refused.exit_code == 2 and "transcribe reads one face" in refused.stderr
-
-
-def summary_row(output: str) -> list[str]:
-    """The cells of the last table row of ``prepare``'s printed summary."""
-    rows = [line for line in output.splitlines() if line.startswith("│")]
-    return [cell.strip() for cell in rows[-1].strip("│").split("│")]
 
 
 def turning_clip(path, photo: np.ndarray, yaw_degrees) -> None:

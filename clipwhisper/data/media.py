@@ -187,9 +187,9 @@ def write_wav(path: Path, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -
 def write_video(path: Path, frames: np.ndarray, fps: float = VIDEO_FPS, audio: Path | None = None) -> None:
     """H.264 mp4 from ``(T, H, W, 3)`` uint8 frames, muxed with the 16-bit wav ``audio`` (AAC) when given.
 
-    Encoded in-process by PyAV (the settings ``ffmpeg -c:v libx264 -crf 18 -preset veryfast -pix_fmt yuv420p``
-    would use): starting the ffmpeg program cost more than encoding a short clip (29 against 62 ms for a 2-s
-    48-px clip), and the demo's corpus writes 1,500 of them."""
+    Encoded in-process by PyAV (the settings of ``ffmpeg -c:v libx264 -crf 18 -preset veryfast -pix_fmt yuv420p``
+    but mbtree off): starting the ffmpeg program costs more than encoding a short clip (a 48-px demo clip 2.8x
+    faster, benchmarks/video_writing.py), and the demo's corpus writes 1,500 of them."""
     import fractions
 
     import av
@@ -197,14 +197,19 @@ def write_video(path: Path, frames: np.ndarray, fps: float = VIDEO_FPS, audio: P
     height, width = frames.shape[1:3]
     try:
         with av.open(local(path), "w", format="mp4") as container:
-            video = container.add_stream("libx264", rate=fractions.Fraction(fps).limit_denominator(1001))
+            rate = fractions.Fraction(fps).limit_denominator(1001)
+            video = container.add_stream("libx264", rate=rate)
             video.width, video.height, video.pix_fmt, video.thread_count = width, height, "yuv420p", 1
-            video.options = {"crf": "18", "preset": "veryfast"}
+            # without macroblock-tree rate control: with it, PyAV's libx264 encoded the same frames differently
+            # from run to run (the ffmpeg program's did not), and a seeded corpus must come out the same
+            video.options = {"crf": "18", "preset": "veryfast", "x264-params": "mbtree=0"}
             sound = _wav_frame(audio) if audio else None
             if sound is not None:
                 audio_stream = container.add_stream("aac", rate=sound.sample_rate, layout="mono")
-            for frame in frames:
-                container.mux(video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+            for index, frame in enumerate(frames):
+                picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+                picture.pts, picture.time_base = index, 1 / rate
+                container.mux(video.encode(picture))
             container.mux(video.encode(None))
             if sound is not None:
                 container.mux(audio_stream.encode(sound))
