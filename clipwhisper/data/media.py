@@ -7,6 +7,7 @@ ffmpeg is always run with an argument list (ffmpeg-python), never a shell.
 
 from __future__ import annotations
 
+import fractions
 import functools
 import os
 import re
@@ -190,8 +191,6 @@ def write_video(path: Path, frames: np.ndarray, fps: float = VIDEO_FPS, audio: P
     Encoded in-process by PyAV (the settings of ``ffmpeg -c:v libx264 -crf 18 -preset veryfast -pix_fmt yuv420p``
     but mbtree off): starting the ffmpeg program costs more than encoding a short clip (a 48-px demo clip 2.8x
     faster, benchmarks/video_writing.py), and the demo's corpus writes 1,500 of them."""
-    import fractions
-
     import av
 
     height, width = frames.shape[1:3]
@@ -221,8 +220,6 @@ def write_video(path: Path, frames: np.ndarray, fps: float = VIDEO_FPS, audio: P
 def _wav_frame(path: Path):
     """The 16-bit mono wav at ``path`` as one PyAV audio frame; its time stamp lets the encoder's priming
     samples be cut (an edit list), so the audio read back starts where the wav did."""
-    import fractions
-
     import av
 
     with wave.open(str(path), "rb") as wav:

@@ -33,12 +33,23 @@ def causal_only(llm: nn.Module):
     after every real token; an LLM on another attention implementation than SDPA keeps it (and its mask), and
     so does one with sliding-window layers (Gemma 3, Mistral): a plain causal kernel would ignore the window."""
     config = llm.config
-    sliding = getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", True)
-    if config._attn_implementation != "sdpa" or sliding:
+    if getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", True):
         yield
         return
     _register()
-    config._attn_implementation = CAUSAL_SDPA
+    with sdpa_replaced(llm, CAUSAL_SDPA):
+        yield
+
+
+@contextlib.contextmanager
+def sdpa_replaced(llm: nn.Module, name: str):
+    """Within: ``llm``'s SDPA attention runs as the registered implementation ``name``, back to SDPA after,
+    whatever happened; an LLM on another implementation keeps its own."""
+    config = llm.config
+    if config._attn_implementation != "sdpa":
+        yield
+        return
+    config._attn_implementation = name
     try:
         yield
     finally:

@@ -2,11 +2,10 @@
 
 With a static KV cache every step attends over the whole cache through a mask (its unused slots, the left
 padding), so SDPA takes its memory-efficient kernel, which is tiled for blocks of 64 queries: with one query
-it spent 171 us a layer at batch 64 on the H200, 70% of the step (scratch profile of 2026-12-04 in the
-closing note of issue 20). Here the query heads that share a key/value head form one small matmul against the
-cache (no copies of the cache per query head), which inductor fuses with the mask and the softmax. Scores are
-taken in the weights' dtype and normalised in fp32, as transformers' eager attention does. Prompts (several
-queries) keep SDPA.
+it spent 2.7 of a step's 4.1 ms at batch 64 on the H200 (the profile of benchmarks/decode_breakdown.py). Here
+the query heads that share a key/value head form one small matmul against the cache (no copies of the cache
+per query head), which inductor fuses with the mask and the softmax. Scores are taken in the weights' dtype
+and normalised in fp32, as transformers' eager attention does. Prompts (several queries) keep SDPA.
 """
 
 from __future__ import annotations
@@ -16,6 +15,8 @@ import functools
 
 import torch
 from torch import nn
+
+from .causal import sdpa_replaced
 
 SINGLE_QUERY = "clipwhisper_single_query"
 
@@ -54,13 +55,6 @@ def _register() -> None:
 def single_query_steps(llm: nn.Module):
     """Within: ``llm``'s one-token steps attend by ``single_query_attention``. An LLM on another attention
     implementation than SDPA keeps its own."""
-    config = llm.config
-    if config._attn_implementation != "sdpa":
-        yield
-        return
     _register()
-    config._attn_implementation = SINGLE_QUERY
-    try:
+    with sdpa_replaced(llm, SINGLE_QUERY):
         yield
-    finally:
-        config._attn_implementation = "sdpa"
