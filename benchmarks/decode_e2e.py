@@ -4,8 +4,9 @@ The model of `speed.py` (random weights at real sizes; `--quick`: tiny dimension
 manifest through `decode`'s own loop (`inference.decode.decode_cells`: media read in `--num-workers` loader
 processes, longest first, greedy, the static KV cache on a GPU) and, on the same batches already decoded
 into memory, through `model.generate` alone (the benchmark's rate). Also timed: the loader alone (the media
-rate), and the 3 modalities x 5 SNRs grid as `clipwhisper decode` runs it for a `both` model (a modality's media
-read once for all SNRs, a batch's video encoded once; video alone decoded once), against one clean `both` decode.
+rate), and the 3 modalities x 5 SNRs grid as `clipwhisper decode --modality all` runs it for a `both` model (in
+one pass: a batch's media read once, its video encoded once and its audio once per SNR for every cell; video
+alone decoded at the first SNR), against one clean `both` decode.
 
     python benchmarks/decode_e2e.py --manifest CORPUS/train.tsv --batch-size 64            # GPU
     python benchmarks/decode_e2e.py --manifest CORPUS/test.tsv --quick --batch-size 8     # CPU
@@ -54,11 +55,11 @@ def timed(work, device) -> float:
     return time.perf_counter() - start
 
 
-def from_disk(model, utterances, modality: str, config: DecodeConfig, snrs=("clean",), noise=None) -> list[dict]:
+def from_disk(model, utterances, modalities, config: DecodeConfig, snrs=("clean",), noise=None) -> list[dict]:
     """`decode`'s loop over ``snrs`` into a fresh hyps file; the records."""
     with tempfile.TemporaryDirectory() as folder:
         hyps = HypsFile(Path(folder) / "hyps.jsonl")
-        decode_cells(model, utterances, modality, snrs, config, hyps, noise)
+        decode_cells(model, utterances, modalities, snrs, config, hyps, noise)
         return hyps.records
 
 
@@ -115,8 +116,7 @@ def main() -> None:
     noise = load_audio(args.noise or args.manifest.parent / "noise" / "babble.wav")
 
     def grid() -> None:
-        for modality in MODALITIES:
-            from_disk(model, utterances, modality, config, SNRS, noise)
+        from_disk(model, utterances, MODALITIES, config, SNRS, noise)
 
     with torch.inference_mode():  # the first pass compiles the audio-only and video-only shapes, as the clean
         first_s = timed(grid, device)  # both decode's shapes were compiled before it was timed

@@ -189,8 +189,9 @@ def decode(
     model_path: Path | None = typer.Option(None, "--model-path", "--model_path", help="Checkpoint folder."),
     test_tsv: Path | None = typer.Option(None, "--test-tsv", "--test_data", "--test-data", help="Manifest TSV."),
     test_wrd: Path | None = typer.Option(None, "--test-wrd", "--test_wrd", help="Transcripts (default: TSV's .wrd)."),
-    modality: str | None = typer.Option(None, "--modality", metavar="[audio|video|both]",
-                                        help="default: the checkpoint's."),
+    modality: str | None = typer.Option(None, "--modality", metavar="[audio|video|both|all]",
+                                        help="One, several (audio,both) or all the checkpoint serves, decoded in "
+                                        "one pass; default: the checkpoint's."),
     output_dir: Path | None = typer.Option(None, "--output-dir", "--output_dir", help=_default("decode", "output_dir")),
     batch_size: int | None = typer.Option(None, "--batch-size", "--batch_size", help=_default("decode", "batch_size")),
     beam_size: int | None = typer.Option(None, "--beam-size", "--beam_size", help=_default("decode", "beam_size")),

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, InitSettingsSource, SettingsConfigDict
 
 from .bounded_yaml import load_bounded
@@ -187,7 +187,10 @@ class DecodeConfig(Strict):
     model_path: Path | None = None
     test_tsv: Path | None = None
     test_wrd: Path | None = None
-    modality: Modality | None = None
+    modality: list[Literal["audio", "video", "both", "all"]] | None = Field(
+        default=None, description="audio, video, both, several of them (audio,both) or all the checkpoint serves, "
+        "decoded in one pass: a batch's media read and each encoder run once for every cell; default: the "
+        "checkpoint's")
     output_dir: Path = Path("decode")
     device: str = "auto"
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
@@ -203,6 +206,12 @@ class DecodeConfig(Strict):
                                     "on the CPU, up to 8 beside a GPU)")
     verbose: bool = False
     overwrite: bool = Field(default=False, description="start over in an output_dir holding another decode's results")
+
+    @field_validator("modality", mode="before")
+    @classmethod
+    def _comma_separated(cls, value):
+        """``audio,both`` on the command line or in the environment; a YAML list as it is."""
+        return [name.strip() for name in value.split(",")] if isinstance(value, str) else value
 
 
 def read_yaml(path: Path) -> dict[str, Any]:

@@ -101,8 +101,7 @@ def decode_grid(checkpoint: Path, corpus: Path, out: Path, modalities=MODALITIES
     noise = load_audio(corpus / "noise" / "babble.wav")
     hyps = HypsFile(out / "hyps.jsonl")
     with torch.inference_mode():
-        for modality in modalities:
-            decode_cells(model, utterances, modality, snrs, config, hyps, noise)
+        decode_cells(model, utterances, modalities, snrs, config, hyps, noise)
     finish(out, hyps.records)
     return json.loads((out / "summary.json").read_text())
 

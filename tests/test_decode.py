@@ -19,6 +19,7 @@ from clipwhisper.data.noise import mix_at_snr
 from clipwhisper.data.utterance import duration_s
 from clipwhisper.inference.transcribe import Media, join_overlapping, windows
 from clipwhisper.inference.trn import cell_stem
+from clipwhisper.modality import MODALITIES
 
 runner = CliRunner()
 
@@ -91,21 +92,27 @@ def test_video_alone_is_decoded_once_for_every_snr(checkpoint, synth_corpus, tmp
 
 
 def test_a_grid_decode_equals_each_cell_decoded_alone(untrained_checkpoint, synth_corpus, tmp_path):
-    """Audio+video at several SNRs, a batch at a time with its video encoded once, media read in worker
-    processes: the records equal those of decoding each SNR alone, in-process."""
+    """Every modality at several SNRs in one pass (``--modality all``), a batch at a time with its features
+    shared between cells, media read in worker processes: the records equal those of decoding each cell alone,
+    in-process."""
     noise = ["--noise", synth_corpus / "noise" / "babble.wav"]
     common = ["--model-path", untrained_checkpoint, "--test-tsv", synth_corpus / "test.tsv", "--max-new-tokens", "10",
               "--batch-size", "4", *noise]
-    grid = decode(*common, "--output-dir", tmp_path / "grid", "--snr-db", "clean", "--snr-db", "5",
-                  "--snr-db", "-5", "--num-workers", "2")
+    grid = decode(*common, "--output-dir", tmp_path / "grid", "--modality", "all", "--snr-db", "clean",
+                  "--snr-db", "5", "--snr-db", "-5", "--num-workers", "2")
     assert grid.exit_code == 0, grid.output
     together = read_records(tmp_path / "grid" / "hyps.jsonl")
     alone = []
-    for snr in ("clean", "5", "-5"):
-        assert decode(*common, "--output-dir", tmp_path / snr, "--snr-db", snr).exit_code == 0
-        alone += read_records(tmp_path / snr / "hyps.jsonl")
-    assert untimed(together) == untimed(alone) and len(together) == 3 * 12
-    assert len({r["hyp"] for r in together}) > 5  # outputs that depend on the input
+    for modality, snr in [("audio", "clean"), ("audio", "5"), ("audio", "-5"), ("video", "clean"), ("both", "clean"),
+                          ("both", "5"), ("both", "-5")]:
+        out = tmp_path / f"{modality}{snr}"
+        assert decode(*common, "--output-dir", out, "--modality", modality, "--snr-db", snr).exit_code == 0
+        alone += read_records(out / "hyps.jsonl")
+    video_clean = [r for r in alone if r["modality"] == "video"]
+    alone += [{**r, "snr": snr} for snr in (5.0, -5.0) for r in video_clean]  # video's noisy cells: its clean ones
+    key = lambda r: (r["modality"], str(r["snr"]), r["id"])  # noqa: E731
+    assert sorted(untimed(together), key=key) == sorted(untimed(alone), key=key) and len(together) == 9 * 12
+    assert len({r["hyp"] for r in together if r["modality"] == "both"}) > 5  # outputs that depend on the input
     assert (tmp_path / "grid" / "wer_vs_snr.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # several SNRs
     assert not (tmp_path / "clean" / "wer_vs_snr.png").exists()  # one SNR: no plot
     check_trn_with_sclite(tmp_path / "grid")
@@ -136,8 +143,9 @@ def check_trn_with_sclite(folder):
 
 
 def test_a_grid_reads_each_utterance_once_and_encodes_its_video_once(checkpoint, synth_corpus, tmp_path, monkeypatch):
-    """Audio+video at three SNRs: each utterance's media are read once, its video encoded once and its audio
-    (which the babble changes) three times; a rerun decodes only what a cell lacks."""
+    """Every modality at three SNRs in one pass: each utterance's media are read once, its video encoded once and
+    its audio (which the babble changes) once per SNR for the audio and audio+video cells; a rerun decodes only
+    what a cell lacks."""
     import torch
 
     from clipwhisper.config import DecodeConfig, resolve
@@ -160,18 +168,18 @@ def test_a_grid_reads_each_utterance_once_and_encodes_its_video_once(checkpoint,
     noise = load_audio(synth_corpus / "noise" / "babble.wav")
     config = resolve(DecodeConfig, None, {"batch_size": 5, "max_new_tokens": 8})
     hyps = HypsFile(tmp_path / "hyps.jsonl")
+    everything = (MODALITIES, ("clean", 5.0, -5.0), config)
     with torch.inference_mode():
-        decode_cells(model, utterances, "both", ("clean", 5.0, -5.0), config, hyps, noise)
+        decode_cells(model, utterances, *everything, hyps, noise)
         assert len(reads) == len(utterances) and encoded == {"audio": 3 * len(utterances), "video": len(utterances)}
-        assert len(hyps.records) == 3 * len(utterances) and model.feature_sink is None
-        (tmp_path / "hyps.jsonl").write_text("".join(json.dumps(r) + "\n" for r in hyps.records
-                                                     if not (r["snr"] == 5.0 and r["id"] == utterances[0].id)))
+        assert len(hyps.records) == 9 * len(utterances) and model.feature_sink is None
+        lost = [r for r in hyps.records if r["snr"] == 5.0 and r["id"] == utterances[0].id and r["modality"] != "video"]
+        (tmp_path / "hyps.jsonl").write_text("".join(json.dumps(r) + "\n" for r in hyps.records if r not in lost))
         again = HypsFile(tmp_path / "hyps.jsonl")
-        decode_cells(model, utterances, "both", ("clean", 5.0, -5.0), config, again, noise)
+        decode_cells(model, utterances, *everything, again, noise)
     assert len(reads) == len(utterances) + 1 and encoded["audio"] == 3 * len(utterances) + 1
-    redone = [r for r in again.records if r["snr"] == 5.0 and r["id"] == utterances[0].id]
-    first = [r for r in hyps.records if r["snr"] == 5.0 and r["id"] == utterances[0].id]
-    assert len(again.records) == 3 * len(utterances) and untimed(redone) == untimed(first)
+    redone = [r for r in again.records if r["snr"] == 5.0 and r["id"] == utterances[0].id and r["modality"] != "video"]
+    assert len(again.records) == 9 * len(utterances) and untimed(redone) == untimed(lost) and len(lost) == 2
 
 
 def test_static_cache_generation_gives_the_same_tokens(untrained_checkpoint, synth_corpus):
@@ -252,9 +260,11 @@ def test_modality_the_checkpoint_cannot_serve(checkpoint, synth_corpus, tmp_path
     config = json.loads((audio_only / "config.json").read_text())
     config["model"]["modality"] = "audio"
     (audio_only / "config.json").write_text(json.dumps(config))
-    result = decode("--model-path", audio_only, "--test-tsv", synth_corpus / "test.tsv", "--modality", "video",
-                    "--output-dir", tmp_path / "o")
-    assert result.exit_code == 2 and "cannot serve 'video'" in result.stderr
+    for asked, why in [("video", "cannot serve 'video'"), ("audio,video", "cannot serve 'video'"),
+                       ("audio,lips", "modality.1: Input should be 'audio', 'video', 'both' or 'all'")]:
+        result = decode("--model-path", audio_only, "--test-tsv", synth_corpus / "test.tsv", "--modality", asked,
+                        "--output-dir", tmp_path / "o")
+        assert result.exit_code == 2 and why in result.stderr, asked
 
 
 def test_decode_usage_errors(checkpoint, synth_corpus, tmp_path):

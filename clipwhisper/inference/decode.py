@@ -24,14 +24,14 @@ from ..data.manifest import read_manifest
 from ..data.media import load_audio
 from ..data.utterance import Utterance, duration_s
 from ..errors import ConfigError
-from ..modality import streams_of
+from ..modality import STREAMS, streams_of
 from ..model.avsr import AVSRModel
 from ..model.precision import for_inference
 from ..runtime.distributed import Distributed
 from ..runtime.folder_claim import claimed
 from ..runtime.report import console, status
 from .batching import decode_batches
-from .compat import check_modality
+from .compat import check_modalities
 from .decode_folder import settle_decode_folder
 from .plot import plot_wer_vs_snr
 from .records import HypsFile, make_record
@@ -40,25 +40,34 @@ from .summary import summarise, summary_table
 from .trn import write_trn
 
 
-def decode_cells(model: AVSRModel, utterances: list[Utterance], modality: str, snrs: Sequence, config: DecodeConfig,
-                 hyps: HypsFile, noise=None) -> None:
-    """Decode every utterance in ``modality`` at each of ``snrs`` that ``hyps`` lacks, a batch of utterances at a
-    time: their media are read once for every SNR, and audio+video encodes a batch's video once (babble reaches
-    the audio alone). A modality without audio decodes the first SNR and copies its records to the others."""
+def decode_cells(model: AVSRModel, utterances: list[Utterance], modalities: Sequence[str] | str, snrs: Sequence,
+                 config: DecodeConfig, hyps: HypsFile, noise=None) -> None:
+    """Decode every utterance in each of ``modalities`` at each of ``snrs`` where ``hyps`` lacks it, a batch of
+    utterances at a time: their media are read once for every cell, a batch's video encoded once for all of
+    them (babble reaches the audio alone) and its audio once per SNR for every modality that reads it. A
+    modality without audio decodes the first SNR and copies its records to the others."""
     from rich.progress import Progress
 
-    computed = list(snrs) if "audio" in streams_of(modality) else list(snrs[:1])
-    pending = {str(snr): {u.id for u in utterances if (u.id, modality, str(snr)) not in hyps.done} for snr in computed}
+    modalities = [modalities] if isinstance(modalities, str) else list(modalities)
+    pending = {(modality, str(snr)): {u.id for u in utterances if (u.id, modality, str(snr)) not in hyps.done}
+               for modality in modalities for snr in _computed(modality, snrs)}
+    pending = {cell: ids for cell, ids in pending.items() if ids}
     todo = [u for u in utterances if any(u.id in ids for ids in pending.values())]
     if todo:
         with Progress(console=status, transient=True, disable=not status.is_terminal) as bar:
-            task = bar.add_task(f"decode {modality}", total=sum(len(ids) for ids in pending.values()))
-            for records in _decode_batches(model, todo, modality, computed, pending, config, noise):
+            task = bar.add_task(f"decode {','.join(modalities)}", total=sum(map(len, pending.values())))
+            for records in _decode_batches(model, todo, list(snrs), pending, config, noise):
                 hyps.append(records)
                 bar.advance(task, len(records))
                 if config.verbose:
                     _print_records(records)
-    _copy_first_snr(utterances, modality, snrs[len(computed):], snrs[0], hyps)
+    for modality in modalities:
+        _copy_first_snr(utterances, modality, snrs[len(_computed(modality, snrs)):], snrs[0], hyps)
+
+
+def _computed(modality: str, snrs: Sequence) -> list:
+    """The SNRs decoded in ``modality``: every one where it reads the audio, else the first."""
+    return list(snrs) if "audio" in streams_of(modality) else list(snrs[:1])
 
 
 def _copy_first_snr(utterances: list[Utterance], modality: str, snrs: Sequence, first, hyps: HypsFile) -> None:
@@ -80,60 +89,80 @@ def _print_records(records: list[dict]) -> None:
                       f"  REF: {escape(record['ref'])}\n  HYP: {escape(record['hyp'])}{error}")
 
 
-def _decode_batches(model: AVSRModel, todo: list[Utterance], modality: str, snrs: list, pending: dict[str, set[str]],
+def _decode_batches(model: AVSRModel, todo: list[Utterance], snrs: list, pending: dict[tuple[str, str], set[str]],
                     config: DecodeConfig, noise):
-    """Records for ``todo`` at each SNR where ``pending`` lists them, a batch of utterances at a time, longest
-    first (similar lengths share a batch: less padding), each record with its share of its batch's wall time."""
+    """Records for ``todo`` in each (modality, SNR) cell where ``pending`` lists them, a batch of utterances at a
+    time, longest first (similar lengths share a batch: less padding), each record with its share of its cell's
+    wall time. A batch holds the utterances some cell of its SNR lacks; a cell records only those it lacks."""
     image_size = model.video_encoder.image_size if model.video_encoder else None
+    modalities = list(dict.fromkeys(modality for modality, _ in pending))
+    streams = [s for s in STREAMS if any(s in streams_of(m) for m in modalities)]
     todo = sorted(todo, key=duration_s, reverse=True)
-    dataset = AVDataset(todo, streams_of(modality), image_size)
+    dataset = AVDataset(todo, streams, image_size)
     references = {u.id: u.text or "" for u in todo}
     durations = {u.id: duration_s(u) for u in todo}
+    by_snr = {str(snr): set().union(*(ids for (_, s), ids in pending.items() if s == str(snr))) for snr in snrs}
     started = time.perf_counter()
     try:
-        for cells in decode_batches(dataset, config, model.device, noise, snrs, pending):
-            video = EncodedOnce("video") if len(cells) > 1 else None
-            model.feature_sink = video.keep if video else None
+        for cells in decode_batches(dataset, config, model.device, noise, snrs, by_snr):
+            encoded = EncodedOnce()
+            model.feature_sink = encoded.keep
             for snr, batch in cells:
-                hypotheses = {}
-                if batch.ids:
-                    texts = model.generate(video.stand_in(batch) if video else batch, modality=modality,
-                                           beam_size=config.beam_size, max_new_tokens=config.max_new_tokens,
-                                           rows=config.batch_size)
-                    hypotheses = dict(zip(batch.ids, texts))
-                errors = dict(batch.bad)
-                seconds, started = (time.perf_counter() - started) / len(batch.order), time.perf_counter()
-                yield [make_record(uid, modality, snr, references[uid], hypotheses.get(uid, ""), config.normalizer,
-                                   errors.get(uid), timing=(durations[uid], seconds)) for uid in batch.order]
+                for modality in modalities:
+                    wanted = pending.get((modality, str(snr)), set())
+                    order = [uid for uid in batch.order if uid in wanted]
+                    if not order:
+                        continue
+                    hypotheses = {}
+                    if batch.ids:
+                        encoded.snr = snr
+                        texts = model.generate(encoded.stand_in(_reading(batch, modality), snr), modality=modality,
+                                               beam_size=config.beam_size, max_new_tokens=config.max_new_tokens,
+                                               rows=config.batch_size)
+                        hypotheses = dict(zip(batch.ids, texts))
+                    errors = dict(batch.bad)
+                    seconds, started = (time.perf_counter() - started) / len(order), time.perf_counter()
+                    yield [make_record(uid, modality, snr, references[uid], hypotheses.get(uid, ""),
+                                       config.normalizer, errors.get(uid), timing=(durations[uid], seconds))
+                           for uid in order]
     finally:
         model.feature_sink = None
 
 
-class EncodedOnce:
-    """One batch of utterances at several SNRs: what the frozen encoder of ``stream`` computed for the first
-    (the model hands it to ``keep`` as its ``feature_sink``) stands in for that stream's media in the later
-    ones, which noise does not change."""
+def _reading(batch: Batch, modality: str) -> Batch:
+    """``batch`` with the streams ``modality`` reads: a single-stream decode sees no media of the other."""
+    return batch if modality == "both" else batch.only(modality)
 
-    def __init__(self, stream: str):
-        self.stream, self.kept = stream, None
+
+class EncodedOnce:
+    """One batch of utterances in several cells: what a frozen encoder computed for the first cell that needed it
+    (the model hands it to ``keep`` as its ``feature_sink``) stands in for that stream's media in the later
+    ones: the video's in every cell (noise does not change it), the audio's in the cells of the same SNR."""
+
+    def __init__(self):
+        self.kept: dict[tuple[str, str], tuple[dict[str, int], torch.Tensor, torch.Tensor]] = {}
+        self.snr = None  # the SNR of the cell being decoded
+
+    def _key(self, stream: str, snr) -> tuple[str, str]:
+        return stream, "any" if stream == "video" else str(snr)
 
     def keep(self, stream: str, ids: list[str], features: torch.Tensor, mask: torch.Tensor) -> None:
-        if stream == self.stream and self.kept is None:
-            self.kept = ({uid: row for row, uid in enumerate(ids)}, features)
+        rows = {uid: row for row, uid in enumerate(ids)}
+        self.kept.setdefault(self._key(stream, self.snr), (rows, features, mask.sum(1)))
 
-    def stand_in(self, batch: Batch) -> Batch:
-        """``batch`` with the kept features in place of its media, if every row has them. The rows' lengths
-        are the media's, on the host: nothing waits for the GPU."""
-        if self.kept is None or self.stream not in batch.media:
-            return batch
-        row_of, features = self.kept
-        if any(uid not in row_of for uid in batch.ids):
-            return batch
-        lengths = batch.media[self.stream].lengths
-        rows = torch.tensor([row_of[uid] for uid in batch.ids], device=features.device)
-        media = {name: padded for name, padded in batch.media.items() if name != self.stream}
-        kept = Padded(features[rows, : int(lengths.max())], lengths)
-        return dataclasses.replace(batch, media=media, features={**batch.features, self.stream: kept})
+    def stand_in(self, batch: Batch, snr) -> Batch:
+        """``batch`` with kept features in place of the media of each stream whose every row has them. Their
+        lengths stay on the device (the mask's): nothing waits for the GPU."""
+        for stream in list(batch.media):
+            kept = self.kept.get(self._key(stream, snr))
+            if kept is None or any(uid not in kept[0] for uid in batch.ids):
+                continue
+            row_of, features, lengths = kept
+            rows = torch.tensor([row_of[uid] for uid in batch.ids], device=features.device)
+            media = {name: padded for name, padded in batch.media.items() if name != stream}
+            batch = dataclasses.replace(batch, media=media,
+                                        features={**batch.features, stream: Padded(features[rows], lengths[rows])})
+        return batch
 
 
 def _validate(config: DecodeConfig) -> None:
@@ -153,7 +182,7 @@ def run_decode(config: DecodeConfig) -> int:
 
     _validate(config)
     trained = read_header(config.model_path).model.modality
-    modality = check_modality(config.modality, trained, config.model_path)
+    modalities = check_modalities(config.modality, trained, config.model_path)
     utterances = read_manifest(config.test_tsv, config.test_wrd)
     if any(u.text is None for u in utterances):
         raise ConfigError(str(config.test_tsv), ["no transcripts to score against: no .wrd beside it; pass --test-wrd "
@@ -161,10 +190,11 @@ def run_decode(config: DecodeConfig) -> int:
     noise = load_audio(config.noise) if config.noise else None
     output = Path(config.output_dir)
     with Distributed.from_env(config.device).closing() as dist:  # under torchrun: every N-th utterance per rank
-        return decode_shards(config, utterances, modality, noise, output, dist)
+        return decode_shards(config, utterances, modalities, noise, output, dist)
 
 
-def decode_shards(config: DecodeConfig, utterances, modality: str, noise, output: Path, dist: Distributed) -> int:
+def decode_shards(config: DecodeConfig, utterances, modalities: list[str], noise, output: Path,
+                  dist: Distributed) -> int:
     """This rank's share of every SNR cell; rank 0 merges the shards, scores them and says the exit code."""
     with claimed(output) if dist.is_main else contextlib.nullcontext():  # one writer per folder
         if dist.is_main:
@@ -174,17 +204,17 @@ def decode_shards(config: DecodeConfig, utterances, modality: str, noise, output
         if hyps.dropped:
             status.print(f"[yellow]{escape(str(hyps.path))}: {hyps.dropped} lines were not whole records (a crash "
                          "mid-write, or foreign lines) and were dropped; their utterances are decoded again[/yellow]")
-        return _decode_all(config, utterances, modality, noise, output, dist, hyps)
+        return _decode_all(config, utterances, modalities, noise, output, dist, hyps)
 
 
-def _decode_all(config: DecodeConfig, utterances, modality: str, noise, output: Path, dist: Distributed,
+def _decode_all(config: DecodeConfig, utterances, modalities: list[str], noise, output: Path, dist: Distributed,
                 hyps: HypsFile) -> int:
     from ..model.checkpoint import load_checkpoint
 
     model = for_inference(load_checkpoint(config.model_path, dist.device(config.device)), config.precision)
     model.use_cuda_graphs(config.cuda_graphs)
     with torch.inference_mode():
-        decode_cells(model, utterances[dist.rank::dist.world], modality, config.snr_db, config, hyps, noise)
+        decode_cells(model, utterances[dist.rank::dist.world], modalities, config.snr_db, config, hyps, noise)
     dist.barrier()
     code = finish(output, merge(output, dist.world, utterances)) if dist.is_main else 0
     return int(dist.broadcast(code))
