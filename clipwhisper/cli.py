@@ -284,6 +284,8 @@ def prepare(
     crop: str = typer.Option("mouth", "--crop", metavar="[mouth|face]",
                              help="mouth (default: 96x96 around the mouth) or face."),
     size: int = typer.Option(96, "--size", min=16, help="Crop size in pixels."),
+    centre: int | None = typer.Option(None, "--centre", "--center", help="Keep the central N x N pixels of each "
+                                      "crop (auto_avsr and AV-HuBERT: 88 of 96)."),
     split: str = typer.Option("test", "--split", help="The manifest's name."),
     workers: int = typer.Option(0, "--workers", min=0, help="Processes (0: one per core)."),
     preview: bool = typer.Option(False, "--preview", help="Also write preview/ID.png per video: frames with the "
@@ -296,7 +298,7 @@ def prepare(
     from .prepare.command import run_prepare
     from .prepare.run import Cropping, Options
 
-    options = Options(out, Cropping(crop, detector, mean_face, speaker), size, preview)
+    options = Options(out, Cropping(crop, detector, mean_face, speaker), size, preview, centre)
     run_prepare(inputs, out, transcripts, options, split, workers)
 
 

@@ -69,6 +69,24 @@ def test_prepare_resumes_and_crops_faces(raw_videos, tmp_path):
         assert np.abs(centres[:, 0] - 32).max() < 8 and (centres[:, 1] > 35).all()  # mouth in the lower half
 
 
+def test_a_centre_crop_is_the_middle_of_the_whole_crop(raw_videos, tmp_path):
+    """``--centre 88``: the 88 x 88 middle of each 96-px crop (auto_avsr's and AV-HuBERT's lip input), cut at the
+    same scale; its folder is not mixed with whole crops."""
+    run_prepare(raw_videos, tmp_path / "whole")
+    middle = run_prepare(raw_videos, tmp_path / "middle", "--centre", "88")
+    assert "88 px centre of 96" in middle.stdout
+    for whole, centre in zip(read_manifest(tmp_path / "whole" / "test.tsv"),
+                             read_manifest(tmp_path / "middle" / "test.tsv"), strict=True):
+        expected = load_video(whole.video, 96)[:, 4:92, 4:92].astype(float)
+        got = load_video(centre.video, 88)
+        assert got.shape == (50, 88, 88, 3) and np.abs(got - expected).mean() < 3  # two H.264 encodes apart
+        assert np.abs(got - load_video(whole.video, 88)).mean() > 2 * np.abs(got - expected).mean()  # not resized
+    mixed = run_prepare(raw_videos, tmp_path / "middle")
+    assert mixed.exit_code == 2 and "centre: 88 there, null now" in mixed.stderr
+    too_big = run_prepare(raw_videos, tmp_path / "big", "--centre", "100")
+    assert too_big.exit_code == 2 and "--centre: must be 8 to --size (96) pixels, not 100" in too_big.stderr
+
+
 def test_an_output_folder_inside_the_input_folder_is_not_read_as_input(raw_videos, tmp_path):
     folder = tmp_path / "videos"
     folder.mkdir()

@@ -52,7 +52,8 @@ def _run(videos: dict[str, Path], options: Options, transcripts: Path | None, te
 def _summary(options: Options, split: str, counts: tuple[int, ...], failures: dict[str, str]) -> None:
     """``counts``: videos, faces found in those prepared, in the manifest, done before, frames without a face
     found (interpolated)."""
-    table = Table(title=escape(f"prepare → {options.out / split}.tsv ({options.crop} crops, {options.size} px, "
+    size = f"{options.centre} px centre of {options.size}" if options.centre else f"{options.size} px"
+    table = Table(title=escape(f"prepare → {options.out / split}.tsv ({options.crop} crops, {size}, "
                                f"{options.cropping.detector})"))
     for column in ("videos", "faces found", "in the manifest", "done before", "frames interpolated", "failed"):
         table.add_column(column, justify="right")

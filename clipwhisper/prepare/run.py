@@ -7,6 +7,7 @@ only the videos in flight. Videos are prepared in parallel processes.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Callable
@@ -58,15 +59,25 @@ class Options:
     cropping: Cropping = Cropping()
     size: int = 96
     preview: bool = False  # a contact sheet per video: preview/<id>.png
+    centre: int | None = None  # keep the central centre x centre pixels of each size x size crop
+
+    def __post_init__(self):
+        if self.centre is not None and not 8 <= self.centre <= self.size:
+            raise ConfigError("--centre", [f"must be 8 to --size ({self.size}) pixels, not {self.centre}"])
 
     @property
     def crop(self) -> str:
         return self.cropping.crop
 
+    @property
+    def written_size(self) -> int:
+        """The side of the crop videos written: the centre where one is kept."""
+        return self.centre or self.size
+
     def identity(self) -> dict:
         """What the crops depend on: a folder holds crops made one way, never a mix."""
         mean_face = self.cropping.mean_face
-        return {"crop": self.crop, "size": self.size, "detector": self.cropping.detector,
+        return {"crop": self.crop, "size": self.size, "centre": self.centre, "detector": self.cropping.detector,
                 "mean_face": str(mean_face) if mean_face else None, "speaker": self.cropping.speaker}
 
 
@@ -80,10 +91,12 @@ def prepare_one(uid: str, source: Path, options: Options) -> dict:
     faces, found = track(source, options.cropping, audio_samples)
     crops, written = [], []
     for index, (regions, interpolated) in enumerate(faces):
+        if options.centre:  # the centre of a size-pixel crop: a smaller square at the same scale
+            regions = [dataclasses.replace(r, side=r.side * options.centre / options.size) for r in regions]
         name = f"{uid}-track{index}" if options.cropping.speaker == "all" else uid
         video = options.out / "video" / f"{name}.mp4"
         sheet = ContactSheet(regions) if options.preview else None
-        frames = write_crops(source, regions, options.size, video.with_name(f".{name}.tmp.mp4"),
+        frames = write_crops(source, regions, options.written_size, video.with_name(f".{name}.tmp.mp4"),
                              sheet.see if sheet else None)
         if sheet is not None:
             sheet.write(preview_file(options.out, name))
