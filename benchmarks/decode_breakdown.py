@@ -6,10 +6,12 @@ The model of `speed.py` (random weights at the reference sizes, bf16), the stati
 each time the second of two runs.
 
     python3 benchmarks/decode_breakdown.py
+    python3 benchmarks/decode_breakdown.py --models audio --sizes 256,384,512 --no-profile
 """
 
 from __future__ import annotations
 
+import argparse
 import random
 import time
 
@@ -44,15 +46,23 @@ def build(modality: str, image: int | None, tokenizer, device):
     return for_inference(model, "bf16")
 
 
+MODELS = {"audio": ("audio", None), "both112": ("both", 112), "both224": ("both", 224)}
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated: " + ", ".join(MODELS))
+    parser.add_argument("--sizes", default="64,128,256", help="batch sizes, comma-separated")
+    parser.add_argument("--no-profile", action="store_true")
+    args = parser.parse_args()
     rng = random.Random(0)
     torch.manual_seed(0)
     device = torch.device("cuda")
     tokenizer = train_tokenizer([sample_sentence(rng) for _ in range(500)])
-    for modality, image in [("audio", None), ("both", 112), ("both", 224)]:
+    for modality, image in (MODELS[name] for name in args.models.split(",")):
         streams = ("audio", "video") if modality == "both" else ("audio",)
         model = build(modality, image, tokenizer, device)
-        for size in [64, 128, 256]:
+        for size in map(int, args.sizes.split(",")):
             batches = [speed.to_device(b, device) for b in speed.make_batches(
                 speed.lrs3_durations(size * 3, rng), size, rng, image or 224, streams, True)]
             count, seconds = sum(len(b) for b in batches), sum(b.seconds for b in batches)
@@ -62,6 +72,11 @@ def main() -> None:
                   f"token step {(whole - first) / 23 / len(batches) * 1000:.2f} ms", flush=True)
         model = None
         torch.cuda.empty_cache()
+    if not args.no_profile:
+        profile_audio(tokenizer, device, rng)
+
+
+def profile_audio(tokenizer, device, rng) -> None:
     model = build("audio", None, tokenizer, device)
     batch = speed.to_device(speed.make_batches(speed.lrs3_durations(64, rng), 64, rng, 224, ("audio",), True)[0],
                             device)

@@ -6,7 +6,8 @@ processes, longest first, greedy, the static KV cache on a GPU) and, on the same
 into memory, through `model.generate` alone (the benchmark's rate). Also timed: the loader alone (the media
 rate), and the 3 modalities x 5 SNRs grid as `clipwhisper decode --modality all` runs it for a `both` model (in
 one pass: a batch's media read once, its video encoded once and its audio once per SNR for every cell; video
-alone decoded at the first SNR), against one clean `both` decode.
+alone decoded at the first SNR), against one clean `both` decode; and where one decode from disk spends its wall
+time (waiting for the loader's first batch and for the later ones, `generate`, the records).
 
     python benchmarks/decode_e2e.py --manifest CORPUS/train.tsv --batch-size 64            # GPU
     python benchmarks/decode_e2e.py --manifest CORPUS/test.tsv --quick --batch-size 8     # CPU
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import random
 import tempfile
 import time
@@ -63,6 +65,39 @@ def from_disk(model, utterances, modalities, config: DecodeConfig, snrs=("clean"
         return hyps.records
 
 
+def where_disk_time_goes(model, utterances, config: DecodeConfig, device) -> dict[str, float]:
+    """Seconds of one decode from disk spent waiting for the loader's batches (the first one apart), in
+    ``generate`` (synchronised), and the rest (records, hyps file)."""
+    import clipwhisper.inference.decode as decoding
+
+    spent = {"first batch": 0.0, "later batches": 0.0, "generate": 0.0}
+    batches, generate = decoding.decode_batches, model.generate
+
+    def waited(*args, **kwargs):
+        made = batches(*args, **kwargs)
+        for index in itertools.count():
+            start = time.perf_counter()
+            cells = next(made, None)
+            spent["first batch" if index == 0 else "later batches"] += time.perf_counter() - start
+            if cells is None:
+                return
+            yield cells
+
+    def generated(*args, **kwargs):
+        start = time.perf_counter()
+        texts = generate(*args, **kwargs)
+        sync(device)
+        spent["generate"] += time.perf_counter() - start
+        return texts
+
+    decoding.decode_batches, model.generate = waited, generated
+    try:
+        spent["wall"] = timed(lambda: from_disk(model, utterances, "both", config), device)
+    finally:
+        decoding.decode_batches, model.generate = batches, generate
+    return spent
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--manifest", type=Path, required=True)
@@ -101,6 +136,7 @@ def main() -> None:
         memory_hyps = [text for b in batches for text in generate(b)]
         disk_s = timed(lambda: from_disk(model, utterances, "both", config), device)
         disk = from_disk(model, utterances, "both", config)
+        split = where_disk_time_goes(model, utterances, config, device)
     order = [uid for b in batches for uid in b.ids]
     same = np.mean([a == b for a, b in zip(memory_hyps, [{r["id"]: r["hyp"] for r in disk}[uid] for uid in order])])
     count = len(utterances)
@@ -109,6 +145,10 @@ def main() -> None:
         print(f"both clean, {name:32s}: {count / wall:8.1f} utt/s  RTFx {seconds / wall:8.1f}")
     print(f"first pass from memory (compiling): {first:.1f} s; from disk / from memory: {memory_s / disk_s:.1%}; "
           f"identical hypotheses: {same:.1%}")
+    rest = split["wall"] - split["first batch"] - split["later batches"] - split["generate"]
+    print(f"a decode from disk, {split['wall']:.2f} s: waiting for the first batch {split['first batch']:.2f} s, "
+          f"for the later ones {split['later batches']:.2f} s; generate {split['generate']:.2f} s; the rest "
+          f"(records, hyps file) {rest:.2f} s")
     if args.skip_grid:
         return
     from clipwhisper.data.media import load_audio
