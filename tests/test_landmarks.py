@@ -150,6 +150,52 @@ def test_the_active_speaker_is_the_face_whose_mouth_moves_with_the_sound(tmp_pat
         assert np.abs(xs - centres[speaking]).max() < 10, (speaking, xs.min(), xs.max())
 
 
+def opened(photo: np.ndarray, points: np.ndarray, gap: float) -> np.ndarray:
+    """``photo`` with its mouth opened ``gap`` pixels: below the lips' meeting line the lower lip and chin move down
+    (fading out at the sides and towards the neck), and the gap between the lips is dark."""
+    if gap < 0.5:
+        return photo
+    meeting = points[60:68, 1].mean()
+    centre, half = points[[48, 54], 0].mean(), (points[54, 0] - points[48, 0]) / 2
+    chin = points[8, 1] + half
+    ys, xs = np.mgrid[0: photo.shape[0], 0: photo.shape[1]].astype(np.float32)
+    across = np.clip(1.6 - np.abs(xs - centre) / half, 0, 1)
+    down = np.clip((chin - ys) / (chin - meeting), 0, 1) * (ys > meeting)
+    shifted = (ys - gap * across * down).astype(np.float32)
+    moved = cv2.remap(photo, xs, shifted, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    mouth = (int(round(centre)), int(round(meeting + gap / 2)))
+    return cv2.ellipse(moved, mouth, (int(0.8 * half), int(round(gap / 2))), 0, 0, 360, (45, 12, 18), -1)
+
+
+def test_the_active_speaker_among_real_faces(tmp_path):
+    """The two photographs side by side, one of them opening and closing its mouth three times a second as the
+    sound swells and fades, the other still: --speaker active crops the moving mouth, whichever face it is."""
+    from clipwhisper.data.media import load_audio
+
+    photos = [cv2.resize(photo, None, fx=0.6, fy=0.6, interpolation=cv2.INTER_AREA)
+              for photo in photographs().values()]
+    points = [landmarks_of(photo) for photo in photos]
+    left = [0, WIDTH - photos[1].shape[1]]
+    beat = np.maximum(0, np.sin(2 * np.pi * 3 * np.arange(FRAMES) / 25))  # per video frame, 0 to 1
+    envelope = np.interp(np.arange(FRAMES * 640) / 640, np.arange(FRAMES), beat)
+    buzz = np.sign(np.sin(2 * np.pi * 140 * np.arange(FRAMES * 640) / SAMPLE_RATE))
+    write_wav(tmp_path / "voice.wav", (0.3 * envelope * buzz).astype(np.float32))
+    for speaking in (0, 1):
+        frames = []
+        for t in range(FRAMES):
+            canvas = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
+            for face, (photo, where) in enumerate(zip(photos, points)):
+                shown = opened(photo, where, 14 * beat[t]) if face == speaking else photo
+                rows = min(HEIGHT, photo.shape[0])
+                canvas[:rows, left[face]: left[face] + photo.shape[1]] = shown[:rows]
+            frames.append(canvas)
+        clip = tmp_path / f"speaking{speaking}.mp4"
+        write_video(clip, np.stack(frames), audio=tmp_path / "voice.wav")
+        [(regions, _)], found = track(clip, Cropping(), load_audio(clip))
+        mouth_x = left[speaking] + points[speaking][[48, 54], 0].mean()
+        assert found == 2 and np.abs(np.array([r.cx for r in regions]) - mouth_x).max() < 10, speaking
+
+
 def test_speaker_all_writes_a_crop_video_per_face(tmp_path):
     """--speaker all: each face its own crop video and manifest row (ID-track0, ID-track1, in the order first
     seen), one wav, the video's transcript on each; a rerun finds them done; transcribe refuses it (one face)."""
