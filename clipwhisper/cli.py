@@ -193,7 +193,8 @@ def decode(
                                         help="One, several (audio,both) or all the checkpoint serves, decoded in "
                                         "one pass; default: the checkpoint's."),
     output_dir: Path | None = typer.Option(None, "--output-dir", "--output_dir", help=_default("decode", "output_dir")),
-    batch_size: int | None = typer.Option(None, "--batch-size", "--batch_size", help=_default("decode", "batch_size")),
+    batch_size: int | None = typer.Option(None, "--batch-size", "--batch_size",
+                                          help="Utterances per batch (default: 64 on a GPU, 8 on the CPU)."),
     beam_size: int | None = typer.Option(None, "--beam-size", "--beam_size", help=_default("decode", "beam_size")),
     max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", "--max_new_tokens",
                                               help=_default("decode", "max_new_tokens")),

@@ -194,7 +194,8 @@ class DecodeConfig(Strict):
     output_dir: Path = Path("decode")
     device: str = "auto"
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
-    batch_size: int = Field(default=8, ge=1)
+    batch_size: int | None = Field(default=None, ge=1, description="utterances per batch; none: 64 on a GPU, 8 on "
+                                   "the CPU")
     beam_size: int = Field(default=1, ge=1)
     max_new_tokens: int = Field(default=64, ge=1)
     snr_db: list[float | Literal["clean"]] = ["clean"]

@@ -33,7 +33,7 @@ def test_original_flag_spellings_are_aliases():
               "--modality", "video", "--print-config"]
     result = runner.invoke(app, decode)
     assert result.exit_code == 0, result.output
-    for line in ["model_path: m", "test_tsv: t.tsv", "test_wrd: t.wrd", "output_dir: out", "modality: video"]:
+    for line in ["model_path: m", "test_tsv: t.tsv", "test_wrd: t.wrd", "output_dir: out", "modality:\n- video"]:
         assert line in result.output
 
 
@@ -65,8 +65,8 @@ def test_version_completion_and_choices_in_help():
     completion = runner.invoke(app, ["--show-completion", "bash"], prog_name="clipwhisper")
     assert completion.exit_code == 0 and "_CLIPWHISPER_COMPLETE" in completion.stdout
     for command, choices in (("train", ["[audio|video|both]", "[ddp|fsdp]", "(default: 8)", "(default: 0.0001)"]),
-                             ("decode", ["[audio|video|both]", "[whisper|basic|none]", "[auto|bf16|fp16|fp32]",
-                                         "(default: decode)", "(default: 64)"])):
+                             ("decode", ["[audio|video|both|all]", "[whisper|basic|none]", "[auto|bf16|fp16|fp32]",
+                                         "(default: decode)", "(default: 64)", "(default: 64 on a GPU, 8 on the CPU)"])):
         text = runner.invoke(app, [command, "--help"], env={"COLUMNS": "250"}).stdout
         assert all(choice in text for choice in choices), text
 

@@ -384,3 +384,16 @@ def test_batches_made_ahead_arrive_in_order_raise_errors_and_stop_with_the_calle
     assert next(endless) == 0
     endless.close()  # the caller stops early: the thread stops too
     assert not [t for t in threading.enumerate() if t.name == "decode-batches"]
+
+
+def test_the_default_batch_size_follows_the_device():
+    """No --batch-size: 64 utterances per batch on a GPU, 8 on the CPU; one asked for is kept on either."""
+    import torch
+
+    from clipwhisper.config import DecodeConfig, resolve
+    from clipwhisper.inference.batching import with_batch_size
+
+    unset, asked = resolve(DecodeConfig, None, {}), resolve(DecodeConfig, None, {"batch_size": 5})
+    assert unset.batch_size is None
+    assert [with_batch_size(unset, torch.device(kind)).batch_size for kind in ("cuda", "cpu")] == [64, 8]
+    assert [with_batch_size(asked, torch.device(kind)).batch_size for kind in ("cuda", "cpu")] == [5, 5]

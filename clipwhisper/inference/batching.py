@@ -19,6 +19,16 @@ from ..data.dataset import AVDataset, collate
 from ..data.noise import mix_at_snr
 
 AHEAD = 2  # batches made before the model asks for them
+GPU_BATCH, CPU_BATCH = 64, 8  # the default batch sizes (DecodeConfig.batch_size)
+
+
+def with_batch_size(config: DecodeConfig, device: torch.device) -> DecodeConfig:
+    """``config`` with its batch size settled: the one asked for, or the device's default. On the H200 greedy
+    audio decoding ran twice as fast at batch 64 as at 16 (docs/history/performance-log.md, 2026-12-03); on the
+    CPU larger batches gain little and hold more media in memory."""
+    if config.batch_size is not None:
+        return config
+    return config.model_copy(update={"batch_size": GPU_BATCH if device.type == "cuda" else CPU_BATCH})
 
 
 def decode_batches(dataset: AVDataset, config: DecodeConfig, device: torch.device, noise=None,

@@ -30,7 +30,7 @@ from ..model.precision import for_inference
 from ..runtime.distributed import Distributed
 from ..runtime.folder_claim import claimed
 from ..runtime.report import console, status
-from .batching import decode_batches
+from .batching import decode_batches, with_batch_size
 from .compat import check_modalities
 from .decode_folder import settle_decode_folder
 from .plot import plot_wer_vs_snr
@@ -49,6 +49,7 @@ def decode_cells(model: AVSRModel, utterances: list[Utterance], modalities: Sequ
     from rich.progress import Progress
 
     modalities = [modalities] if isinstance(modalities, str) else list(modalities)
+    config = with_batch_size(config, model.device)
     pending = {(modality, str(snr)): {u.id for u in utterances if (u.id, modality, str(snr)) not in hyps.done}
                for modality in modalities for snr in _computed(modality, snrs)}
     pending = {cell: ids for cell, ids in pending.items() if ids}
