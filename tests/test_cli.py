@@ -66,7 +66,8 @@ def test_version_completion_and_choices_in_help():
     assert completion.exit_code == 0 and "_CLIPWHISPER_COMPLETE" in completion.stdout
     for command, choices in (("train", ["[audio|video|both]", "[ddp|fsdp]", "(default: 8)", "(default: 0.0001)"]),
                              ("decode", ["[audio|video|both|all]", "[whisper|basic|none]", "[auto|bf16|fp16|fp32]",
-                                         "(default: decode)", "(default: 64)", "(default: 64 on a GPU, 8 on the CPU)"])):
+                                         "(default: decode)", "(default: 64)", "(default: 64 on a GPU, 8 on the "
+                                         "CPU)"])):
         text = runner.invoke(app, [command, "--help"], env={"COLUMNS": "250"}).stdout
         assert all(choice in text for choice in choices), text
 
