@@ -109,6 +109,7 @@ def _decode_batches(model: AVSRModel, todo: list[Utterance], snrs: list, pending
             encoded = EncodedOnce()
             model.feature_sink = encoded.keep
             for snr, batch in cells:
+                errors = dict(batch.bad)
                 for modality in modalities:
                     wanted = pending.get((modality, str(snr)), set())
                     order = [uid for uid in batch.order if uid in wanted]
@@ -116,12 +117,10 @@ def _decode_batches(model: AVSRModel, todo: list[Utterance], snrs: list, pending
                         continue
                     hypotheses = {}
                     if batch.ids:
-                        encoded.snr = snr
                         texts = model.generate(encoded.stand_in(_reading(batch, modality), snr), modality=modality,
                                                beam_size=config.beam_size, max_new_tokens=config.max_new_tokens,
                                                rows=config.batch_size)
                         hypotheses = dict(zip(batch.ids, texts))
-                    errors = dict(batch.bad)
                     seconds, started = (time.perf_counter() - started) / len(order), time.perf_counter()
                     yield [make_record(uid, modality, snr, references[uid], hypotheses.get(uid, ""),
                                        config.normalizer, errors.get(uid), timing=(durations[uid], seconds))
@@ -142,7 +141,7 @@ class EncodedOnce:
 
     def __init__(self):
         self.kept: dict[tuple[str, str], tuple[dict[str, int], torch.Tensor, torch.Tensor]] = {}
-        self.snr = None  # the SNR of the cell being decoded
+        self.snr = None  # the SNR of the cell being decoded: the last one stand_in was asked for
 
     def _key(self, stream: str, snr) -> tuple[str, str]:
         return stream, "any" if stream == "video" else str(snr)
@@ -153,7 +152,9 @@ class EncodedOnce:
 
     def stand_in(self, batch: Batch, snr) -> Batch:
         """``batch`` with kept features in place of the media of each stream whose every row has them. Their
-        lengths stay on the device (the mask's): nothing waits for the GPU."""
+        lengths stay on the device (the mask's): nothing waits for the GPU. What the encoders compute for the
+        batch returned is kept as ``snr``'s."""
+        self.snr = snr
         for stream in list(batch.media):
             kept = self.kept.get(self._key(stream, snr))
             if kept is None or any(uid not in kept[0] for uid in batch.ids):
