@@ -21,6 +21,10 @@ MAX_GRAPHS = 64  # per module: each keeps its input and output buffers; further 
 # No capture once the caching allocator holds this share of the GPU's memory: a graph's pool memory serves
 # only graphs, and what is left must serve steps that run without one.
 MEMORY_SHARE = 0.7
+# A capture forbids unsafe CUDA calls in its own thread only: a decode's batch thread pins the next batch's memory
+# (cudaHostAlloc) while the model captures a new shape ("global", the default, invalidated such captures on the
+# H200 machine); the thread's pinned copies are not on the capture's stream. As inductor's CUDA graphs do.
+CAPTURE_MODE = "thread_local"
 
 
 class _PerShape:
@@ -94,7 +98,7 @@ class ShapeGraphs(_PerShape):
         static_inputs = [t.clone() for t in inputs]
         _warm_up(lambda: self.function(*static_inputs), times=1)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.pool):
+        with torch.cuda.graph(graph, pool=self.pool, capture_error_mode=CAPTURE_MODE):
             output = self.function(*static_inputs)
         return graph, static_inputs, output
 
@@ -161,10 +165,10 @@ class _GraphedStep:
         inputs = (self.input, *params)
         _warm_up(lambda: _forward_backward(function, inputs), times=3)  # as make_graphed_callables does
         self.forward_graph, self.backward_graph = torch.cuda.CUDAGraph(), torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.forward_graph, pool=pool):
+        with torch.cuda.graph(self.forward_graph, pool=pool, capture_error_mode=CAPTURE_MODE):
             output = function(self.input)
         self.output_grad = torch.empty_like(output)
-        with torch.cuda.graph(self.backward_graph, pool=pool):
+        with torch.cuda.graph(self.backward_graph, pool=pool, capture_error_mode=CAPTURE_MODE):
             self.grads = torch.autograd.grad(output, inputs, self.output_grad, allow_unused=True)
         self.output = output.detach()
 
