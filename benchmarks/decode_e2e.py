@@ -7,7 +7,8 @@ into memory, through `model.generate` alone (the benchmark's rate). Also timed: 
 rate), and the 3 modalities x 5 SNRs grid as `clipwhisper decode --modality all` runs it for a `both` model (in
 one pass: a batch's media read once, its video encoded once and its audio once per SNR for every cell; video
 alone decoded at the first SNR), against one clean `both` decode; and where one decode from disk spends its wall
-time (waiting for the loader's first batch and for the later ones, `generate`, the records).
+time (waiting for the loader's first batch and for the later ones, `generate`, the records), with the model in
+memory and as `clipwhisper decode` runs it: the model saved as a checkpoint and loaded while the loader reads.
 
     python benchmarks/decode_e2e.py --manifest CORPUS/train.tsv --batch-size 64            # GPU
     python benchmarks/decode_e2e.py --manifest CORPUS/test.tsv --quick --batch-size 8     # CPU
@@ -16,6 +17,8 @@ time (waiting for the loader's first batch and for the later ones, `generate`, t
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import functools
 import itertools
 import random
@@ -32,9 +35,10 @@ from clipwhisper.data.dataset import AVDataset
 from clipwhisper.data.manifest import read_manifest
 from clipwhisper.data.utterance import duration_s
 from clipwhisper.inference.batching import decode_batches, loader_workers
-from clipwhisper.inference.decode import decode_cells
+from clipwhisper.inference.decode import ModelToLoad, checkpoint_to_load, decode_cells
 from clipwhisper.inference.records import HypsFile
 from clipwhisper.modality import MODALITIES, streams_of
+from clipwhisper.model.checkpoint import save_checkpoint
 from clipwhisper.model.precision import for_inference
 from clipwhisper.model.tokenizer import train_tokenizer
 from clipwhisper.synth.grammar import sample_sentence
@@ -46,7 +50,8 @@ def loader(utterances, modality: str, config: DecodeConfig, model, noise=None, s
     """The batches `decode` makes for a cell (same order, batch size, workers, pinned on a GPU)."""
     todo = sorted(utterances, key=duration_s, reverse=True)
     dataset = AVDataset(todo, streams_of(modality), model.video_encoder.image_size if model.video_encoder else None)
-    return (batch for cells in decode_batches(dataset, config, model.device, noise, (snr,)) for _, batch in cells)
+    with decode_batches(dataset, config, model.device, noise, (snr,)) as made:
+        yield from (batch for cells in made for _, batch in cells)
 
 
 def timed(work, device) -> float:
@@ -65,37 +70,59 @@ def from_disk(model, utterances, modalities, config: DecodeConfig, snrs=("clean"
         return hyps.records
 
 
-def where_disk_time_goes(model, utterances, config: DecodeConfig, device) -> dict[str, float]:
-    """Seconds of one decode from disk spent waiting for the loader's batches (the first one apart), in
-    ``generate`` (synchronised), and the rest (records, hyps file)."""
+def where_disk_time_goes(source: ModelToLoad, utterances, config: DecodeConfig, device) -> dict[str, float]:
+    """Seconds of one decode from disk spent loading the model (``source``: a checkpoint to load, or a model
+    in memory), then waiting for the loader's batches (the first one apart), in ``generate`` (synchronised),
+    and the rest (records, hyps file)."""
     import clipwhisper.inference.decode as decoding
 
-    spent = {"first batch": 0.0, "later batches": 0.0, "generate": 0.0}
-    batches, generate = decoding.decode_batches, model.generate
+    spent = {"model load": 0.0, "first batch": 0.0, "later batches": 0.0, "generate": 0.0}
+    batches = decoding.decode_batches
 
+    @contextlib.contextmanager
     def waited(*args, **kwargs):
-        made = batches(*args, **kwargs)
-        for index in itertools.count():
-            start = time.perf_counter()
-            cells = next(made, None)
-            spent["first batch" if index == 0 else "later batches"] += time.perf_counter() - start
-            if cells is None:
-                return
-            yield cells
+        def taken(made):
+            for index in itertools.count():
+                start = time.perf_counter()
+                cells = next(made, None)
+                spent["first batch" if index == 0 else "later batches"] += time.perf_counter() - start
+                if cells is None:
+                    return
+                yield cells
 
-    def generated(*args, **kwargs):
+        with batches(*args, **kwargs) as made:
+            yield taken(made)
+
+    def loaded():
         start = time.perf_counter()
-        texts = generate(*args, **kwargs)
-        sync(device)
-        spent["generate"] += time.perf_counter() - start
-        return texts
+        model = source.load()
+        spent["model load"] += time.perf_counter() - start
+        generate = model.generate
 
-    decoding.decode_batches, model.generate = waited, generated
+        def generated(*args, **kwargs):
+            start = time.perf_counter()
+            texts = generate(*args, **kwargs)
+            sync(device)
+            spent["generate"] += time.perf_counter() - start
+            return texts
+
+        model.generate = generated
+        return model
+
+    decoding.decode_batches = waited
     try:
-        spent["wall"] = timed(lambda: from_disk(model, utterances, "both", config), device)
+        spent["wall"] = timed(lambda: from_disk(dataclasses.replace(source, load=loaded), utterances, "both", config),
+                              device)
     finally:
-        decoding.decode_batches, model.generate = batches, generate
+        decoding.decode_batches = batches
     return spent
+
+
+def print_split(name: str, split: dict[str, float]) -> None:
+    rest = split["wall"] - sum(seconds for part, seconds in split.items() if part != "wall")
+    print(f"a decode from disk, {name}, {split['wall']:.2f} s: model load {split['model load']:.2f} s, then "
+          f"waiting for the first batch {split['first batch']:.2f} s, for the later ones {split['later batches']:.2f} "
+          f"s; generate {split['generate']:.2f} s; the rest (records, hyps file) {rest:.2f} s")
 
 
 def main() -> None:
@@ -117,7 +144,8 @@ def main() -> None:
     base = QUICK if args.quick else REFERENCE
     fast = torch.bfloat16 if device.type == "cuda" else None
     model = build(model_config(base, "both", False, args.image_size), tokenizer, device, fast)
-    for_inference(model, "bf16" if fast else "fp32")
+    precision = "bf16" if fast else "fp32"
+    for_inference(model, precision)
     config = resolve(DecodeConfig, None, nested({"batch_size": args.batch_size, "num_workers": args.num_workers,
                                                  "max_new_tokens": args.new_tokens}))
     utterances = read_manifest(args.manifest)
@@ -136,7 +164,12 @@ def main() -> None:
         memory_hyps = [text for b in batches for text in generate(b)]
         disk_s = timed(lambda: from_disk(model, utterances, "both", config), device)
         disk = from_disk(model, utterances, "both", config)
-        split = where_disk_time_goes(model, utterances, config, device)
+        split = where_disk_time_goes(ModelToLoad.ready(model), utterances, config, device)
+        with tempfile.TemporaryDirectory() as folder:
+            save_checkpoint(model, Path(folder) / "model")
+            checkpoint = config.model_copy(update={"model_path": Path(folder) / "model", "precision": precision})
+            where_disk_time_goes(checkpoint_to_load(checkpoint, device), utterances, config, device)  # compiles
+            from_checkpoint = where_disk_time_goes(checkpoint_to_load(checkpoint, device), utterances, config, device)
     order = [uid for b in batches for uid in b.ids]
     same = np.mean([a == b for a, b in zip(memory_hyps, [{r["id"]: r["hyp"] for r in disk}[uid] for uid in order])])
     count = len(utterances)
@@ -145,10 +178,11 @@ def main() -> None:
         print(f"both clean, {name:32s}: {count / wall:8.1f} utt/s  RTFx {seconds / wall:8.1f}")
     print(f"first pass from memory (compiling): {first:.1f} s; from disk / from memory: {memory_s / disk_s:.1%}; "
           f"identical hypotheses: {same:.1%}")
-    rest = split["wall"] - split["first batch"] - split["later batches"] - split["generate"]
-    print(f"a decode from disk, {split['wall']:.2f} s: waiting for the first batch {split['first batch']:.2f} s, "
-          f"for the later ones {split['later batches']:.2f} s; generate {split['generate']:.2f} s; the rest "
-          f"(records, hyps file) {rest:.2f} s")
+    print_split("the model in memory", split)
+    print_split("as `clipwhisper decode` runs it (the loader reads while the checkpoint loads)", from_checkpoint)
+    after_load = from_checkpoint["wall"] - from_checkpoint["model load"]
+    print(f"`clipwhisper decode`'s path after the checkpoint has loaded: {count / after_load:.1f} utt/s = "
+          f"{memory_s / after_load:.1%} of the rate from memory")
     if args.skip_grid:
         return
     from clipwhisper.data.media import load_audio

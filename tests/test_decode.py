@@ -1,8 +1,10 @@
 """Decoding, transcription and inspection with a checkpoint trained in this test session."""
 
+import dataclasses
 import json
 import shutil
 import subprocess
+import time
 
 import jiwer
 import numpy as np
@@ -180,6 +182,59 @@ def test_a_grid_reads_each_utterance_once_and_encodes_its_video_once(checkpoint,
     assert len(reads) == len(utterances) + 1 and encoded["audio"] == 3 * len(utterances) + 1
     redone = [r for r in again.records if r["snr"] == 5.0 and r["id"] == utterances[0].id and r["modality"] != "video"]
     assert len(again.records) == 9 * len(utterances) and untimed(redone) == untimed(lost) and len(lost) == 2
+
+
+def test_decode_reads_media_while_the_checkpoint_loads(checkpoint, synth_corpus, tmp_path, monkeypatch):
+    """As `clipwhisper decode` runs it: the loader's worker reads utterances before the model exists (the size
+    of its frames from the checkpoint's header), and the records equal a decode of the model already loaded."""
+    import torch
+
+    from clipwhisper.config import DecodeConfig, resolve
+    from clipwhisper.data.dataset import AVDataset
+    from clipwhisper.inference.decode import checkpoint_to_load, decode_cells
+    from clipwhisper.inference.records import HypsFile
+
+    log = tmp_path / "read.log"
+    read = AVDataset.__getitem__
+
+    def logged(self, index):  # in the loader's worker process (forked: it inherits the patch)
+        with log.open("a") as file:
+            file.write(f"{index}\n")
+        return read(self, index)
+    monkeypatch.setattr(AVDataset, "__getitem__", logged)
+    utterances = read_manifest(synth_corpus / "test.tsv")
+    config = resolve(DecodeConfig, None, {"batch_size": 5, "max_new_tokens": 8, "num_workers": 1,
+                                          "model_path": checkpoint})
+    source = checkpoint_to_load(config, torch.device("cpu"))
+    read_before_load = []
+
+    def load():
+        for _ in range(600):  # up to a minute for the worker to start
+            if log.exists() and log.read_text():
+                break
+            time.sleep(0.1)
+        read_before_load.append(log.exists() and bool(log.read_text()))
+        return source.load()
+    with torch.inference_mode():
+        decode_cells(dataclasses.replace(source, load=load), utterances, "both", ["clean"], config,
+                     overlapped := HypsFile(tmp_path / "overlapped.jsonl"))
+        decode_cells(source.get(), utterances, "both", ["clean"], config, loaded := HypsFile(tmp_path / "h.jsonl"))
+    assert read_before_load == [True] and source.image_size == 48
+    assert untimed(overlapped.records) == untimed(loaded.records) and len(loaded.records) == len(utterances)
+
+
+def test_the_image_size_read_from_a_config_is_the_built_encoders():
+    from clipwhisper.config import VideoEncoderConfig
+    from clipwhisper.model.video_encoder import ClipVideoEncoder, configured_image_size
+
+    tiny = {"embed_dim": 32,
+            "vision_cfg": {"image_size": 48, "patch_size": 12, "width": 32, "head_width": 16, "layers": 1}}
+    named = VideoEncoderConfig(name="ViT-B-16", pretrained=None)
+    for config in (named, named.model_copy(update={"image_size": 112}), VideoEncoderConfig(name=None, **tiny),
+                   VideoEncoderConfig(name=None, image_size=24, **tiny)):
+        assert configured_image_size(config) == ClipVideoEncoder.build(config).image_size
+    assert [configured_image_size(VideoEncoderConfig(name="ViT-B-16", image_size=size)) for size in (None, 112)] \
+        == [224, 112]
 
 
 def test_static_cache_generation_gives_the_same_tokens(untrained_checkpoint, synth_corpus):
@@ -366,24 +421,32 @@ def test_inspect_checkpoint_run_and_corrupt(checkpoint, tmp_path):
     assert result.exit_code == 1 and "no config.json" in result.stderr
 
 
-def test_batches_made_ahead_arrive_in_order_raise_errors_and_stop_with_the_caller():
+def test_batches_made_ahead_start_on_entry_arrive_in_order_raise_errors_and_stop_with_the_caller():
     import threading
 
     from clipwhisper.inference.batching import _ahead
 
-    assert list(_ahead(iter(range(7)))) == list(range(7))
+    second_made = threading.Event()
+
+    def counted():
+        for value in range(7):
+            if value == 1:
+                second_made.set()
+            yield value
+    with _ahead(counted()) as made:
+        assert second_made.wait(timeout=30)  # made before anything was asked for (a checkpoint loads meanwhile)
+        assert list(made) == list(range(7))
 
     def failing():
         yield 1
         raise ValueError("media went away")
-    made = _ahead(failing())
-    assert next(made) == 1
-    with pytest.raises(ValueError, match="media went away"):
-        next(made)
-    endless = _ahead(iter(range(10**9)))
-    assert next(endless) == 0
-    endless.close()  # the caller stops early: the thread stops too
-    assert not [t for t in threading.enumerate() if t.name == "decode-batches"]
+    with _ahead(failing()) as made:
+        assert next(made) == 1
+        with pytest.raises(ValueError, match="media went away"):
+            next(made)
+    with _ahead(iter(range(10**9))) as endless:
+        assert next(endless) == 0
+    assert not [t for t in threading.enumerate() if t.name == "decode-batches"]  # the caller left: it stopped
 
 
 def test_the_default_batch_size_follows_the_device():

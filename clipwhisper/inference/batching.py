@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from queue import Full, Queue
 
 import numpy as np
@@ -31,15 +32,22 @@ def with_batch_size(config: DecodeConfig, device: torch.device) -> DecodeConfig:
     return config.model_copy(update={"batch_size": GPU_BATCH if device.type == "cuda" else CPU_BATCH})
 
 
+@contextmanager
 def decode_batches(dataset: AVDataset, config: DecodeConfig, device: torch.device, noise=None,
                    snrs: Sequence = ("clean",), pending: dict[str, set[str]] | None = None
-                   ) -> Iterator[list[tuple[object, Batch]]]:
+                   ) -> Iterator[Iterator[list[tuple[object, Batch]]]]:
     """Per ``config.batch_size`` items of the dataset, in order, their batch at each of ``snrs`` (babble from
     ``noise`` mixed into the audio; only the ids ``pending[str(snr)]`` holds, where given): the media of an
-    utterance are decoded once for all its SNRs, and one loader serves the whole decode."""
+    utterance are decoded once for all its SNRs, and one loader serves the whole decode. The loader starts
+    reading on entry, before the first batch is asked for (a decode loads its checkpoint meanwhile)."""
     items = media_items(dataset, config, device)
-    made = (_cells(group, noise, snrs, pending, device) for group in groups(items, config.batch_size))
-    return made if items.num_workers == 0 else _ahead(made)
+    reading = iter(items)  # the workers start here
+    made = (_cells(group, noise, snrs, pending, device) for group in groups(reading, config.batch_size))
+    if items.num_workers == 0:
+        yield made
+        return
+    with _ahead(made) as batches:
+        yield batches
 
 
 def _cells(items: list[dict], noise, snrs: Sequence, pending: dict[str, set[str]] | None,
@@ -89,9 +97,10 @@ def groups(items: Iterable, size: int) -> Iterator[list]:
         yield group
 
 
-def _ahead(made: Iterator) -> Iterator:
-    """``made`` computed by a thread, ``AHEAD`` values (a batch's cells) ahead of the caller (collation and
-    pinning release the GIL); an error in it is raised here, and a caller that stops early stops it."""
+@contextmanager
+def _ahead(made: Iterator) -> Iterator[Iterator]:
+    """``made`` computed by a thread, started on entry, ``AHEAD`` values (a batch's cells) ahead of the caller
+    (collation and pinning release the GIL); an error in it is raised to the caller; leaving stops it."""
     queue: Queue = Queue(maxsize=AHEAD)
     stop = threading.Event()
     end = object()
@@ -106,16 +115,16 @@ def _ahead(made: Iterator) -> Iterator:
             return
         _put(queue, end, stop)
 
-    worker = threading.Thread(target=fill, name="decode-batches", daemon=True)
-    worker.start()
-    try:
-        while True:
-            batch = queue.get()
-            if batch is end:
-                return
+    def taken() -> Iterator:
+        while (batch := queue.get()) is not end:
             if isinstance(batch, Exception):
                 raise batch
             yield batch
+
+    worker = threading.Thread(target=fill, name="decode-batches", daemon=True)
+    worker.start()
+    try:
+        yield taken()
     finally:
         stop.set()
         worker.join(timeout=10)

@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -40,8 +40,25 @@ from .summary import summarise, summary_table
 from .trn import write_trn
 
 
-def decode_cells(model: AVSRModel, utterances: list[Utterance], modalities: Sequence[str] | str, snrs: Sequence,
-                 config: DecodeConfig, hyps: HypsFile, noise=None) -> None:
+@dataclasses.dataclass(frozen=True)
+class ModelToLoad:
+    """A model a decode loads once its loader is reading: what the loader needs first (the device, CLIP's input
+    size: None where only the built model knows it, and then the model loads first)."""
+    load: Callable[[], AVSRModel]
+    device: torch.device
+    image_size: int | None
+
+    @classmethod
+    def ready(cls, model: AVSRModel) -> ModelToLoad:
+        return cls(lambda: model, model.device, model.video_encoder.image_size if model.video_encoder else None)
+
+    def get(self) -> AVSRModel:
+        with torch.inference_mode(False):  # parameters, not inference tensors, whatever the caller's mode
+            return self.load()
+
+
+def decode_cells(model: AVSRModel | ModelToLoad, utterances: list[Utterance], modalities: Sequence[str] | str,
+                 snrs: Sequence, config: DecodeConfig, hyps: HypsFile, noise=None) -> None:
     """Decode every utterance in each of ``modalities`` at each of ``snrs`` where ``hyps`` lacks it, a batch of
     utterances at a time: their media are read once for every cell, a batch's video encoded once for all of
     them (babble reaches the audio alone) and its audio once per SNR for every modality that reads it. A
@@ -49,6 +66,7 @@ def decode_cells(model: AVSRModel, utterances: list[Utterance], modalities: Sequ
     from rich.progress import Progress
 
     modalities = [modalities] if isinstance(modalities, str) else list(modalities)
+    model = model if isinstance(model, ModelToLoad) else ModelToLoad.ready(model)
     config = with_batch_size(config, model.device)
     pending = {(modality, str(snr)): {u.id for u in utterances if (u.id, modality, str(snr)) not in hyps.done}
                for modality in modalities for snr in _computed(modality, snrs)}
@@ -90,22 +108,32 @@ def _print_records(records: list[dict]) -> None:
                       f"  REF: {escape(record['ref'])}\n  HYP: {escape(record['hyp'])}{error}")
 
 
-def _decode_batches(model: AVSRModel, todo: list[Utterance], snrs: list, pending: dict[tuple[str, str], set[str]],
+def _decode_batches(source: ModelToLoad, todo: list[Utterance], snrs: list, pending: dict[tuple[str, str], set[str]],
                     config: DecodeConfig, noise):
     """Records for ``todo`` in each (modality, SNR) cell where ``pending`` lists them, a batch of utterances at a
     time, longest first (similar lengths share a batch: less padding), each record with its share of its cell's
-    wall time. A batch holds the utterances some cell of its SNR lacks; a cell records only those it lacks."""
-    image_size = model.video_encoder.image_size if model.video_encoder else None
+    wall time. A batch holds the utterances some cell of its SNR lacks; a cell records only those it lacks. The
+    model loads while the loader reads the first batch."""
     modalities = list(dict.fromkeys(modality for modality, _ in pending))
     streams = [s for s in STREAMS if any(s in streams_of(m) for m in modalities)]
+    model = source.get() if "video" in streams and source.image_size is None else None
+    image_size = model.video_encoder.image_size if model is not None else source.image_size
     todo = sorted(todo, key=duration_s, reverse=True)
-    dataset = AVDataset(todo, streams, image_size)
+    dataset = AVDataset(todo, streams, image_size if "video" in streams else None)
     references = {u.id: u.text or "" for u in todo}
     durations = {u.id: duration_s(u) for u in todo}
     by_snr = {str(snr): set().union(*(ids for (_, s), ids in pending.items() if s == str(snr))) for snr in snrs}
+    with decode_batches(dataset, config, source.device, noise, snrs, by_snr) as batches:
+        if model is None:
+            model = source.get()
+        yield from _generated(model, batches, modalities, pending, config, references, durations)
+
+
+def _generated(model: AVSRModel, batches, modalities: list[str], pending: dict[tuple[str, str], set[str]],
+               config: DecodeConfig, references: dict[str, str], durations: dict[str, float]):
     started = time.perf_counter()
     try:
-        for cells in decode_batches(dataset, config, model.device, noise, snrs, by_snr):
+        for cells in batches:
             encoded = EncodedOnce()
             model.feature_sink = encoded.keep
             for snr, batch in cells:
@@ -211,15 +239,27 @@ def decode_shards(config: DecodeConfig, utterances, modalities: list[str], noise
 
 def _decode_all(config: DecodeConfig, utterances, modalities: list[str], noise, output: Path, dist: Distributed,
                 hyps: HypsFile) -> int:
-    from ..model.checkpoint import load_checkpoint
-
-    model = for_inference(load_checkpoint(config.model_path, dist.device(config.device)), config.precision)
-    model.use_cuda_graphs(config.cuda_graphs)
     with torch.inference_mode():
-        decode_cells(model, utterances[dist.rank::dist.world], modalities, config.snr_db, config, hyps, noise)
+        decode_cells(checkpoint_to_load(config, dist.device(config.device)), utterances[dist.rank::dist.world],
+                     modalities, config.snr_db, config, hyps, noise)
     dist.barrier()
     code = finish(output, merge(output, dist.world, utterances)) if dist.is_main else 0
     return int(dist.broadcast(code))
+
+
+def checkpoint_to_load(config: DecodeConfig, device: torch.device) -> ModelToLoad:
+    """``config.model_path`` ready to load for decoding (on ``device``, in ``config.precision``)."""
+    from ..model.checkpoint import load_checkpoint, read_header
+    from ..model.video_encoder import configured_image_size
+
+    def load() -> AVSRModel:
+        model = for_inference(load_checkpoint(config.model_path, device), config.precision)
+        model.use_cuda_graphs(config.cuda_graphs)
+        return model
+
+    trained = read_header(config.model_path).model
+    reads_video = "video" in streams_of(trained.modality)
+    return ModelToLoad(load, device, configured_image_size(trained.video_encoder) if reads_video else None)
 
 
 def finish(output: Path, records: list[dict]) -> int:

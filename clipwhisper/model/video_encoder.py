@@ -34,6 +34,18 @@ def _build_visual(config: VideoEncoderConfig) -> tuple[nn.Module, dict[str, Any]
     return visual, {"mean": mean, "std": std}
 
 
+def configured_image_size(config: VideoEncoderConfig) -> int | None:
+    """The input size ``config`` builds the tower with, read without building it (a decode starts reading frames
+    while the checkpoint loads); None where only the built model knows (a config fetched from a hub)."""
+    import open_clip
+
+    if config.image_size:
+        return config.image_size
+    vision_cfg = config.vision_cfg or (open_clip.get_model_config(config.name) or {}).get("vision_cfg", {})
+    size = vision_cfg.get("image_size")
+    return size[0] if isinstance(size, (tuple, list)) else size
+
+
 class ClipVideoEncoder(nn.Module):
     def __init__(self, visual: nn.Module, mean, std, chunk_frames: int = 512):
         super().__init__()
