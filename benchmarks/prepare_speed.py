@@ -55,8 +55,8 @@ def main() -> None:
         for _ in range(args.rounds):
             for detector in times:
                 start = time.perf_counter()
-                [(regions, _)], _ = track(video, Cropping(detector=detector))
-                times[detector].append((time.perf_counter() - start) / len(regions))
+                [face], _ = track(video, Cropping(detector=detector))
+                times[detector].append((time.perf_counter() - start) / len(face.regions))
         for detector, spent in times.items():
             per_frame = float(np.median(spent))
             print(f"{detector:9s} {1000 * per_frame:6.1f} ms/frame  {1 / (per_frame * VIDEO_FPS):5.2f}x real time "

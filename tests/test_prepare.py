@@ -59,9 +59,9 @@ def test_prepare_resumes_and_crops_faces(raw_videos, tmp_path):
     written = crop.stat().st_mtime_ns
     again = run_prepare(raw_videos, tmp_path)
     assert crop.stat().st_mtime_ns == written  # done videos are skipped
-    # videos, faces found, listed, done before, frames interpolated (the drawn face is found in every frame),
-    # failed
-    assert summary_row(again.stdout) == ["4", "2", "2", "2", "0", "2"]
+    # videos, faces found, listed, listed apart for a face lost > 1 s, done before, frames interpolated (the
+    # drawn face is found in every frame), failed
+    assert summary_row(again.stdout) == ["4", "2", "2", "0", "2", "0", "2"]
     faces = run_prepare(raw_videos, tmp_path / "faces", "--crop", "face", "--size", "64")
     assert faces.exit_code == 1
     for utterance in read_manifest(tmp_path / "faces" / "test.tsv"):
@@ -172,24 +172,35 @@ def test_preview_draws_each_crop_where_the_mouth_is(tmp_path):
         assert np.abs(np.array(lips_centre(crop)) - THUMB / 2).max() < 0.1 * THUMB  # the crop beside it
 
 
-def test_a_face_lost_briefly_is_interpolated_and_lost_longer_is_a_listed_failure(tmp_path):
+def test_a_face_lost_briefly_is_interpolated_and_lost_longer_is_kept_apart_with_black_frames(tmp_path):
     """Gone for 0.4 s: those frames are counted and their crops placed from the neighbours, still on the mouth.
-    Gone for 1.6 s: the video fails, naming the frames, and is not in the manifest."""
+    Gone for 1.6 s: the video is prepared with those crops black, reported with the frames, and listed in
+    test.gaps.tsv instead of the manifest; a rerun keeps both as they are."""
     (tmp_path / "raw").mkdir()
     face_video(tmp_path / "raw" / "blink.mp4", absent=range(20, 30))
     face_video(tmp_path / "raw" / "away.mp4", seconds=3.0, absent=range(20, 60))
-    result = CliRunner().invoke(app, ["prepare", str(tmp_path / "raw"), "--out", str(tmp_path / "out"),
-                                      "--workers", "2"])
-    assert result.exit_code == 1
-    failures = {r["id"]: r["error"] for r in map(json.loads, (tmp_path / "out" / "prepare_failures.jsonl").open())}
-    assert list(failures) == ["away"] and "no face found in frames 20-59 (1.6 s)" in failures["away"]
-    assert "away.mp4" in failures["away"]
+    args = ["prepare", str(tmp_path / "raw"), "--out", str(tmp_path / "out"), "--workers", "2"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "away: no face in frames 20-59 (1.6 s)" in " ".join(result.stderr.split())
+    assert not (tmp_path / "out" / "prepare_failures.jsonl").read_text()
     assert [u.id for u in read_manifest(tmp_path / "out" / "test.tsv")] == ["blink"]
-    assert summary_row(result.stdout) == ["2", "1", "1", "0", "10", "1"]
+    [away] = read_manifest(tmp_path / "out" / "test.gaps.tsv")
+    assert away.id == "away" and away.n_video_frames == 75
+    # videos, faces found, in the manifest, face lost > 1 s, done before, frames interpolated, failed
+    assert summary_row(result.stdout)[2:] == ["1", "1", "0", "10", "0"]
     record = json.loads((tmp_path / "out" / ".prepared" / "blink.json").read_text())
-    assert record["crops"][0]["interpolated"] == 10
+    assert record["crops"][0]["interpolated"] == 10 and record["crops"][0]["lost_frames"] == []
     crops = load_video(record["crops"][0]["video"], 96)
     assert np.abs(np.array([lips_centre(crops[t]) for t in (5, 40)]) - 48).max() < 10  # around the gap
+    record = json.loads((tmp_path / "out" / ".prepared" / "away.json").read_text())
+    assert record["crops"][0]["lost_frames"] == [[20, 59]] and record["crops"][0]["interpolated"] == 0
+    crops = load_video(away.video, 96)
+    assert crops[20:60].max() < 16  # black (x264's rounding aside)
+    assert np.abs(np.array([lips_centre(crops[t]) for t in (5, 70)]) - 48).max() < 10  # the face either side
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0 and summary_row(again.stdout)[2:] == ["1", "1", "2", "10", "0"]
+    assert [u.id for u in read_manifest(tmp_path / "out" / "test.gaps.tsv")] == ["away"]
 
 
 def test_a_video_whose_outputs_cannot_be_written_is_a_listed_failure(raw_videos, tmp_path, monkeypatch):

@@ -10,11 +10,13 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from ..data.media import VIDEO_FPS
 from ..errors import ClipWhisperError
 from ..runtime.folder_claim import output_folder
 from ..runtime.report import console, status
 from .inputs import find_videos, read_transcripts
-from .run import Options, prepare, write_split
+from .run import Options, gap_manifest, prepare, write_split
+from .tracking import MAX_GAP_FRAMES
 
 
 class PrepareFailed(ClipWhisperError):
@@ -38,11 +40,14 @@ def _run(videos: dict[str, Path], options: Options, transcripts: Path | None, te
         outcome = prepare(videos, options, workers or os.cpu_count() or 1, lambda: bar.advance(task))
     missing = write_split(options.out, split, outcome, videos, texts)
     failures = {**outcome.failures, **{uid: f"{videos[uid]}: no transcript in {transcripts}" for uid in missing}}
-    records = outcome.prepared.values()
-    faces = sum(record["faces"] for record in records)
-    interpolated = sum(crop["interpolated"] for record in records for crop in record["crops"])
-    _summary(options, split, (len(videos), faces, len(outcome.prepared) - len(missing), outcome.skipped,
+    records = [record for uid, record in outcome.prepared.items() if uid not in missing]
+    crops = [crop for record in records for crop in record["crops"]]
+    gapped = {crop["id"]: crop["lost_frames"] for crop in crops if crop["lost_frames"]}
+    faces = sum(record["faces"] for record in outcome.prepared.values())
+    interpolated = sum(crop["interpolated"] for crop in crops)
+    _summary(options, split, (len(videos), faces, len(crops) - len(gapped), len(gapped), outcome.skipped,
                               interpolated), failures)
+    _report_gaps(options.out / f"{gap_manifest(split)}.tsv", gapped)
     if failures:
         raise PrepareFailed(f"{len(failures)} of {len(videos)} videos not in the manifest; listed in "
                             f"{options.out / 'prepare_failures.jsonl'}")
@@ -50,12 +55,13 @@ def _run(videos: dict[str, Path], options: Options, transcripts: Path | None, te
 
 
 def _summary(options: Options, split: str, counts: tuple[int, ...], failures: dict[str, str]) -> None:
-    """``counts``: videos, faces found in those prepared, in the manifest, done before, frames without a face
-    found (interpolated)."""
+    """``counts``: videos, faces found in those prepared, crops in the manifest, crops in the gaps manifest,
+    videos done before, frames without a face found (interpolated)."""
     size = f"{options.centre} px centre of {options.size}" if options.centre else f"{options.size} px"
     table = Table(title=escape(f"prepare → {options.out / split}.tsv ({options.crop} crops, {size}, "
                                f"{options.cropping.detector})"))
-    for column in ("videos", "faces found", "in the manifest", "done before", "frames interpolated", "failed"):
+    for column in ("videos", "faces found", "in the manifest", "face lost > 1 s", "done before", "frames interpolated",
+                   "failed"):
         table.add_column(column, justify="right")
     table.add_row(*map(str, counts), str(len(failures)))
     console.print(table)
@@ -66,3 +72,12 @@ def _summary(options: Options, split: str, counts: tuple[int, ...], failures: di
                     encoding="utf-8")
     for uid, error in failures.items():
         status.print(f"[yellow]{escape(uid)}: {escape(error)}[/yellow]", soft_wrap=True)
+
+
+def _report_gaps(manifest: Path, gapped: dict[str, list[list[int]]]) -> None:
+    """One line per crop whose face was lost too long to interpolate: where, and the manifest that holds it."""
+    for name, lost in gapped.items():
+        frames = ", ".join(f"{first}-{last} ({(last - first + 1) / VIDEO_FPS:.1f} s)" for first, last in lost)
+        status.print(f"[yellow]{escape(name)}: no face in frames {frames}, longer than {MAX_GAP_FRAMES / VIDEO_FPS:g}"
+                     f" s to interpolate: those crops are black; listed in {escape(str(manifest))}, not in the "
+                     "manifest[/yellow]", soft_wrap=True)

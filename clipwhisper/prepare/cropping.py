@@ -4,7 +4,8 @@ crops stream into an H.264 encoder."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import ffmpeg
@@ -39,11 +40,19 @@ def frames(path: Path, width: int, height: int, scaled_width: int | None = None)
 LANDMARK_WIDTH = 640  # landmarks are found on frames scaled down to this width (never up)
 
 
-def track(path: Path, cropping, sound: np.ndarray | None = None) -> tuple[list[tuple[list[tracking.Region], int]], int]:
-    """Per face cropped (one, or with ``--speaker all`` each face seen in half the frames): the crop's place in
-    every frame, and how many frames had no face found (their places interpolated); and how many faces were
-    found (those seen in half the frames; the cascades follow one). ``cropping``: a run.Cropping; ``sound``
-    (16 kHz) tells the speaking face from the others."""
+@dataclass(frozen=True)
+class FaceCrops:
+    """Where one face is cropped in every frame; ``interpolated``: frames without the face placed from their
+    neighbours (short gaps); ``lost``: longer gaps, whose crops are written black."""
+    regions: list[tracking.Region]
+    interpolated: int
+    lost: list[range]
+
+
+def track(path: Path, cropping, sound: np.ndarray | None = None) -> tuple[list[FaceCrops], int]:
+    """Per face cropped (one, or with ``--speaker all`` each face seen in half the frames), its crops; and how
+    many faces were found (those seen in half the frames; the cascades follow one). ``cropping``: a
+    run.Cropping; ``sound`` (16 kHz) tells the speaking face from the others."""
     width, height = frame_size(path)
     small_width = tracking.DETECT_WIDTH if cropping.detector == "haar" else min(width, LANDMARK_WIDTH)
     scale = width / small_width
@@ -57,24 +66,17 @@ def track(path: Path, cropping, sound: np.ndarray | None = None) -> tuple[list[t
         found = [alignment.drop_jumps([None if p is None else p * scale for p in face.points]) for face in chosen]
         faces = len(speaker.candidates(tracks))
         found = found or [[None] * count]
-    crops, errors = [], []
+    if all(d is None for d in found[0]):
+        raise MediaError(path, f"no face found in {len(found[0])} frames")
+    crops = []
     for detections in found:
-        try:
-            crops.append((_regions(path, detections, cropping), sum(d is None for d in detections)))
-        except MediaError as exc:  # with --speaker all, a face lost too long is left out, the others kept
-            errors.append(exc)
-    if not crops:
-        raise errors[0]
+        lost = tracking.lost(detections)
+        interpolated = sum(d is None for d in detections) - sum(map(len, lost))
+        crops.append(FaceCrops(_regions(detections, cropping), interpolated, lost))
     return crops, faces
 
 
-def _regions(path: Path, detections: list, cropping) -> list[tracking.Region]:
-    gap = tracking.longest_gap(detections)
-    if len(gap) == len(detections):
-        raise MediaError(path, f"no face found in {len(detections)} frames")
-    if len(gap) > tracking.MAX_GAP_FRAMES:
-        raise MediaError(path, f"no face found in frames {gap.start}-{gap.stop - 1} ({len(gap) / VIDEO_FPS:.1f} s); "
-                         f"gaps up to {tracking.MAX_GAP_FRAMES / VIDEO_FPS:g} s are interpolated, longer ones not")
+def _regions(detections: list, cropping) -> list[tracking.Region]:
     if cropping.detector == "haar":
         return [tracking.region(row, cropping.crop) for row in tracking.fill_and_smooth(detections)]
     return alignment.regions(detections, _reference(cropping.mean_face), cropping.crop)
@@ -94,9 +96,11 @@ def _reference(mean_face: Path | None):
 
 
 def write_crops(path: Path, regions: list[tracking.Region], size: int, out: Path,
-                seen: Callable[[int, np.ndarray, np.ndarray], None] | None = None) -> int:
+                seen: Callable[[int, np.ndarray, np.ndarray], None] | None = None, lost: Sequence[range] = ()) -> int:
     """Cut the crops frame by frame and stream them into an H.264 encoder; the number of frames written.
-    ``seen(index, frame, crop)`` is shown each frame and its crop (the preview's contact sheet)."""
+    ``seen(index, frame, crop)`` is shown each frame and its crop (the preview's contact sheet); the crops of
+    the frames in ``lost`` are black."""
+    black = {index for gap in lost for index in gap}
     width, height = frame_size(path)
     encoder = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{size}x{size}", framerate=VIDEO_FPS) \
         .output(local(out), vcodec="libx264", pix_fmt="yuv420p", crf=18, preset="veryfast", threads=1, f="mp4") \
@@ -105,7 +109,7 @@ def write_crops(path: Path, regions: list[tracking.Region], size: int, out: Path
     count = 0
     try:
         for frame, where in zip(frames(path, width, height), regions):
-            cropped = tracking.cut(frame, where, size)
+            cropped = np.zeros((size, size, 3), np.uint8) if count in black else tracking.cut(frame, where, size)
             encoder.stdin.write(np.ascontiguousarray(cropped).tobytes())
             if seen is not None:
                 seen(count, frame, cropped)

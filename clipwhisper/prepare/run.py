@@ -90,18 +90,20 @@ def prepare_one(uid: str, source: Path, options: Options) -> dict:
     audio_samples = load_audio(source)  # first: a video without sound fails before the slow part
     faces, found = track(source, options.cropping, audio_samples)
     crops, written = [], []
-    for index, (regions, interpolated) in enumerate(faces):
+    for index, face in enumerate(faces):
+        regions = face.regions
         if options.centre:  # the centre of a size-pixel crop: a smaller square at the same scale
             regions = [dataclasses.replace(r, side=r.side * options.centre / options.size) for r in regions]
         name = f"{uid}-track{index}" if options.cropping.speaker == "all" else uid
         video = options.out / "video" / f"{name}.mp4"
         sheet = ContactSheet(regions) if options.preview else None
         frames = write_crops(source, regions, options.written_size, video.with_name(f".{name}.tmp.mp4"),
-                             sheet.see if sheet else None)
+                             sheet.see if sheet else None, face.lost)
         if sheet is not None:
             sheet.write(preview_file(options.out, name))
         written.append(video)
-        crops.append({"id": name, "video": str(video), "frames": frames, "interpolated": interpolated})
+        crops.append({"id": name, "video": str(video), "frames": frames, "interpolated": face.interpolated,
+                      "lost_frames": [[gap.start, gap.stop - 1] for gap in face.lost]})
     write_wav(audio.with_name(f".{uid}.tmp.wav"), audio_samples)
     for video in written:
         os.replace(video.with_name(f".{video.stem}.tmp.mp4"), video)
@@ -126,7 +128,9 @@ def _finished(out: Path, uid: str, source: Path, options: Options) -> dict | Non
     except (OSError, ValueError):
         return None
     same = record.get("source") == str(source) and all(record.get(k) == v for k, v in options.identity().items())
-    if not same or not isinstance(record.get("crops"), list) or not isinstance(record.get("faces"), int):
+    crops = record.get("crops")
+    if not same or not isinstance(crops, list) or not isinstance(record.get("faces"), int) \
+            or not all("lost_frames" in crop for crop in crops):
         return None  # other settings, or an older clipwhisper's record
     wanted = [Path(record["audio"])] + [Path(crop["video"]) for crop in record["crops"]]
     wanted += [preview_file(out, crop["id"]) for crop in record["crops"]] if options.preview else []
@@ -174,9 +178,10 @@ def prepare(videos: dict[str, Path], options: Options, workers: int,
 
 def write_split(out: Path, split: str, outcome: Outcome, videos: dict[str, Path],
                 transcripts: dict[str, str] | None) -> list[str]:
-    """``split.tsv`` (and ``split.wrd`` with transcripts) over the prepared videos in input order; the ids
-    left out for want of a transcript."""
-    rows, missing = [], []
+    """``split.tsv`` (and ``split.wrd`` with transcripts) over the prepared videos in input order, and
+    ``split.gaps.tsv`` over those whose face was lost too long to interpolate (black frames in the gaps: kept
+    apart, so nothing trains or scores on them unasked); the ids left out for want of a transcript."""
+    rows, gapped, missing = [], [], []
     for uid in videos:
         record = outcome.prepared.get(uid)
         if record is None:
@@ -185,8 +190,16 @@ def write_split(out: Path, split: str, outcome: Outcome, videos: dict[str, Path]
             missing.append(uid)
             continue
         text = transcripts.get(uid) if transcripts is not None else None
-        rows += [Utterance(crop["id"], Path(crop["video"]), Path(record["audio"]), crop["frames"], record["samples"],
-                           text) for crop in record["crops"]]
-    write_manifest(out / f"{split}.tsv", out, rows, wrd=out / f"{split}.wrd" if transcripts is not None else None)
+        for crop in record["crops"]:
+            utterance = Utterance(crop["id"], Path(crop["video"]), Path(record["audio"]), crop["frames"],
+                                  record["samples"], text)
+            (gapped if crop["lost_frames"] else rows).append(utterance)
+    for name, utterances in ((split, rows), (gap_manifest(split), gapped)):
+        tsv = out / f"{name}.tsv"
+        if utterances or name == split or tsv.exists():  # an earlier run's gaps manifest is emptied, not left stale
+            write_manifest(tsv, out, utterances, wrd=out / f"{name}.wrd" if transcripts is not None else None)
     return missing
 
+
+def gap_manifest(split: str) -> str:
+    return f"{split}.gaps"

@@ -5,7 +5,7 @@ the opencv-python-headless wheel ships (``cv2.data``): nothing is downloaded.
 Detection runs on a grey copy scaled to ``DETECT_WIDTH``; the largest face, or
 the one nearest the previous, is kept, and the line through its two eyes gives
 the head's roll. Frames without a detection take the values interpolated from
-their neighbours (up to ``MAX_GAP_FRAMES`` in a row; a longer gap fails the video),
+their neighbours (up to ``MAX_GAP_FRAMES`` in a row; the frames of a longer gap are left black),
 and the track is smoothed over ``SMOOTH_FRAMES`` so the crop does not jitter.
 The crop is aligned: rotated so the eyes are level, centred on the mouth,
 which sits at a fixed place along the face's vertical axis
@@ -91,15 +91,21 @@ def _interpolate(values: np.ndarray, default: float) -> np.ndarray:
     return np.interp(np.arange(len(values)), known, values[known])
 
 
-def longest_gap(detections: list[np.ndarray | None]) -> range:
-    """The longest run of frames without a detection (empty if none)."""
-    best, start = range(0), None
+def gaps(detections: list[np.ndarray | None]) -> list[range]:
+    """The runs of frames without a detection, in order."""
+    runs, start = [], None
     for index, found in enumerate([*detections, True]):
         if found is None and start is None:
             start = index
         elif found is not None and start is not None:
-            best, start = max(best, range(start, index), key=len), None
-    return best
+            runs.append(range(start, index))
+            start = None
+    return runs
+
+
+def lost(detections: list[np.ndarray | None]) -> list[range]:
+    """The gaps too long to interpolate: their crops are left black."""
+    return [gap for gap in gaps(detections) if len(gap) > MAX_GAP_FRAMES]
 
 
 def fill_and_smooth(detections: list[np.ndarray | None]) -> np.ndarray | None:
