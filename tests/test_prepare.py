@@ -115,13 +115,19 @@ def test_prepare_refuses_bad_options(raw_videos, tmp_path, checkpoint):
     assert bad_text.exit_code == 2 and f"{latin}:1: not UTF-8 text" in bad_text.stderr
 
 
-def test_transcribe_prepare_crops_a_raw_video(raw_videos, checkpoint):
+def test_transcribe_prepare_crops_a_raw_video(raw_videos, checkpoint, tmp_path):
     folder = raw_videos[0]
     result = CliRunner().invoke(app, ["transcribe", str(folder / "landscape.mp4"), "--model-path", str(checkpoint),
                                       "--prepare", "mouth", "--format", "json"])
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)[0]
     assert record["modality"] == "both" and record["duration_s"] == 2.0
+    face_video(tmp_path / "away.mp4", seconds=3.0, absent=range(20, 60))  # the face gone 1.6 s: said, not fatal
+    away = CliRunner().invoke(app, ["transcribe", str(tmp_path / "away.mp4"), "--model-path", str(checkpoint),
+                                    "--prepare", "mouth", "--format", "json"])
+    assert away.exit_code == 0, away.output
+    assert "no face in frames 20-59 (1.6 s)" in " ".join(away.stderr.split())
+    assert json.loads(away.stdout)[0]["duration_s"] == 3.0
 
 
 def test_a_rolled_head_is_levelled(tmp_path):

@@ -12,12 +12,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import typer
+from rich.markup import escape
 
 from ..data.dataset import collate
 from ..data.media import SAMPLE_RATE, VIDEO_FPS, load_audio, load_video
 from ..errors import EXIT_RUNTIME, ClipWhisperError, MediaError
 from ..modality import STREAMS, Modality, modality_of
 from ..model.avsr import AVSRModel
+from ..runtime.report import status
 
 WINDOW_S = 30.0
 OVERLAP_S = 2.0
@@ -133,10 +135,13 @@ class Transcriber:
             span = (span[0] + hop, self.window_s)
 
     def _read_cropped(self, path: Path, cropping) -> tuple[Media, str]:
-        from ..prepare.run import Options, prepare_one
+        from ..prepare.run import Options, lost_text, prepare_one
 
         with tempfile.TemporaryDirectory() as folder:
             record = prepare_one("clip", path, Options(Path(folder), cropping))
+            if record["crops"][0]["lost_frames"]:
+                status.print(f"[yellow]{escape(str(path))}: {lost_text(record['crops'][0]['lost_frames'])}: those "
+                             "frames' crops are black[/yellow]", soft_wrap=True)
             media = Media(audio=load_audio(record["audio"]) if "audio" in self.model.streams else None,
                           video=load_video(record["crops"][0]["video"], self.model.video_encoder.image_size)
                           if "video" in self.model.streams else None)

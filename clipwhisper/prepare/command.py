@@ -10,13 +10,11 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ..data.media import VIDEO_FPS
 from ..errors import ClipWhisperError
 from ..runtime.folder_claim import output_folder
 from ..runtime.report import console, status
 from .inputs import find_videos, read_transcripts
-from .run import Options, gap_manifest, prepare, write_split
-from .tracking import MAX_GAP_FRAMES
+from .run import Options, gap_manifest, lost_text, prepare, write_split
 
 
 class PrepareFailed(ClipWhisperError):
@@ -77,7 +75,5 @@ def _summary(options: Options, split: str, counts: tuple[int, ...], failures: di
 def _report_gaps(manifest: Path, gapped: dict[str, list[list[int]]]) -> None:
     """One line per crop whose face was lost too long to interpolate: where, and the manifest that holds it."""
     for name, lost in gapped.items():
-        frames = ", ".join(f"{first}-{last} ({(last - first + 1) / VIDEO_FPS:.1f} s)" for first, last in lost)
-        status.print(f"[yellow]{escape(name)}: no face in frames {frames}, longer than {MAX_GAP_FRAMES / VIDEO_FPS:g}"
-                     f" s to interpolate: those crops are black; listed in {escape(str(manifest))}, not in the "
-                     "manifest[/yellow]", soft_wrap=True)
+        status.print(f"[yellow]{escape(name)}: {lost_text(lost)}: those crops are black; listed in "
+                     f"{escape(str(manifest))}, not in the manifest[/yellow]", soft_wrap=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..data.manifest import write_manifest
-from ..data.media import load_audio, write_wav
+from ..data.media import VIDEO_FPS, load_audio, write_wav
 from ..data.utterance import Utterance
 from ..errors import ClipWhisperError, ConfigError
 from . import landmarks
@@ -24,6 +24,7 @@ from .alignment import load_reference
 from .cropping import track, write_crops
 from .preview import ContactSheet
 from .speaker import SPEAKERS
+from .tracking import MAX_GAP_FRAMES
 
 CROPS = ("mouth", "face")
 DETECTORS = ("landmarks", "haar")
@@ -199,6 +200,12 @@ def write_split(out: Path, split: str, outcome: Outcome, videos: dict[str, Path]
         if utterances or name == split or tsv.exists():  # an earlier run's gaps manifest is emptied, not left stale
             write_manifest(tsv, out, utterances, wrd=out / f"{name}.wrd" if transcripts is not None else None)
     return missing
+
+
+def lost_text(lost_frames: list[list[int]]) -> str:
+    """A crop's long gaps for people: 'no face in frames 20-59 (1.6 s), longer than 1 s to interpolate'."""
+    frames = ", ".join(f"{first}-{last} ({(last - first + 1) / VIDEO_FPS:.1f} s)" for first, last in lost_frames)
+    return f"no face in frames {frames}, longer than {MAX_GAP_FRAMES / VIDEO_FPS:g} s to interpolate"
 
 
 def gap_manifest(split: str) -> str:
