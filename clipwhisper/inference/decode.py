@@ -119,7 +119,7 @@ def _decode_batches(source: ModelToLoad, todo: list[Utterance], snrs: list, pend
     model = source.get() if "video" in streams and source.image_size is None else None
     image_size = model.video_encoder.image_size if model is not None else source.image_size
     todo = sorted(todo, key=duration_s, reverse=True)
-    dataset = AVDataset(todo, streams, image_size if "video" in streams else None)
+    dataset = AVDataset(todo, streams, image_size)
     references = {u.id: u.text or "" for u in todo}
     durations = {u.id: duration_s(u) for u in todo}
     by_snr = {str(snr): set().union(*(ids for (_, s), ids in pending.items() if s == str(snr))) for snr in snrs}
