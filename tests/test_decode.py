@@ -260,6 +260,31 @@ def test_static_cache_generation_gives_the_same_tokens(untrained_checkpoint, syn
                 assert static == dynamic and all(dynamic) and len(set(dynamic)) > 1, (modality, beam)
 
 
+def test_beam_search_runs_the_prefix_once_with_the_same_tokens(untrained_checkpoint, synth_corpus):
+    """Beam search starts from a KV cache of the prefix computed once per row and repeated per beam
+    (``llm.prefix_cache``): the same tokens as transformers' beam search given the prefix itself, which runs it
+    once per beam, for audio+video and for video alone (left padding inside the prefix)."""
+    import torch
+
+    from clipwhisper.data.dataset import AVDataset, collate
+    from clipwhisper.model.checkpoint import load_checkpoint
+    from clipwhisper.model.precision import for_inference
+
+    model = for_inference(load_checkpoint(untrained_checkpoint), "fp32")
+    utterances = read_manifest(synth_corpus / "test.tsv")[:5]
+    batch = collate([AVDataset(utterances, model.streams, model.video_encoder.image_size)[i] for i in range(5)])
+    tokenizer = model.tokenizer
+    with torch.inference_mode():
+        for modality in ("both", "video"):
+            prefix, mask = model.generation_prefix(batch, modality)
+            plain = model.llm.generate(inputs_embeds=prefix, attention_mask=mask.long(), num_beams=5, do_sample=False,
+                                       max_new_tokens=10, eos_token_id=tokenizer.eos_token_id,
+                                       pad_token_id=tokenizer.pad_token_id)
+            expected = [text.strip() for text in tokenizer.batch_decode(plain, skip_special_tokens=True)]
+            found = model.generate(batch, modality=modality, beam_size=5, max_new_tokens=10, static=False)
+            assert found == expected and all(found) and len(set(found)) > 1, modality
+
+
 def test_noise_is_reproducible_and_at_the_requested_snr(synth_corpus):
     speech = load_audio(read_manifest(synth_corpus / "test.tsv")[0].audio)
     noise = load_audio(synth_corpus / "noise" / "babble.wav")

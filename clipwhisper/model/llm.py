@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import torch
@@ -92,6 +93,23 @@ def decoder_of(llm: nn.Module) -> nn.Module:
         base = llm.get_base_model() if hasattr(llm, "get_base_model") else llm
         decoder = base.base_model
     return decoder
+
+
+def prefix_cache(llm: nn.Module, embeds: torch.Tensor, mask: torch.Tensor, copies: int) -> dict:
+    """``generate``'s keyword argument for a KV cache of all but the last of ``embeds`` (left-padded, positions
+    from ``mask`` as ``generate`` counts them), each row's repeated ``copies`` times. Beam search otherwise runs
+    the same prompt through the LLM once per beam; ``generate`` then runs only the last token. The keyword is
+    ``cache`` since transformers 5.2x, ``past_key_values`` before."""
+    from transformers import GenerationMixin
+
+    positions = (mask.long().cumsum(1) - 1).clamp(min=0)
+    output = decoder_of(llm)(inputs_embeds=embeds[:, :-1], attention_mask=mask[:, :-1].long(),
+                             position_ids=positions[:, :-1], use_cache=True)
+    keyword = "cache" if "cache" in inspect.signature(GenerationMixin.prepare_inputs_for_generation).parameters \
+        else "past_key_values"
+    cache = output["cache" if "cache" in output else "past_key_values"]
+    cache.batch_repeat_interleave(copies)
+    return {keyword: cache}
 
 
 def decoder_layers(llm: nn.Module) -> list[nn.Module]:
