@@ -77,6 +77,20 @@ def untrained_checkpoint(synth_corpus, tmp_path_factory):
     return out / "final"
 
 
+def beams_agree(model, batch, modality: str, new_tokens: int = 10) -> list[str]:
+    """``model``'s beam-5 hypotheses for ``batch``, asserted equal to transformers' own beam search given the
+    whole prefix (which it runs once per beam, where ``generate`` starts from its cache computed once per row)."""
+    prefix, mask = model.generation_prefix(batch, modality)
+    tokenizer = model.tokenizer
+    plain = model.llm.generate(inputs_embeds=prefix, attention_mask=mask.long(), num_beams=5, do_sample=False,
+                               max_new_tokens=new_tokens, eos_token_id=tokenizer.eos_token_id,
+                               pad_token_id=tokenizer.pad_token_id)
+    expected = [text.strip() for text in tokenizer.batch_decode(plain, skip_special_tokens=True)]
+    found = model.generate(batch, modality=modality, beam_size=5, max_new_tokens=new_tokens, static=False)
+    assert found == expected, modality
+    return found
+
+
 def summary_row(output: str) -> list[str]:
     """The cells of the last table row of ``prepare``'s printed summary."""
     rows = [line for line in output.splitlines() if line.startswith("│")]

@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import beams_agree
 
 from clipwhisper.config import AudioEncoderConfig
+from clipwhisper.data.manifest import read_manifest
 from clipwhisper.errors import ConfigError
 from clipwhisper.model.audio_encoder import MAX_SAMPLES, WhisperAudioEncoder
 
@@ -167,6 +169,16 @@ def test_gguf_llm_trains_and_decodes_with_real_whisper(asterisk_corpus, tmp_path
     records = [json.loads(line) for line in (tmp_path / "decode" / "hyps.jsonl").read_text().splitlines()]
     assert code == 0 and len(records) == 2
     assert all(record["error"] is None and record["ref"] for record in records)
+    from clipwhisper.data.dataset import AVDataset, collate
+    from clipwhisper.model.checkpoint import load_checkpoint
+    from clipwhisper.model.precision import for_inference
+
+    # beam search from the prefix's KV cache computed once per utterance: the tokens of transformers' own, with
+    # Gemma's sliding-window cache layers
+    model = for_inference(load_checkpoint(tmp_path / "run" / "final"), "fp32")
+    dataset = AVDataset(read_manifest(asterisk_corpus / "test.tsv"), model.streams, None)
+    with torch.inference_mode():
+        beams_agree(model, collate([dataset[0], dataset[1]]), "audio", new_tokens=8)
     from clipwhisper.inference.inspect import describe_checkpoint
 
     sources = {c["component"]: c["source"] for c in describe_checkpoint(tmp_path / "run" / "final")["components"]}
