@@ -366,14 +366,15 @@ def beam_prefix_once(model, batches, device, batch_size: int, new_tokens: int) -
                                     pad_token_id=tokenizer.pad_token_id)
         return [text.strip() for text in tokenizer.batch_decode(output, skip_special_tokens=True)]
 
+    def once_per_row(rows):
+        return model.generate(rows, beam_size=5, max_new_tokens=new_tokens, static=False)
+
     for rows in decode_batches(batches, batch_size):
         texts = {}
-        for name, run in (("once per row", lambda: model.generate(rows, beam_size=5, max_new_tokens=new_tokens,
-                                                                    static=False)),
-                          ("once per beam", lambda: once_per_beam(rows))):
+        for name, run in (("once per row", once_per_row), ("once per beam", once_per_beam)):
             sync(device)
             start = time.perf_counter()
-            texts[name] = run()
+            texts[name] = run(rows)
             sync(device)
             seconds[name] += time.perf_counter() - start
         same += sum(a == b for a, b in zip(*texts.values()))
