@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, InitSettingsSource, SettingsConfigDict
 
 from .bounded_yaml import load_bounded
@@ -25,6 +25,25 @@ PACKAGED_CONFIGS = Path(__file__).parent / "configs"
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+def _typed(value: Any) -> Any:
+    """A text value read as ``--set`` reads one (a YAML number, boolean or list), other text kept as it is."""
+    if isinstance(value, dict):
+        return {key: _typed(inner) for key, inner in value.items()}
+    if not isinstance(value, str):
+        return value
+    try:
+        read = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+    return read if isinstance(read, (bool, int, float, list)) else value
+
+
+# A mapping whose keys are the library's own (open_clip's vision_cfg, a transformers config), so no schema types
+# its values: the environment gives each as text (CLIPWHISPER_MODEL__LLM__CONFIG__NUM_HIDDEN_LAYERS=2), which
+# transformers or open_clip would take as the string "2".
+FreeMapping = Annotated[dict[str, Any], BeforeValidator(_typed)]
 
 
 class AudioEncoderConfig(Strict):
@@ -43,7 +62,7 @@ class VideoEncoderConfig(Strict):
 
     name: str | None = "ViT-B-16"
     pretrained: str | None = "openai"
-    vision_cfg: dict[str, Any] | None = None
+    vision_cfg: FreeMapping | None = None
     embed_dim: int | None = None
     image_size: int | None = Field(default=None, ge=8, description="force_image_size; None keeps the model's")
     mean: list[float] | None = Field(default=None, description="pixel normalisation; None: the pretrained tag's")
@@ -85,7 +104,7 @@ class LLMConfig(Strict):
     """A causal LLM by hub id or local folder, or random init from ``config`` (a transformers config dict)."""
 
     name: str | None = "meta-llama/Llama-3.2-1B"
-    config: dict[str, Any] | None = None
+    config: FreeMapping | None = None
     tokenizer: str | None = Field(default=None, description="tokenizer folder; default: the LLM's own")
     finetune: Literal["lora", "frozen", "full"] = "lora"
     lora: LoraConfig = LoraConfig()

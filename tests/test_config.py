@@ -42,6 +42,23 @@ def test_precedence_defaults_file_env_flags(tmp_path, monkeypatch):
     assert config.model.modality == "audio"
 
 
+def test_environment_values_inside_free_mappings_are_typed(monkeypatch):
+    """open_clip's vision_cfg and a transformers config have no schema of ours: a value the environment sets there
+    is read as --set reads it (a number, a boolean, a list), other text kept, and open_clip builds the tower."""
+    from clipwhisper.model.video_encoder import ClipVideoEncoder
+
+    monkeypatch.setenv("CLIPWHISPER_MODEL__VIDEO_ENCODER__VISION_CFG__PATCH_SIZE", "16")
+    monkeypatch.setenv("CLIPWHISPER_MODEL__LLM__CONFIG__NUM_HIDDEN_LAYERS", "2")
+    monkeypatch.setenv("CLIPWHISPER_MODEL__LLM__CONFIG__TIE_WORD_EMBEDDINGS", "true")
+    monkeypatch.setenv("CLIPWHISPER_MODEL__LLM__CONFIG__HIDDEN_ACT", "gelu")
+    config = resolve(TrainConfig, PACKAGED_CONFIGS / "tiny.yaml").model
+    assert config.video_encoder.vision_cfg["patch_size"] == 16 and config.video_encoder.vision_cfg["width"] == 64
+    llm = config.llm.config
+    assert (llm["num_hidden_layers"], llm["tie_word_embeddings"], llm["hidden_act"]) == (2, True, "gelu")
+    assert llm["model_type"] == "llama"
+    assert ClipVideoEncoder.build(config.video_encoder).visual.conv1.kernel_size == (16, 16)
+
+
 def test_unknown_keys_are_rejected_by_name_and_all_problems_reported(tmp_path):
     path = tmp_path / "typo.yaml"
     path.write_text("batch_sise: 8\nmodel:\n  fusion: {kind: mean}\n  llm: {lora: {rr: 4}}\nmax_epochs: 0\n")
