@@ -347,6 +347,13 @@ def test_sum_fusion_trains_and_reloads(synth_corpus, tmp_path, gate):
     video_tokens = model._stream_tokens("video", batch)[0].shape[1]
     assert prefix.shape[1] == len(model.prompt_ids) + max(audio_tokens, video_tokens)  # one block, not two
     assert len(model.generate(batch, max_new_tokens=4)) == len(batch)
+    for stream in ("audio", "video"):  # one stream alone: audio-first training, a single-modality decode
+        alone = batch.only(stream)
+        tokens, token_mask = model._stream_tokens(stream, alone)
+        prefix, mask = model.prefix(alone, stream)
+        assert prefix.shape[1] == len(model.prompt_ids) + tokens.shape[1]
+        assert torch.equal(mask[:, len(model.prompt_ids):], token_mask)
+        assert len(model.generate(alone, modality=stream, max_new_tokens=4)) == len(batch)
 
 
 def positions_from_mask(mask: torch.Tensor) -> torch.Tensor:

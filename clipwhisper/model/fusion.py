@@ -66,9 +66,12 @@ class Fusion(nn.Module):
 
 
 def _resample(emb: torch.Tensor, mask: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Nearest-neighbour resampling of a token stream to ``steps`` tokens."""
+    """Nearest-neighbour resampling of a token stream to ``steps`` tokens; a stream the batch lacks (no tokens)
+    becomes ``steps`` masked zeros."""
     if emb.shape[1] == steps:
         return emb, mask
+    if emb.shape[1] == 0:
+        return emb.new_zeros(emb.shape[0], steps, emb.shape[2]), mask.new_zeros(mask.shape[0], steps)
     index = (torch.arange(steps, device=emb.device) * emb.shape[1] // steps).clamp(max=emb.shape[1] - 1)
     return emb[:, index], mask[:, index]
 
