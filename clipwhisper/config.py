@@ -28,14 +28,16 @@ class Strict(BaseModel):
 
 
 def _typed(value: Any) -> Any:
-    """A text value read as ``--set`` reads one (a YAML number, boolean or list), other text kept as it is."""
+    """A text value read as ``--set`` reads one (a YAML number, boolean or list), other text kept as it is. Read
+    with the bounds of a config file: the text may come from a stranger's config or checkpoint, and a few hundred
+    bytes of nested anchors would otherwise build a list of 10**9 values."""
     if isinstance(value, dict):
         return {key: _typed(inner) for key, inner in value.items()}
     if not isinstance(value, str):
         return value
     try:
-        read = yaml.safe_load(value)
-    except yaml.YAMLError:
+        read = load_bounded(value, "a value")
+    except ConfigError:  # not YAML, or unbounded YAML: the text itself
         return value
     return read if isinstance(read, (bool, int, float, list)) else value
 

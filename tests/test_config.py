@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from clipwhisper.config import PACKAGED_CONFIGS, DecodeConfig, TrainConfig, nested, read_yaml, resolve
 from clipwhisper.errors import ConfigError
@@ -124,6 +125,15 @@ def test_yaml_is_bounded_before_anything_is_built(tmp_path, text, message):
     with pytest.raises(ConfigError) as error:
         read_yaml(path)
     assert message in str(error.value) and str(path) in str(error.value)
+
+
+def test_text_inside_a_free_mapping_is_read_with_the_same_bounds(tmp_path):
+    """A value inside an LLM's config is read as a number, boolean or list when it is one (the environment gives
+    text); a quoted string of nested anchors in a config file stays the text it is, never 10**9 values."""
+    laughs = "[" + ", ".join(line.split(": ", 1)[1] for line in LAUGHS.splitlines()) + "]"
+    path = tmp_path / "laughs.yaml"
+    path.write_text(yaml.safe_dump({"model": {"llm": {"config": {"model_type": "llama", "hidden_act": laughs}}}}))
+    assert resolve(TrainConfig, path).model.llm.config["hidden_act"] == laughs
 
 
 def test_anchors_that_stay_small_still_work(tmp_path):
