@@ -10,6 +10,7 @@ from torch import nn
 from ..config import VideoEncoderConfig
 from .graphs import ShapeGraphs
 from .padding import pad_to_multiple
+from .patch_embedding import PatchEmbedding
 from .transfer import to_device
 
 # A text tower we never use: open_clip's public CLIP class always builds one.
@@ -49,6 +50,8 @@ def configured_image_size(config: VideoEncoderConfig) -> int | None:
 class ClipVideoEncoder(nn.Module):
     def __init__(self, visual: nn.Module, mean, std, chunk_frames: int = 512):
         super().__init__()
+        if hasattr(visual, "conv1"):
+            visual.conv1 = PatchEmbedding.replacing(visual.conv1)
         self.visual = visual
         self.chunk_frames = chunk_frames
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
