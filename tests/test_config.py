@@ -48,12 +48,12 @@ def test_environment_values_inside_free_mappings_are_typed(monkeypatch):
     is read as --set reads it (a number, a boolean, a list), other text kept, and open_clip builds the tower."""
     from clipwhisper.model.video_encoder import ClipVideoEncoder
 
-    monkeypatch.setenv("CLIPWHISPER_MODEL__VIDEO_ENCODER__VISION_CFG__PATCH_SIZE", "16")
+    monkeypatch.setenv("CLIPWHISPER_MODEL__VIDEO_ENCODER__VISION_CFG__PATCH_SIZE", "24")
     monkeypatch.setenv("CLIPWHISPER_MODEL__LLM__CONFIG__NUM_HIDDEN_LAYERS", "2")
     monkeypatch.setenv("CLIPWHISPER_MODEL__LLM__CONFIG__TIE_WORD_EMBEDDINGS", "true")
     monkeypatch.setenv("CLIPWHISPER_MODEL__LLM__CONFIG__HIDDEN_ACT", "gelu")
     config = resolve(TrainConfig, PACKAGED_CONFIGS / "tiny.yaml").model
-    assert config.video_encoder.vision_cfg["patch_size"] == 16 and config.video_encoder.vision_cfg["width"] == 64
+    assert config.video_encoder.vision_cfg["patch_size"] == 24 and config.video_encoder.vision_cfg["width"] == 64
     llm = config.llm.config
     assert (llm["num_hidden_layers"], llm["tie_word_embeddings"], llm["hidden_act"]) == (2, True, "gelu")
     assert llm["model_type"] == "llama"
