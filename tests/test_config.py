@@ -57,7 +57,7 @@ def test_environment_values_inside_free_mappings_are_typed(monkeypatch):
     llm = config.llm.config
     assert (llm["num_hidden_layers"], llm["tie_word_embeddings"], llm["hidden_act"]) == (2, True, "gelu")
     assert llm["model_type"] == "llama"
-    assert ClipVideoEncoder.build(config.video_encoder).visual.conv1.kernel_size == (16, 16)
+    assert ClipVideoEncoder.build(config.video_encoder).visual.conv1.kernel_size == (24, 24)
 
 
 def test_unknown_keys_are_rejected_by_name_and_all_problems_reported(tmp_path):
