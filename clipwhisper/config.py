@@ -79,6 +79,9 @@ class ConnectorConfig(Strict):
     hidden_size: int | None = Field(default=None, ge=1)
     ctc_weight: float = Field(default=0.0, ge=0.0, description="weight of a CTC loss on this connector's tokens "
                               "against the transcript, added to the LLM's cross-entropy (model/ctc.py says why)")
+    ctc_units: Literal["tokens", "characters"] = Field(
+        default="tokens", description="what CTC scores: the connector's tokens against the transcript's LLM "
+        "tokens, or each encoder frame against its characters (a-z, 0-9, apostrophe; as LipNet reads lips)")
 
 
 class FusionConfig(Strict):

@@ -26,7 +26,7 @@ from .audio_encoder import WhisperAudioEncoder
 from .causal import causal_only
 from .components import COMPONENTS
 from .connector import Connector
-from .ctc import ctc_loss
+from .ctc import CHARACTER_BLANK, character_targets, ctc_loss
 from .fusion import Fusion
 from .graphs import TrainingGraphs, graphs_of
 from .llm import decoder_of, prefix_cache
@@ -63,7 +63,7 @@ class AVSRModel(nn.Module):
         self.video_encoder = video_encoder
 
         def connector(encoder, settings):
-            own_ctc_head = settings.ctc_weight > 0 and table.requires_grad
+            own_ctc_head = settings.ctc_weight > 0 and settings.ctc_units == "tokens" and table.requires_grad
             return Connector(encoder.output_size, hidden, settings, ctc_table=table if own_ctc_head else None)
 
         self.audio_connector = connector(audio_encoder, config.audio_connector) if audio_encoder else None
@@ -124,14 +124,23 @@ class AVSRModel(nn.Module):
     def _connector(self, stream: str) -> Connector:
         return self.audio_connector if stream == "audio" else self.video_connector
 
-    def _stream_tokens(self, stream: str, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        connector = self._connector(stream)
-        size = len(batch)
+    def _stream_tokens(self, stream: str, batch: Batch,
+                       frames: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The stream's LLM-space tokens, from its encoder ``frames`` where the caller has them."""
         if not batch.has(stream):
             hidden = self.llm.get_input_embeddings().embedding_dim  # not in this batch: an empty, masked block
-            return torch.zeros(size, 0, hidden, device=self.device), torch.zeros(size, 0, dtype=torch.bool,
-                                                                                device=self.device)
-        return connector(*self._features(stream, batch))
+            return self._empty(len(batch), hidden)
+        return self._connector(stream)(*(frames or self._features(stream, batch)))
+
+    def _stream_frames(self, stream: str, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        if not batch.has(stream):
+            encoder = self.audio_encoder if stream == "audio" else self.video_encoder
+            return self._empty(len(batch), encoder.output_size)
+        return self._features(stream, batch)
+
+    def _empty(self, size: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return (torch.zeros(size, 0, width, device=self.device),
+                torch.zeros(size, 0, dtype=torch.bool, device=self.device))
 
     def _features(self, stream: str, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Encoder output for every row: from the feature cache where the batch carries it, else encoded."""
@@ -189,6 +198,11 @@ class AVSRModel(nn.Module):
     def _tokens(self, batch: Batch) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         return {s: self._stream_tokens(s, batch) for s in self.streams}
 
+    def _encoded(self, batch: Batch) -> tuple[dict, dict]:
+        """Each stream's encoder frames and the tokens made from them, with their masks."""
+        frames = {s: self._stream_frames(s, batch) for s in self.streams}
+        return frames, {s: self._stream_tokens(s, batch, frames[s]) for s in self.streams}
+
     def _prefix(self, tokens: dict, batch: Batch, modality: str) -> tuple[torch.Tensor, torch.Tensor]:
         block, block_mask = self.fusion(tokens, self._keep(batch, modality))
         embed = self.llm.get_input_embeddings()
@@ -210,7 +224,7 @@ class AVSRModel(nn.Module):
         """Cross-entropy over transcript and EOS tokens, plus the streams' CTC losses where their connectors
         set a ``ctc_weight``: per target token, or (``reduction="sum"``) summed."""
         modality = modality or self.config.modality
-        tokens = self._tokens(batch)
+        frames, tokens = self._encoded(batch)
         prefix, prefix_mask = self._prefix(tokens, batch, modality)
         targets = self.target_ids(batch.texts)
         size, width = len(targets), max(len(t) for t in targets)
@@ -232,7 +246,8 @@ class AVSRModel(nn.Module):
         labels = ids.masked_fill(~target_mask, IGNORE_INDEX)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.view(-1), ignore_index=IGNORE_INDEX,
                                reduction="sum")
-        return (loss + self._ctc(tokens, targets, modality)) / (1 if reduction == "sum" else target_mask.sum())
+        ctc = self._ctc(frames, tokens, batch.texts, targets, modality)
+        return (loss + ctc) / (1 if reduction == "sum" else target_mask.sum())
 
     def _llm_hidden(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The LLM's last hidden states for ``embeds`` with its attended tokens packed to the front of each row.
@@ -249,18 +264,25 @@ class AVSRModel(nn.Module):
         with causal_only(self.llm):
             return decoder_of(self.llm)(inputs_embeds=packed, use_cache=False).last_hidden_state  # no KV cache
 
-    def _ctc(self, tokens: dict, targets: list[list[int]], modality: str) -> torch.Tensor | float:
-        """The requested streams' summed CTC losses, each times its connector's ``ctc_weight``. The targets
-        leave out EOS, which serves as the blank. A stream that modality dropout hid from the LLM is scored
-        too: its encoder learns all the same."""
-        weights = {"audio": self.config.audio_connector.ctc_weight, "video": self.config.video_connector.ctc_weight}
-        wanted = [s for s in streams_of(modality) if weights[s]]
+    def _ctc(self, frames: dict, tokens: dict, texts: list[str], targets: list[list[int]],
+             modality: str) -> torch.Tensor | float:
+        """The requested streams' summed CTC losses, each times its connector's ``ctc_weight``: over LLM
+        tokens, whose targets leave out EOS, which serves as the blank, or over characters. A stream that
+        modality dropout hid from the LLM is scored too: its encoder learns all the same."""
+        settings = {"audio": self.config.audio_connector, "video": self.config.video_connector}
+        wanted = [s for s in streams_of(modality) if settings[s].ctc_weight]
         if not wanted:
             return 0.0
         table = self.llm.get_input_embeddings().weight
-        transcripts = [target[:-1] for target in targets]
-        return sum(weights[s] * ctc_loss(*tokens[s], self._connector(s).ctc_output(table), transcripts,
-                                         self.tokenizer.eos_token_id) for s in wanted)
+
+        def labels(units: str) -> tuple[list[list[int]], int]:
+            if units == "characters":
+                return character_targets(texts), CHARACTER_BLANK
+            return [ids[:-1] for ids in targets], self.tokenizer.eos_token_id
+
+        return sum(settings[s].ctc_weight
+                   * ctc_loss(*self._connector(s).ctc_logits(tokens[s], frames[s], table),
+                              *labels(settings[s].ctc_units)) for s in wanted)
 
     def generation_prefix(self, batch: Batch, modality: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``prefix`` with each row's masked tokens moved to its front (left padding), so that generation

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from ..config import ConnectorConfig
+from .ctc import CHARACTERS
 from .padding import pad_to_multiple
 
 
@@ -16,6 +17,9 @@ class Connector(nn.Module):
         tokens through a copy of it that is the connector's own (``ctc.py`` says why)."""
         super().__init__()
         self.ctc_head = nn.Parameter(ctc_table.detach().clone()) if ctc_table is not None else None
+        self.reads = config.ctc_units
+        reads_characters = config.ctc_weight > 0 and config.ctc_units == "characters"
+        self.character_head = nn.Linear(input_size, len(CHARACTERS) + 1) if reads_characters else None
         self.stack = config.stack
         stacked = input_size * config.stack
         if config.kind == "linear":
@@ -33,9 +37,14 @@ class Connector(nn.Module):
         token_mask = mask.reshape(batch, -1, self.stack).any(dim=-1)
         return self.project(tokens.to(self.project_dtype)), token_mask
 
-    def ctc_output(self, llm_table: torch.Tensor) -> torch.Tensor:
-        """CTC's output layer for this connector's tokens: its own head, or else the LLM's table."""
-        return llm_table if self.ctc_head is None else self.ctc_head
+    def ctc_logits(self, tokens: tuple[torch.Tensor, torch.Tensor], frames: tuple[torch.Tensor, torch.Tensor],
+                   llm_table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What CTC scores, with its mask: each encoder frame over the characters where the connector reads
+        characters, else each token over the LLM's vocabulary, through its own head or the LLM's table."""
+        if self.reads == "characters":
+            return self.character_head(frames[0].to(self.project_dtype)), frames[1]
+        table = llm_table if self.ctc_head is None else self.ctc_head
+        return tokens[0].float() @ table.float().T, tokens[1]
 
     @property
     def project_dtype(self) -> torch.dtype:

@@ -16,19 +16,28 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+# The character set of ``ctc_units: characters``; the blank is index 0, so character i is label i + 1.
+# Anything else in a transcript (spaces, punctuation, letters outside it) is not a label.
+CHARACTERS = "abcdefghijklmnopqrstuvwxyz0123456789'"
+CHARACTER_BLANK = 0
+_LABEL = {character: index + 1 for index, character in enumerate(CHARACTERS)}
 
-def ctc_loss(tokens: torch.Tensor, mask: torch.Tensor, table: torch.Tensor, targets: list[list[int]],
-             blank: int) -> torch.Tensor:
-    """Summed CTC loss of the rows that have tokens. ``tokens (B, T, d)`` with ``mask (B, T)`` (real tokens
-    first), ``table (V, d)``, ``targets`` token ids per row; ``blank`` must be an id no target contains."""
+
+def character_targets(texts: list[str]) -> list[list[int]]:
+    """Each transcript's characters as CTC labels, lower-cased, without spaces (lips show no word breaks)."""
+    return [[_LABEL[c] for c in text.lower() if c in _LABEL] for text in texts]
+
+
+def ctc_loss(logits: torch.Tensor, mask: torch.Tensor, targets: list[list[int]], blank: int) -> torch.Tensor:
+    """Summed CTC loss of the rows that have positions. ``logits (B, T, V)`` with ``mask (B, T)`` (real
+    positions first), ``targets`` label ids per row; ``blank`` must be an id no target contains."""
     lengths = mask.sum(1).cpu()  # F.ctc_loss wants them on the host; called after the LLM's forward is queued
     rows = (lengths > 0).nonzero().flatten().tolist()
     if not rows:  # zero, but keeps the stream and its head in the graph (DDP needs every parameter every step)
-        return (tokens.sum() + table.sum()) * 0
-    logits = tokens[rows].float() @ table.float().T
-    log_probs = logits.log_softmax(-1).transpose(0, 1)  # (T, B, V), as F.ctc_loss takes them
+        return logits.sum() * 0
+    log_probs = logits[rows].float().log_softmax(-1).transpose(0, 1)  # (T, B, V), as F.ctc_loss takes them
     wanted = [targets[row] for row in rows]
-    flat = torch.tensor([token for target in wanted for token in target], dtype=torch.long, device=log_probs.device)
-    # zero_infinity: a row with fewer tokens than its transcript needs has no alignment; it adds 0, not inf
+    flat = torch.tensor([label for target in wanted for label in target], dtype=torch.long, device=log_probs.device)
+    # zero_infinity: a row with fewer positions than its transcript needs has no alignment; it adds 0, not inf
     return F.ctc_loss(log_probs, flat, lengths[rows], torch.tensor([len(t) for t in wanted]), blank=blank,
                       reduction="sum", zero_infinity=True)
