@@ -419,9 +419,9 @@ def test_inspect_checkpoint_run_and_corrupt(checkpoint, tmp_path):
     assert result.exit_code == 0, result.output
     info = json.loads(result.stdout)
     assert info["modality"] == "both" and not info["problems"]
-    assert info["ctc_weights"] == {"video": 0.5}  # the tiny preset's
+    assert info["ctc_weights"] == {"video": 0.5} and info["ctc_units"] == {"video": "characters"}  # the tiny preset's
     text = runner.invoke(app, ["inspect", str(checkpoint)])
-    assert "CTC 0.5 on video" in text.output
+    assert "CTC 0.5 on video (characters)" in text.output
     names = {c["component"] for c in info["components"]}
     assert names == {"audio connector", "video connector", "fusion", "whisper", "clip", "llm base"}
     assert info["training"]["step"] == 12 and any(f["path"] == "model.safetensors" for f in info["files"])

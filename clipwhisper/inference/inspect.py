@@ -79,11 +79,13 @@ def describe_checkpoint(folder: Path) -> dict:
         stats = _summarise(_llm_tensors(folder / manifest["adapter"]))
         components.append({"component": "lora", "source": f"{manifest['adapter']}/", **stats,
                            "trainable": stats["parameters"]})
+    ctc = {stream: connector for stream in sorted(STREAMS)
+           if (connector := model[f"{stream}_connector"]).get("ctc_weight", 0.0)}
     return {
         "path": str(folder), "kind": "checkpoint", "modality": model["modality"], "prompt": model["prompt"],
         "fusion": model["fusion"]["kind"], "llm": llm["name"] or "built from config", "finetune": llm["finetune"],
-        "ctc_weights": {stream: weight for stream in sorted(STREAMS)
-                        if (weight := model[f"{stream}_connector"].get("ctc_weight", 0.0))},
+        "ctc_weights": {stream: connector["ctc_weight"] for stream, connector in ctc.items()},
+        "ctc_units": {stream: connector.get("ctc_units", "tokens") for stream, connector in ctc.items()},
         "components": components,
         "training": {key: manifest.get(key) for key in ("step", "epoch", "best_valid_wer", "valid_wer")}
         | {"resumable": (folder / "train_state").is_dir()},
@@ -184,7 +186,8 @@ def _print(info: dict) -> None:
         console.print(table)
         _print_curves(info)
         return
-    ctc = "".join(f", CTC {weight:g} on {stream}" for stream, weight in info["ctc_weights"].items())
+    ctc = "".join(f", CTC {weight:g} on {stream} ({info['ctc_units'][stream]})"
+                  for stream, weight in info["ctc_weights"].items())
     console.print(f"[bold]{escape(info['path'])}[/bold]: modality {info['modality']}, fusion {info['fusion']}{ctc}, "
                   f"LLM {escape(str(info['llm']))} ({info['finetune']}), prompt {escape(repr(info['prompt']))}")
     table = Table(title="Components (weights: stored tensor elements, persistent buffers included)")
