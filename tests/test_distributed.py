@@ -34,6 +34,16 @@ def train(corpus, out, ranks, batch_size, max_steps, env=None, resume=False, arg
     return result
 
 
+def learnt(key, tensor):
+    """``tensor`` without the key third of an attention's ``in_proj_bias``: its true gradient is zero (a softmax
+    ignores what a query adds to every key alike), so Adam moves it by rounding noise alone, which differs
+    between one process and two (about 2e-5 after 12 steps of the tiny preset)."""
+    if key.endswith("attn.in_proj_bias"):
+        third = len(tensor) // 3
+        return torch.cat([tensor[:third], tensor[2 * third:]])
+    return tensor
+
+
 def weights(folder):
     with safe_open(folder / "model.safetensors", "pt") as handle:
         return {key: handle.get_tensor(key) for key in handle.keys()}
@@ -66,7 +76,7 @@ def test_two_ranks_at_batch_4_train_as_one_process_at_batch_8(single, strategy, 
     assert [r["step"] for r in log_records(out)] == list(range(1, 13))  # rank 0 alone logs
     assert result.stdout.count("training done") == 1  # and prints
     ours, theirs = weights(out / "final"), weights(single / "final")  # FSDP: gathered from the shards
-    assert all(torch.allclose(ours[k], theirs[k], rtol=1e-3, atol=1e-5) for k in theirs)
+    assert all(torch.allclose(learnt(k, ours[k]), learnt(k, theirs[k]), rtol=1e-3, atol=1e-5) for k in theirs)
 
 
 def test_two_nodes_train_as_one_process(single, synth_corpus, tmp_path):
