@@ -22,6 +22,7 @@ import random
 import tempfile
 import time
 import types
+import unittest.mock
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -354,10 +355,12 @@ def identical_share(model, batches, batch_size: int, new_tokens: int) -> float:
 
 @torch.no_grad()
 def beam_prefix_once(model, batches, device, batch_size: int, new_tokens: int) -> dict:
-    """Beam 5 as ``generate`` runs it (the prefix's KV cache computed once per row and repeated per beam)
-    against transformers' beam search given the whole prefix (run once per beam), batch by batch in turns:
-    seconds of each and the share of identical hypotheses."""
-    tokenizer, seconds, same, total = model.tokenizer, {"once per row": 0.0, "once per beam": 0.0}, 0, 0
+    """Beam 5 as ``generate`` runs it (the prefix's KV cache computed once per row and held once for the row's
+    beams) against the same with the cache copied per beam (``generate`` before shared_prefix.py) and against
+    transformers' beam search given the whole prefix (run once per beam), batch by batch in turns: seconds of
+    each and the share of hypotheses identical to transformers'."""
+    tokenizer, same, total = model.tokenizer, 0, 0
+    seconds = {"once per row": 0.0, "copied per beam": 0.0, "once per beam": 0.0}
 
     def once_per_beam(rows):
         prefix, mask = model.generation_prefix(rows)
@@ -369,15 +372,24 @@ def beam_prefix_once(model, batches, device, batch_size: int, new_tokens: int) -
     def once_per_row(rows):
         return model.generate(rows, beam_size=5, max_new_tokens=new_tokens, static=False)
 
+    @contextlib.contextmanager
+    def not_shared(llm, layers, cache):
+        yield False
+
+    def copied_per_beam(rows):
+        with unittest.mock.patch("clipwhisper.model.llm.shared_prefix", not_shared):
+            return once_per_row(rows)
+
     for rows in decode_batches(batches, batch_size):
         texts = {}
-        for name, run in (("once per row", once_per_row), ("once per beam", once_per_beam)):
+        for name, run in (("once per row", once_per_row), ("copied per beam", copied_per_beam),
+                          ("once per beam", once_per_beam)):
             sync(device)
             start = time.perf_counter()
             texts[name] = run(rows)
             sync(device)
             seconds[name] += time.perf_counter() - start
-        same += sum(a == b for a, b in zip(*texts.values()))
+        same += sum(a == b for a, b in zip(texts["once per row"], texts["once per beam"]))
         total += len(rows)
     return {**seconds, "identical": same / total}
 
@@ -480,9 +492,10 @@ def main() -> None:
                 share = identical_share(model, bucketed, args.batch_size, args.new_tokens)
                 print(f"{modality:5s} greedy hypotheses identical, static against dynamic cache: {share:.1%}")
                 beam = beam_prefix_once(model, bucketed, device, args.batch_size, args.new_tokens)
-                print(f"{modality:5s} beam 5, the prefix run once per row against once per beam: "
-                      f"{beam['once per row']:.2f} against {beam['once per beam']:.2f} s, identical hypotheses "
-                      f"{beam['identical']:.1%}")
+                print(f"{modality:5s} beam 5, the prefix run once per row and shared by its beams against copied "
+                      f"per beam and against run once per beam: {beam['once per row']:.2f} against "
+                      f"{beam['copied per beam']:.2f} and {beam['once per beam']:.2f} s, hypotheses identical to "
+                      f"the last {beam['identical']:.1%}")
         if args.profile:
             profile(f"{modality} beam-5 decode, {len(middle)} utterances",
                     functools.partial(model.generate, middle, beam_size=5, max_new_tokens=args.new_tokens), device)

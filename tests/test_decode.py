@@ -260,23 +260,38 @@ def test_static_cache_generation_gives_the_same_tokens(untrained_checkpoint, syn
                 assert static == dynamic and all(dynamic) and len(set(dynamic)) > 1, (modality, beam)
 
 
-def test_beam_search_runs_the_prefix_once_with_the_same_tokens(untrained_checkpoint, synth_corpus):
-    """Beam search starts from a KV cache of the prefix computed once per row and repeated per beam
-    (``llm.prefix_cache``): the same tokens as transformers' beam search given the prefix itself, which runs it
-    once per beam, for audio+video and for video alone (left padding inside the prefix)."""
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_beam_search_runs_the_prefix_once_with_the_same_tokens(untrained_checkpoint, synth_corpus, attention):
+    """Beam search starts from a KV cache of the prefix computed once per row (``llm.beam_prefix_cache``),
+    held once for the row's beams under SDPA (``shared_prefix.py``) and copied per beam under another
+    attention: the same tokens as transformers' beam search given the prefix itself, which runs it once per
+    beam, for audio+video and for video alone (left padding inside the prefix)."""
     import torch
 
     from clipwhisper.data.dataset import AVDataset, collate
     from clipwhisper.model.checkpoint import load_checkpoint
+    from clipwhisper.model.llm import beam_prefix_cache
     from clipwhisper.model.precision import for_inference
 
     model = for_inference(load_checkpoint(untrained_checkpoint), "fp32")
+    model.llm.config._attn_implementation = attention
     utterances = read_manifest(synth_corpus / "test.tsv")[:5]
     batch = collate([AVDataset(utterances, model.streams, model.video_encoder.image_size)[i] for i in range(5)])
     with torch.inference_mode():
         for modality in ("both", "video"):
             found = beams_agree(model, batch, modality)
             assert all(found) and len(set(found)) > 1, modality
+        prefix, mask = model.generation_prefix(batch, "both")
+        attention_modules = [layer.self_attn for layer in model.llm.model.layers]
+        with beam_prefix_cache(model.llm, prefix, mask, beams=5) as options:
+            (cache,) = options.values()
+            held = [getattr(module, "shared_prefix", None) for module in attention_modules]
+            if attention == "sdpa":  # the prefix once per row on the modules, the cache empty until a beam grows
+                assert all(keys.shape[0] == 5 and keys.shape[2] == prefix.shape[1] - 1 for keys, _ in held)
+                assert cache.get_seq_length() == prefix.shape[1] - 1 and cache.layers[0].generated() == 0
+            else:
+                assert held == [None] * len(held) and cache.layers[0].keys.shape[0] == 25
+        assert all(getattr(module, "shared_prefix", None) is None for module in attention_modules)
 
 
 def test_noise_is_reproducible_and_at_the_requested_snr(synth_corpus):

@@ -42,3 +42,24 @@ def test_generation_with_single_query_steps_gives_sdpas_tokens_and_is_undone():
             ours = llm.generate(num_beams=beams, **options)
         assert torch.equal(ours, expected) and len({tuple(row) for row in ours.tolist()}) == 3, beams
     assert llm.config._attn_implementation == "sdpa"
+
+
+def test_beams_over_a_prefix_held_once_per_row_equal_sdpa_over_each_beams_copy():
+    """Two rows of three beams, four query heads on two key/value heads: a prefix of 7 positions held once per
+    row (the first row left-padded) and 3 generated positions per beam attend as SDPA does over each beam's
+    whole sequence."""
+    torch.manual_seed(0)
+    rows, beams = 2, 3
+    query = torch.randn(rows * beams, 4, 1, 8)
+    prefix_keys, prefix_values = torch.randn(rows, 2, 7, 8), torch.randn(rows, 2, 7, 8)
+    key, value = torch.randn(rows * beams, 2, 3, 8), torch.randn(rows * beams, 2, 3, 8)
+    mask = torch.ones(rows * beams, 1, 1, 10, dtype=torch.bool)
+    mask[:beams, ..., :2] = False  # the first row's left padding, in each of its beams
+    module = torch.nn.Module()
+    module.shared_prefix = (prefix_keys, prefix_values)
+    ours, _ = single_query_attention(module, query, key, value, mask, scaling=0.3)
+    whole_keys = torch.cat([prefix_keys.repeat_interleave(beams, 0), key], dim=2).repeat_interleave(2, 1)
+    whole_values = torch.cat([prefix_values.repeat_interleave(beams, 0), value], dim=2).repeat_interleave(2, 1)
+    expected = F.scaled_dot_product_attention(query, whole_keys, whole_values, attn_mask=mask,
+                                              scale=0.3).transpose(1, 2)
+    torch.testing.assert_close(ours, expected)

@@ -29,7 +29,7 @@ from .connector import Connector
 from .ctc import CHARACTER_BLANK, character_targets, ctc_loss
 from .fusion import Fusion
 from .graphs import TrainingGraphs, graphs_of
-from .llm import decoder_of, prefix_cache
+from .llm import beam_prefix_cache, decoder_of
 from .padding import fixed_generation_shape, pad_to_multiple
 from .single_query import single_query_steps
 from .transfer import to_device
@@ -299,20 +299,22 @@ class AVSRModel(nn.Module):
         """Transcripts for ``batch``. With ``static`` (by default for greedy search on a GPU, unless CUDA graphs
         are off) the LLM keeps a static KV cache and transformers compiles its per-token step, replayed as CUDA
         graphs (beam search keeps the dynamic cache: on the H200 it ran faster with it, benchmarks/speed.py; its
-        prefix is run once per row, not once per beam: ``llm.prefix_cache``). A
+        prefix is run once per row, not once per beam, and shared by the row's beams: ``llm.beam_prefix_cache``). A
         compiled step serves one shape, so the prefix is padded on the left (masked, as generation already
         pads it) to a multiple of ``PREFIX_MULTIPLE`` tokens and the batch filled to ``rows`` with copies of its first
         row: a test set then compiles a handful of shapes, not one per batch."""
         prefix, mask = self.generation_prefix(batch, modality)
         if static is None:
             static = self.static_generation and self.device.type == "cuda" and beam_size == 1
-        options = {}
-        if static:
-            prefix, mask = fixed_generation_shape(prefix, mask, rows or len(batch), PREFIX_MULTIPLE)
-            options["cache_implementation"] = "static"
-        elif beam_size > 1:
-            options = prefix_cache(self.llm, prefix, mask, beam_size)
-        with single_query_steps(self.llm) if static else contextlib.nullcontext():
+        with contextlib.ExitStack() as context:
+            options = {}
+            if static:
+                prefix, mask = fixed_generation_shape(prefix, mask, rows or len(batch), PREFIX_MULTIPLE)
+                options["cache_implementation"] = "static"
+            elif beam_size > 1:
+                options = context.enter_context(beam_prefix_cache(self.llm, prefix, mask, beam_size))
+            if static or beam_size > 1:
+                context.enter_context(single_query_steps(self.llm))
             output = self.llm.generate(
                 inputs_embeds=prefix, attention_mask=mask.long(), num_beams=beam_size, do_sample=False,
                 max_new_tokens=max_new_tokens, eos_token_id=self.tokenizer.eos_token_id,

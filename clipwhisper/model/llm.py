@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from torch import nn
 
 from ..config import LLMConfig
 from ..errors import ConfigError, first_line
+from .shared_prefix import shared_prefix
 
 
 def quiet_transformers() -> None:
@@ -95,10 +97,12 @@ def decoder_of(llm: nn.Module) -> nn.Module:
     return decoder
 
 
-def prefix_cache(llm: nn.Module, embeds: torch.Tensor, mask: torch.Tensor, copies: int) -> dict:
-    """``generate``'s keyword argument for a KV cache of all but the last of ``embeds`` (left-padded, positions
-    from ``mask`` as ``generate`` counts them), each row's repeated ``copies`` times. Beam search otherwise runs
-    the same prompt through the LLM once per beam; ``generate`` then runs only the last token. The keyword is
+@contextlib.contextmanager
+def beam_prefix_cache(llm: nn.Module, embeds: torch.Tensor, mask: torch.Tensor, beams: int):
+    """Within: ``generate``'s keyword argument for a KV cache of all but the last of ``embeds`` (left-padded,
+    positions from ``mask`` as ``generate`` counts them), computed once per row. Beam search otherwise runs
+    the same prompt through the LLM once per beam; ``generate`` then runs only the last token. The beams share
+    their row's prefix where the LLM allows (``shared_prefix.py``), else each gets a copy. The keyword is
     ``cache`` since transformers 5.2x, ``past_key_values`` before."""
     from transformers import GenerationMixin
 
@@ -108,8 +112,10 @@ def prefix_cache(llm: nn.Module, embeds: torch.Tensor, mask: torch.Tensor, copie
     keyword = "cache" if "cache" in inspect.signature(GenerationMixin.prepare_inputs_for_generation).parameters \
         else "past_key_values"
     cache = output["cache" if "cache" in output else "past_key_values"]
-    cache.batch_repeat_interleave(copies)
-    return {keyword: cache}
+    with shared_prefix(llm, decoder_layers(llm), cache) as shared:
+        if not shared:
+            cache.batch_repeat_interleave(beams)
+        yield {keyword: cache}
 
 
 def decoder_layers(llm: nn.Module) -> list[nn.Module]:

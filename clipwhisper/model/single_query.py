@@ -5,7 +5,8 @@ padding), so SDPA takes its memory-efficient kernel, which is tiled for blocks o
 it spent 2.7 of a step's 4.1 ms at batch 64 on the H200 (the profile of benchmarks/decode_breakdown.py). Here
 the query heads that share a key/value head form one small matmul against the cache (no copies of the cache
 per query head), which inductor fuses with the mask and the softmax. Scores are taken in the weights' dtype
-and normalised in fp32, as transformers' eager attention does. Prompts (several queries) keep SDPA.
+and normalised in fp32, as transformers' eager attention does. Prompts (several queries) keep SDPA. Beam
+search's steps, whose beams share their row's prefix, attend here too (``shared_prefix.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 from .causal import sdpa_replaced
+from .shared_prefix import shared_prefix_attention
 
 SINGLE_QUERY = "clipwhisper_single_query"
 
@@ -33,8 +35,12 @@ def single_query_attention(module: nn.Module, query: torch.Tensor, key: torch.Te
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
     batch, heads, _, dim = query.shape
+    scale = dim ** -0.5 if scaling is None else scaling
+    prefix = getattr(module, "shared_prefix", None)
+    if prefix is not None:  # beams over a prefix held once per row (shared_prefix.py)
+        return shared_prefix_attention(query, key, value, prefix, attention_mask, scale), None
     grouped = query.reshape(batch, key.shape[1], heads // key.shape[1], dim)  # query heads sharing a KV head
-    scores = torch.matmul(grouped, key.transpose(-1, -2)).float() * (dim ** -0.5 if scaling is None else scaling)
+    scores = torch.matmul(grouped, key.transpose(-1, -2)).float() * scale
     if attention_mask is not None:
         mask = attention_mask[:, :, -1:]  # (B, 1, 1, L), over the groups
         scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask.float()
