@@ -33,6 +33,11 @@ def losses(run: Path) -> list[float]:
     return [r["loss"] for r in log_records(run)]
 
 
+def steps_logged(run: Path) -> int:
+    log = run / "train_log.jsonl"
+    return log.read_text().count('"event": "train"') if log.exists() else 0
+
+
 def wait_for(condition, process, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -61,7 +66,10 @@ def test_sigkill_at_random_moments_loses_nothing(straight_run, synth_corpus, tmp
         if kills % 2:  # during a checkpoint write
             wait_for(lambda: saving_now(run), process)
         else:  # anywhere: start-up, a step, an evaluation, a save
-            time.sleep(rng.uniform(1.0, 7.0))
+            steps_before, deadline = steps_logged(run), time.monotonic() + rng.uniform(1.0, 7.0)
+            # but before the run gets two steps further, however fast this machine trains: 10 kills must fit in it
+            while time.monotonic() < deadline and steps_logged(run) < steps_before + 2 and process.poll() is None:
+                time.sleep(0.01)
         if process.poll() is not None:
             break  # finished before the kill: the loop below must then see a complete run
         process.send_signal(signal.SIGKILL)
