@@ -13,11 +13,13 @@ unchanged, so the hypotheses are its own.
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import torch
 from torch import nn
 
 
+@functools.cache  # one class, which compiled code can guard on
 def _beam_layer_class():
     from transformers.cache_utils import DynamicLayer
 
