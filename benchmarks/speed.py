@@ -356,11 +356,13 @@ def identical_share(model, batches, batch_size: int, new_tokens: int) -> float:
 @torch.no_grad()
 def beam_prefix_once(model, batches, device, batch_size: int, new_tokens: int) -> dict:
     """Beam 5 as ``generate`` runs it (the prefix's KV cache computed once per row and held once for the row's
-    beams) against the same with the cache copied per beam (``generate`` before shared_prefix.py) and against
-    transformers' beam search given the whole prefix (run once per beam), batch by batch in turns: seconds of
-    each and the share of hypotheses identical to transformers'."""
-    tokenizer, same, total = model.tokenizer, 0, 0
-    seconds = {"once per row": 0.0, "copied per beam": 0.0, "once per beam": 0.0}
+    beams) against the same with fixed shapes and the LLM's forward compiled (``static``), against the cache
+    copied per beam (``generate`` before shared_prefix.py) and against transformers' beam search given the
+    whole prefix (run once per beam), batch by batch in turns after one batch of each to compile: seconds of
+    each and the shares of hypotheses identical to transformers'."""
+    tokenizer, total = model.tokenizer, 0
+    seconds = {"once per row": 0.0, "static": 0.0, "copied per beam": 0.0, "once per beam": 0.0}
+    same = dict.fromkeys(seconds, 0)
 
     def once_per_beam(rows):
         prefix, mask = model.generation_prefix(rows)
@@ -372,26 +374,33 @@ def beam_prefix_once(model, batches, device, batch_size: int, new_tokens: int) -
     def once_per_row(rows):
         return model.generate(rows, beam_size=5, max_new_tokens=new_tokens, static=False)
 
+    def static(rows):
+        return model.generate(rows, beam_size=5, max_new_tokens=new_tokens, rows=batch_size, static=True)
+
     @contextlib.contextmanager
-    def not_shared(llm, layers, cache):
+    def not_shared(llm, layers, cache, max_new=None):
         yield False
 
     def copied_per_beam(rows):
         with unittest.mock.patch("clipwhisper.model.llm.shared_prefix", not_shared):
             return once_per_row(rows)
 
+    arms = {"once per row": once_per_row, "static": static, "copied per beam": copied_per_beam,
+            "once per beam": once_per_beam}
+    for run in arms.values():
+        run(next(decode_batches(batches, batch_size)))
     for rows in decode_batches(batches, batch_size):
         texts = {}
-        for name, run in (("once per row", once_per_row), ("copied per beam", copied_per_beam),
-                          ("once per beam", once_per_beam)):
+        for name, run in arms.items():
             sync(device)
             start = time.perf_counter()
             texts[name] = run(rows)
             sync(device)
             seconds[name] += time.perf_counter() - start
-        same += sum(a == b for a, b in zip(texts["once per row"], texts["once per beam"]))
+        for name in arms:
+            same[name] += sum(a == b for a, b in zip(texts[name], texts["once per beam"]))
         total += len(rows)
-    return {**seconds, "identical": same / total}
+    return {"seconds": seconds, "identical": {name: count / total for name, count in same.items()}}
 
 
 def decode_rates(model, batches, device, batch_size: int, new_tokens: int, static: bool | None = None) -> dict:
@@ -491,11 +500,10 @@ def main() -> None:
                                                         static=False)
                 share = identical_share(model, bucketed, args.batch_size, args.new_tokens)
                 print(f"{modality:5s} greedy hypotheses identical, static against dynamic cache: {share:.1%}")
-                beam = beam_prefix_once(model, bucketed, device, args.batch_size, args.new_tokens)
-                print(f"{modality:5s} beam 5, the prefix run once per row and shared by its beams against copied "
-                      f"per beam and against run once per beam: {beam['once per row']:.2f} against "
-                      f"{beam['copied per beam']:.2f} and {beam['once per beam']:.2f} s, hypotheses identical to "
-                      f"the last {beam['identical']:.1%}")
+            beam = beam_prefix_once(model, bucketed, device, args.batch_size, args.new_tokens)
+            print(f"{modality:5s} beam 5 in turns, seconds (hypotheses identical to transformers' own): "
+                  + ", ".join(f"{name} {beam['seconds'][name]:.2f} ({beam['identical'][name]:.1%})"
+                              for name in beam["seconds"]))
         if args.profile:
             profile(f"{modality} beam-5 decode, {len(middle)} utterances",
                     functools.partial(model.generate, middle, beam_size=5, max_new_tokens=args.new_tokens), device)

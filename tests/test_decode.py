@@ -237,11 +237,14 @@ def test_the_image_size_read_from_a_config_is_the_built_encoders():
         == [224, 112]
 
 
-def test_static_cache_generation_gives_the_same_tokens(untrained_checkpoint, synth_corpus):
-    """The GPU's generation path (a static KV cache, the prefix padded on the left to a multiple of 128 tokens,
-    the batch filled with copies to a fixed size) gives the tokens of the dynamic cache, greedy and beam 5,
-    for audio+video and for video alone (whose prefix ends in a masked audio block)."""
+def test_static_generation_gives_the_same_tokens(untrained_checkpoint, synth_corpus):
+    """Fixed shapes (the prefix padded on the left to a multiple of 128 tokens, the batch filled with copies to
+    a fixed size) give the tokens of the dynamic cache, for audio+video and for video alone (whose prefix ends
+    in a masked audio block): greedy with a static KV cache (the GPU's path), beam 5 with the generated tokens
+    in a cache of fixed size and the LLM's forward compiled whole, one graph for the first step and one for the
+    rest of every search of the same shapes, and put back after it."""
     import torch
+    from torch._dynamo.utils import counters
 
     from clipwhisper.data.dataset import AVDataset, collate
     from clipwhisper.model.checkpoint import load_checkpoint
@@ -251,6 +254,7 @@ def test_static_cache_generation_gives_the_same_tokens(untrained_checkpoint, syn
     utterances = read_manifest(synth_corpus / "test.tsv")[:5]
     dataset = AVDataset(utterances, model.streams, model.video_encoder.image_size)
     batch = collate([dataset[i] for i in range(len(dataset))])
+    graphs = counters["stats"]["unique_graphs"]
     with torch.inference_mode():
         for modality in ("both", "video"):
             for beam in (1, 5):
@@ -258,6 +262,7 @@ def test_static_cache_generation_gives_the_same_tokens(untrained_checkpoint, syn
                 dynamic = model.generate(batch, static=False, **options)
                 static = model.generate(batch, static=True, rows=8, **options)
                 assert static == dynamic and all(dynamic) and len(set(dynamic)) > 1, (modality, beam)
+    assert counters["stats"]["unique_graphs"] - graphs == 2 and "forward" not in vars(model.llm)
 
 
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])

@@ -296,13 +296,16 @@ class AVSRModel(nn.Module):
     @torch.no_grad()
     def generate(self, batch: Batch, modality: str | None = None, beam_size: int = 1, max_new_tokens: int = 64,
                  rows: int | None = None, static: bool | None = None) -> list[str]:
-        """Transcripts for ``batch``. With ``static`` (by default for greedy search on a GPU, unless CUDA graphs
-        are off) the LLM keeps a static KV cache and transformers compiles its per-token step, replayed as CUDA
-        graphs (beam search keeps the dynamic cache: on the H200 it ran faster with it, benchmarks/speed.py; its
-        prefix is run once per row, not once per beam, and shared by the row's beams: ``llm.beam_prefix_cache``). A
-        compiled step serves one shape, so the prefix is padded on the left (masked, as generation already
-        pads it) to a multiple of ``PREFIX_MULTIPLE`` tokens and the batch filled to ``rows`` with copies of its first
-        row: a test set then compiles a handful of shapes, not one per batch."""
+        """Transcripts for ``batch``. ``static`` (by default for greedy search on a GPU, unless CUDA graphs are
+        off) runs each step with fixed shapes, compiled: greedy search keeps a static KV cache and transformers
+        compiles its step, replayed as CUDA graphs; beam search keeps the prefix once per row, shared by the
+        row's beams, and the tokens it generates in a cache of fixed size, and the LLM's forward is compiled
+        (``llm.beam_prefix_cache``; not yet the GPU's default for beam search, whose dynamic cache ran faster
+        than transformers' static one, benchmarks/speed.py). A compiled step serves one shape, so the prefix is
+        padded on the left (masked, as generation already pads it) to a multiple of ``PREFIX_MULTIPLE`` tokens
+        and the batch filled to ``rows`` with copies of its first row: a test set then compiles a handful of
+        shapes, not one per batch. Without ``static``, beam search runs the prefix once per row too, shared by
+        the row's beams, and its steps eagerly."""
         prefix, mask = self.generation_prefix(batch, modality)
         if static is None:
             static = self.static_generation and self.device.type == "cuda" and beam_size == 1
@@ -310,9 +313,11 @@ class AVSRModel(nn.Module):
             options = {}
             if static:
                 prefix, mask = fixed_generation_shape(prefix, mask, rows or len(batch), PREFIX_MULTIPLE)
+            if beam_size > 1:
+                options = context.enter_context(beam_prefix_cache(self.llm, prefix, mask, beam_size,
+                                                                  max_new_tokens if static else None))
+            elif static:
                 options["cache_implementation"] = "static"
-            elif beam_size > 1:
-                options = context.enter_context(beam_prefix_cache(self.llm, prefix, mask, beam_size))
             if static or beam_size > 1:
                 context.enter_context(single_query_steps(self.llm))
             output = self.llm.generate(
