@@ -57,7 +57,9 @@ def _static_beam_layer_class():
 
     class StaticBeamLayer(CacheLayerMixin):
         """One layer's tokens generated per beam in ``max_new`` positions allocated on the first step; lengths
-        count the ``prefix_length`` positions held elsewhere."""
+        count the ``prefix_length`` positions held elsewhere. Not a subclass of transformers' ``StaticLayer``:
+        where that writes has changed between versions (at the absolute ``cache_position``, which would index
+        past ``max_new`` here, later at a count of its own), and its beam reorder replaces the buffers."""
 
         is_compileable = True  # transformers then builds the fixed-size mask outside the compiled step
         is_sliding = False
@@ -103,10 +105,9 @@ def _static_beam_layer_class():
 def shared_prefix(llm: nn.Module, layers: list[nn.Module], cache, max_new: int | None = None):
     """Within: ``cache`` (a prefix's, from ``llm``'s decoder ``layers``) holds what beams generate (with
     ``max_new``, in buffers of that many positions), its prefix moved to the attention modules, which drop it on
-    exit; yields whether it could. It cannot where the
-    cache or the attention is of another kind than this serves: a sliding-window layer, an attention
-    implementation other than SDPA (``single_query_steps`` then leaves the LLM's own), a layer without
-    ``self_attn``."""
+    exit; yields whether it could. It cannot where the cache or the attention is of another kind than this
+    serves: a sliding-window layer, an attention implementation other than SDPA (``single_query_steps`` then
+    leaves the LLM's own), a layer without ``self_attn``."""
     from transformers.cache_utils import DynamicLayer
 
     modules = [getattr(layer, "self_attn", None) for layer in layers]
