@@ -67,6 +67,16 @@ def lips_centre(frame: np.ndarray) -> tuple[float, float] | None:
     return float(xs.mean()), float(ys.mean())
 
 
+def as_shown(path) -> np.ndarray:
+    """A crop video's RGB frames as a player shows them (libswscale's rgb24): the model's conversion rounds
+    differently (within 3 levels, tests/test_frames.py), which moves pixels of the lips' outline across the
+    colour thresholds below and tilts a small lip region by a degree or two (3.7 against 5.2 for a level head)."""
+    from clipwhisper.data.media import local
+    from clipwhisper.data.video_in_process import read_frames
+
+    return read_frames(local(path), lambda first: [("format", "rgb24")])
+
+
 def lips_angle(frame: np.ndarray) -> float:
     """The lips' long axis against the horizontal, in degrees."""
     red = (frame[..., 0] > 110) & (frame[..., 1] < 90) & (frame[..., 2] < 100)

@@ -124,33 +124,56 @@ def test_a_file_named_like_an_ffmpeg_protocol_is_read_as_a_file(tmp_path, monkey
     assert load_video(video, 16).shape[0] == 5
 
 
-@pytest.mark.parametrize("size, fps, codec", [("64x48", 25, "libx264"), ("48x80", 30, "libx264"),
-                                              ("96x96", 29.97, "mpeg4"), ("160x90", 12, "libx264")])
-def test_video_read_in_process_equals_the_ffmpeg_program(tmp_path, size, fps, codec):
-    from clipwhisper.data.media import _video_filters, ffmpeg_video, local
+@pytest.mark.parametrize("size, fps, codec, pix_fmt", [
+    ("64x48", 25, "libx264", "yuv444p"), ("48x80", 30, "libx264", "yuv420p"), ("96x96", 29.97, "mpeg4", "yuv420p"),
+    ("160x90", 12, "libx264", "yuv420p"), ("61x47", 25, "libx264", "yuv444p"), ("64x48", 25, "libx264", "yuvj420p")])
+def test_video_read_in_process_equals_the_ffmpeg_program(tmp_path, size, fps, codec, pix_fmt):
+    """The frames the loader carries (YUV 4:2:0, data/frames.py), only cropped or scaled and converted, read by
+    PyAV and by the ffmpeg program: the same bytes, at the source's even shorter side or the size asked for."""
+    from clipwhisper.data.media import ffmpeg_frames, load_frames, local, video_filters
     from clipwhisper.data.video_in_process import read_frames
 
-    clip = make_media(tmp_path / "clip.mp4", audio=False, seconds=1.3, fps=fps, size=size, vcodec=codec)
-    for out_size in (32, 88):
-        fast = read_frames(local(clip), [*_video_filters(out_size, 25.0), ("format", "rgb24")])
+    clip = make_media(tmp_path / "clip.mp4", audio=False, seconds=1.3, fps=fps, size=size, vcodec=codec,
+                      pix_fmt=pix_fmt)
+    shorter = min(int(side) for side in size.split("x"))
+    for out_size in (32, 88, 112):
+        fast = read_frames(local(clip), lambda first, out_size=out_size: video_filters(first, out_size, 25.0))
         assert fast is not None  # read in-process, not handed to ffmpeg
-        assert np.array_equal(fast, ffmpeg_video(clip, out_size))
-        assert np.array_equal(load_video(clip, out_size), fast)
+        side = min(shorter, out_size) // 2 * 2
+        assert fast.shape[1:] == (side * 3 // 2, side) and fast.dtype == np.uint8
+        assert np.array_equal(fast, ffmpeg_frames(clip, out_size))
+        assert np.array_equal(load_frames(clip, out_size), fast)
+        assert load_video(clip, out_size).shape[1:] == (out_size, out_size, 3)
+
+
+def test_a_mouth_crop_is_only_decoded(tmp_path):
+    """4:2:0 BT.601 limited range no larger than CLIP's size: the chain only crops (no libswscale); other
+    sources are scaled and converted to that."""
+    from clipwhisper.data.media import video_filters
+    from clipwhisper.data.video_in_process import first_frame
+
+    crop = first_frame(f"file:{make_media(tmp_path / 'c.mp4', audio=False, size='96x96', pix_fmt='yuv420p')}")
+    assert [name for name, _ in video_filters(crop, 112, 25.0)] == ["fps", "crop", "format"]
+    assert "scale" in dict(video_filters(crop, 64, 25.0))  # larger than CLIP's size: scaled down
+    full = first_frame(f"file:{make_media(tmp_path / 'j.mp4', audio=False, size='96x96', pix_fmt='yuvj420p')}")
+    assert "scale" in dict(video_filters(full, 112, 25.0))  # full range: converted
 
 
 def test_videos_in_process_leaves_to_ffmpeg(tmp_path):
     """A rotated phone video (ffmpeg turns it upright), a damaged or a truncated file: ffmpeg decides."""
-    from clipwhisper.data.media import _video_filters, ffmpeg_binary, ffmpeg_video, local
+    from clipwhisper.data.media import ffmpeg_binary, ffmpeg_frames, load_frames, local, video_filters
     from clipwhisper.data.video_in_process import read_frames
 
     clip = make_media(tmp_path / "clip.mp4", audio=False, seconds=1.0, size="64x48")
     rotated = tmp_path / "rotated.mp4"
     ffmpeg.input(str(clip), display_rotation=90).output(str(rotated), c="copy").overwrite_output().run(
         cmd=ffmpeg_binary(), quiet=True)
-    filters = [*_video_filters(32, 25.0), ("format", "rgb24")]
+
+    def filters(first):
+        return video_filters(first, 32, 25.0)
     assert read_frames(local(rotated), filters) is None
-    upright = load_video(rotated, 32)
-    assert np.array_equal(upright, ffmpeg_video(rotated, 32)) and not np.array_equal(upright, load_video(clip, 32))
+    upright = load_frames(rotated, 32)
+    assert np.array_equal(upright, ffmpeg_frames(rotated, 32)) and not np.array_equal(upright, load_frames(clip, 32))
     data = bytearray(clip.read_bytes())
     (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])
     assert read_frames(local(tmp_path / "cut.mp4"), filters) is None
@@ -159,7 +182,7 @@ def test_videos_in_process_leaves_to_ffmpeg(tmp_path):
     (tmp_path / "damaged.mp4").write_bytes(data)
     assert read_frames(local(tmp_path / "damaged.mp4"), filters) is None
     with pytest.raises(MediaError, match="damaged.mp4"):
-        load_video(tmp_path / "damaged.mp4", 32)
+        load_frames(tmp_path / "damaged.mp4", 32)
 
 
 def test_written_video_keeps_its_frames_and_the_wavs_samples_in_time(tmp_path):

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 from conftest import make_media, summary_row
-from faces import face_video, lips_angle, lips_centre
+from faces import as_shown, face_video, lips_angle, lips_centre
 from typer.testing import CliRunner
 
 from clipwhisper.cli import app
@@ -141,7 +141,8 @@ def test_a_rolled_head_is_levelled(tmp_path):
     for name in ("rolled", "level"):
         haar = Options(tmp_path / "out", Cropping(detector="haar"))
         record = prepare_one(name, tmp_path / "raw" / f"{name}.mp4", haar)
-        crops = load_video(record["crops"][0]["video"], 96)
+        crops = as_shown(record["crops"][0]["video"])
+        assert crops.shape[1:] == (96, 96, 3)
         assert max(abs(lips_angle(frame)) for frame in crops) < 4, name
         assert np.abs(np.array([lips_centre(frame) for frame in crops]) - 48).max() < 10, name
 

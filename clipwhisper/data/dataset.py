@@ -17,18 +17,19 @@ from torch.utils.data import Dataset, Sampler
 from ..errors import MediaError
 from ..modality import STREAMS
 from .batch import Batch, Padded
-from .media import MAX_AUDIO_SAMPLES, SAMPLE_RATE, load_audio, load_video
+from .frames import resized, side_of
+from .media import MAX_AUDIO_SAMPLES, SAMPLE_RATE, load_audio, load_frames
 from .utterance import Utterance
 
 
 def decoded_bytes(utterances: Sequence[Utterance], streams: Sequence[str], image_size: int | None) -> int:
-    """How much memory the decoded media of ``utterances`` take (float32 audio, uint8 frames)."""
+    """How much memory the decoded media of ``utterances`` take at most (float32 audio, YUV 4:2:0 frames)."""
     total = 0
     for utt in utterances:
         if "audio" in streams:
             total += 4 * utt.n_audio_samples
         if "video" in streams and image_size:
-            total += 3 * image_size * image_size * utt.n_video_frames
+            total += 3 * image_size * image_size // 2 * utt.n_video_frames
     return total
 
 
@@ -84,7 +85,7 @@ class AVDataset(Dataset):
             if "video" in self.streams and "video_features" not in item:
                 if utt.media("video") is None:
                     raise MediaError(utt.id, "no video path in the manifest")
-                item["video"] = load_video(utt.media("video"), self.image_size, self.fps)
+                item["video"] = load_frames(utt.media("video"), self.image_size, self.fps)
         except MediaError as exc:
             return {"id": utt.id, "text": item["text"], "error": str(exc)}
         return item
@@ -112,6 +113,15 @@ def _pad_present(values: list, pin: bool) -> Padded | None:
     return Padded(*pad_stack([present[:0] if v is None else v for v in values], pin))
 
 
+def _one_side(frames: list) -> list:
+    """Video rows (YUV 4:2:0, ``frames.py``) at one side, the largest: sources of different sizes in a batch."""
+    sides = {side_of(row) for row in frames if row is not None}
+    if len(sides) < 2:
+        return frames
+    return [row if row is None or side_of(row) == max(sides) else resized(torch.as_tensor(row), max(sides))
+            for row in frames]
+
+
 def collate(items: list[dict], pin: bool = False) -> Batch:
     """The good items padded into a ``Batch`` (``pin``: in page-locked memory). A stream's rows come as media
     (an item's ``audio``) or, from the feature cache, as encoder output (``audio_features``); a row missing from
@@ -123,7 +133,8 @@ def collate(items: list[dict], pin: bool = False) -> Batch:
                   noisy=[bool(item.get("noisy")) for item in good])
     for stream in STREAMS:
         for key, into in ((stream, batch.media), (f"{stream}_features", batch.features)):
-            padded = _pad_present([item.get(key) for item in good], pin)
+            rows = [item.get(key) for item in good]
+            padded = _pad_present(_one_side(rows) if key == "video" else rows, pin)
             if padded is not None:
                 into[stream] = padded
     return batch

@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..errors import ConfigError
+from .frames import PIXELS
 from .utterance import Utterance
 
 
@@ -92,8 +93,8 @@ def _settings(encoder: nn.Module, stream: str, fps: float, dtype: torch.dtype | 
     common = {"stream": stream, "dtype": str(dtype or torch.float32), "class": type(encoder).__name__}
     if stream == "audio":
         return {**common, "dims": encoder.dims, "pad_to_30s": encoder.pad_to_30s}
-    return {**common, "image_size": encoder.image_size, "fps": fps, "mean": encoder.mean.flatten().tolist(),
-            "std": encoder.std.flatten().tolist()}
+    return {**common, "image_size": encoder.image_size, "fps": fps, "pixels": PIXELS,
+            "mean": encoder.mean.flatten().tolist(), "std": encoder.std.flatten().tolist()}
 
 
 def build_feature_cache(root: Path, model, utterances: Sequence[Utterance], fps: float, dtype: torch.dtype | None,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import MediaError
-from .media import SAMPLE_RATE, VIDEO_FPS, load_audio, load_video
+from .media import SAMPLE_RATE, VIDEO_FPS, load_audio, load_frames
 from .utterance import Utterance, duration_s
 
 BINS_S = (1, 2, 4, 6, 8, 10, 15, 20, 30)
@@ -49,7 +49,7 @@ def media_problems(u: Utterance) -> list[str]:
         if path is None or (stream == "audio" and u.audio is None and not expected):
             continue
         try:
-            found = len(load_video(path, 16)) if stream == "video" else _audio_samples(path)
+            found = len(load_frames(path, 16)) if stream == "video" else _audio_samples(path)
         except MediaError as exc:
             problems.append(f"{u.id}: {exc}")
             continue

@@ -1,4 +1,4 @@
-"""Decode media with ffmpeg: audio to 16 kHz mono float32, video to RGB frames.
+"""Decode media with ffmpeg: audio to 16 kHz mono float32, video to YUV 4:2:0 frames (``frames.py``) or RGB.
 
 The ffmpeg binary is found through ``CLIPWHISPER_FFMPEG``, then ``PATH``, then
 the one the ``imageio-ffmpeg`` wheel ships, so ``pip install`` is enough.
@@ -17,9 +17,11 @@ from pathlib import Path
 
 import ffmpeg
 import numpy as np
+import torch
 
 from ..errors import MediaError
-from .video_in_process import read_frames
+from .frames import carried_side, to_rgb
+from .video_in_process import first_frame, read_frames
 
 SAMPLE_RATE = 16_000
 MAX_AUDIO_SAMPLES = 30 * SAMPLE_RATE  # Whisper's window: every Whisper encoder reads at most 30 s
@@ -121,34 +123,59 @@ def _plain_wav(path: Path, sample_rate: int) -> np.ndarray | None:
     return np.frombuffer(data, "<i2").astype(np.float32) / np.float32(32768)
 
 
-def load_video(path: Path | str, size: int, fps: float = VIDEO_FPS,
-               span: tuple[float, float] | None = None) -> np.ndarray:
-    """RGB frames ``(T, size, size, 3)`` uint8 at ``fps``: scaled to cover, centre-cropped square; ``span`` as
-    for ``load_audio``. A whole file is read in-process when PyAV can (the same frames, without starting
-    ffmpeg: ``video_in_process``), otherwise, and for every error, by the ffmpeg program."""
+def load_frames(path: Path | str, size: int, fps: float = VIDEO_FPS,
+                span: tuple[float, float] | None = None) -> np.ndarray:
+    """YUV 4:2:0 frames ``(T, 3S/2, S)`` uint8 at ``fps`` as the loader carries them (``frames.py``): centre-cropped
+    square at the source's size, or scaled down to ``size`` for CLIP; ``span`` as for ``load_audio``. A whole file is
+    read in-process when PyAV can (the same frames, without starting ffmpeg: ``video_in_process``), otherwise, and
+    for every error, by the ffmpeg program."""
     path = Path(path)
     if span is None and path.is_file():
-        frames = read_frames(local(path), [*_video_filters(size, fps), ("format", "rgb24")])
+        frames = read_frames(local(path), lambda first: video_filters(first, size, fps))
         if frames is not None:
             return frames
-    return ffmpeg_video(path, size, fps, span)
+    return ffmpeg_frames(path, size, fps, span)
 
 
-def _video_filters(size: int, fps: float) -> list[tuple[str, str]]:
-    return [("fps", f"{fps}"), ("scale", f"{size}:{size}:force_original_aspect_ratio=increase:flags=area"),
-            ("crop", f"{size}:{size}")]
+def load_video(path: Path | str, size: int, fps: float = VIDEO_FPS,
+               span: tuple[float, float] | None = None) -> np.ndarray:
+    """RGB frames ``(T, size, size, 3)`` uint8: ``load_frames`` made RGB as the model makes them."""
+    return to_rgb(torch.from_numpy(load_frames(path, size, fps, span)), size).numpy()
 
 
-def ffmpeg_video(path: Path, size: int, fps: float = VIDEO_FPS,
-                 span: tuple[float, float] | None = None) -> np.ndarray:
-    """``load_video`` by the ffmpeg program."""
-    chain = ",".join(f"{name}={args}" for name, args in _video_filters(size, fps))
-    graph = _input(path, span).output("pipe:", map="0:v:0", vf=chain, format="rawvideo", pix_fmt="rgb24")
+_BT601_SPACES = {2, 5, 6}  # FFmpeg's AVColorSpace: unspecified, BT.470BG and SMPTE 170M (both BT.601)
+_FULL_RANGE = 2  # FFmpeg's AVCOL_RANGE_JPEG
+
+
+def video_filters(first, size: int, fps: float) -> list[tuple[str, str]]:
+    """The filter chain for a video whose first frame is ``first`` (a PyAV frame, None where unknown): only a crop
+    where it is already 4:2:0 BT.601 limited range no larger than ``size`` (a mouth crop), else libswscale's area
+    scaling and conversion to that."""
+    side = _side(first, size)
+    crop = ("crop", f"{side}:{side}")
+    if first is not None and min(first.width, first.height) <= size and first.format.name == "yuv420p" \
+            and int(first.colorspace) in _BT601_SPACES and int(first.color_range) != _FULL_RANGE:
+        return [("fps", f"{fps}"), crop, ("format", "yuv420p")]
+    scale = f"{side}:{side}:force_original_aspect_ratio=increase:flags=area:out_color_matrix=bt601:out_range=tv"
+    return [("fps", f"{fps}"), ("scale", scale), crop, ("format", "yuv420p")]
+
+
+def _side(first, size: int) -> int:
+    return carried_side(first.width, first.height, size) if first is not None else carried_side(size, size, size)
+
+
+def ffmpeg_frames(path: Path, size: int, fps: float = VIDEO_FPS,
+                  span: tuple[float, float] | None = None) -> np.ndarray:
+    """``load_frames`` by the ffmpeg program: the chain for the file's first frame, read by PyAV where it can."""
+    first = first_frame(local(path))
+    chain = ",".join(f"{name}={args}" for name, args in video_filters(first, size, fps))
+    graph = _input(path, span).output("pipe:", map="0:v:0", vf=chain, format="rawvideo", pix_fmt="yuv420p")
     raw = _run(path, graph, "video", may_be_empty=bool(span and span[0]))
-    frame_bytes = size * size * 3
+    side = _side(first, size)
+    frame_bytes = side * side * 3 // 2
     if len(raw) % frame_bytes:
         raise MediaError(path, "video ended inside a frame")
-    return np.frombuffer(raw, dtype=np.uint8).reshape(-1, size, size, 3).copy()
+    return np.frombuffer(raw, dtype=np.uint8).reshape(-1, side * 3 // 2, side).copy()
 
 
 def frame_size(path: Path | str) -> tuple[int, int]:

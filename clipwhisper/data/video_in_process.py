@@ -1,22 +1,26 @@
 """Video frames decoded inside the process by PyAV (FFmpeg's libraries), without starting an ffmpeg program.
 
-The same filter chain as ``media.load_video``'s ffmpeg command (fps, scale with area, crop, rgb24) gives the same
-frames, byte for byte (tests/test_media.py checks it), in a fraction of the time: a short clip costs ~30 ms to
-start ffmpeg and ~5 ms to decode. Anything out of the ordinary (a decoding error or warning, a rotated phone
-video, no frames, PyAV missing) returns None, and ``load_video`` asks the ffmpeg program, whose errors and
-handling of such files are the reference.
+The same filter chain as ``media.load_frames``'s ffmpeg command gives the same frames, byte for byte
+(tests/test_media.py checks it), in a fraction of the time: a short clip costs ~30 ms to start ffmpeg and ~10 ms
+to decode. Anything out of the ordinary (a decoding error or warning, a rotated phone video, no frames, PyAV
+missing) returns None, and ``load_frames`` asks the ffmpeg program, whose errors and handling of such files are
+the reference.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
+Filters = Callable[[object], list[tuple[str, str]]]  # the first decoded frame -> libavfilter names and arguments
 
-def read_frames(source: str, filters: list[tuple[str, str]]) -> np.ndarray | None:
-    """``(T, H, W, 3)`` uint8 frames of the first video stream of ``source`` through ``filters`` (libavfilter
-    names and arguments, ending in rgb24), or None where the ffmpeg program should decide. ``source`` names a
-    local file as ``media.local`` does (``file:PATH``): FFmpeg's libraries, like its program, would read
-    ``concat:a.mp4|b.mp4`` or ``http://…`` as a protocol."""
+
+def read_frames(source: str, filters: Filters) -> np.ndarray | None:
+    """Frames of the first video stream of ``source`` through the chain ``filters`` picks for its first frame
+    (``(T, H, W, 3)`` for rgb24, ``(T, 3H/2, W)`` for yuv420p), or None where the ffmpeg program should decide.
+    ``source`` names a local file as ``media.local`` does (``file:PATH``): FFmpeg's libraries, like its program,
+    would read ``concat:a.mp4|b.mp4`` or ``http://…`` as a protocol."""
     try:
         import av
     except ImportError:
@@ -33,13 +37,26 @@ def read_frames(source: str, filters: list[tuple[str, str]]) -> np.ndarray | Non
     return np.stack(frames)
 
 
-def _decode(container, stream, filters: list[tuple[str, str]]) -> list[np.ndarray] | None:
+def first_frame(source: str):
+    """The first decoded frame of ``source``'s first video stream (its size, pixel format and colours), or None."""
+    try:
+        import av
+    except ImportError:
+        return None
+    try:
+        with av.open(source, "r") as container:
+            if not container.streams.video:
+                return None
+            return next(container.decode(container.streams.video[0]), None)
+    except (av.error.FFmpegError, ValueError, OSError):
+        return None
+
+
+def _decode(container, stream, filters: Filters) -> list[np.ndarray] | None:
     import av
 
     stream.thread_type = "NONE"  # one core per loader worker; frames are small
-    graph = av.filter.Graph()
-    graph.link_nodes(graph.add_buffer(template=stream), *(graph.add(name, args) for name, args in filters),
-                     graph.add("buffersink")).configure()
+    graph = None
     frames: list[np.ndarray] = []
 
     def drain() -> None:
@@ -51,8 +68,14 @@ def _decode(container, stream, filters: list[tuple[str, str]]) -> list[np.ndarra
     for frame in container.decode(stream):
         if getattr(frame, "rotation", 0):
             return None  # the ffmpeg program turns it upright (autorotate); leave that to it
+        if graph is None:
+            graph = av.filter.Graph()
+            graph.link_nodes(graph.add_buffer(template=stream), *(graph.add(name, args) for name, args in
+                                                                 filters(frame)), graph.add("buffersink")).configure()
         graph.push(frame)
         drain()
+    if graph is None:
+        return None
     graph.push(None)
     drain()
     return frames

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..config import VideoEncoderConfig
+from ..data.frames import to_rgb
 from .graphs import ShapeGraphs
 from .padding import pad_to_multiple
 from .patch_embedding import PatchEmbedding
@@ -73,7 +74,9 @@ class ClipVideoEncoder(nn.Module):
         return int(self.visual.output_dim)
 
     def forward(self, frames: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``frames (B, T, H, W, 3)`` uint8 with frame ``lengths`` -> ``(B, T, D)``, mask.
+        """``frames`` with frame ``lengths`` -> ``(B, T, D)``, mask. ``frames``: uint8, as the loader carries them,
+        YUV 4:2:0 ``(B, T, 3S/2, S)`` (made RGB at the tower's size here, ``data/frames.py``), or RGB
+        ``(B, T, H, W, 3)`` at the tower's size.
 
         Only real frames are encoded, packed across the batch in chunks of ``chunk_frames``. Their
         positions come from the lengths on the host: no device sync, so the host can queue the LLM's
@@ -84,6 +87,8 @@ class ClipVideoEncoder(nn.Module):
         multiple = self.graphs.multiple(frames)
         outputs = []
         for chunk in frames.flatten(0, 1).index_select(0, real).split(self.chunk_frames):
+            if chunk.dim() == 3:
+                chunk = to_rgb(chunk, self.image_size)
             outputs.append(self.graphs(pad_to_multiple(chunk, 0, multiple))[: len(chunk)])
         dtype = next(self.visual.parameters()).dtype
         encoded = torch.cat(outputs) if outputs else frames.new_zeros((0, self.output_size), dtype=dtype)

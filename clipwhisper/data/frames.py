@@ -1,0 +1,65 @@
+"""Video frames as the loader carries them: YUV 4:2:0 at the source's size, made RGB at CLIP's size on the model's
+device.
+
+A loader worker only decodes (and crops to a centred square): converting to RGB and scaling to 224 px took
+libswscale about three times as long as decoding a 96-px mouth clip (``benchmarks/data_pipeline.py``), and the RGB
+frames are 5x (112 px) to 22x (224 px) larger to pin and copy. So a frame travels as its planes, ``(3S/2, S)``
+uint8 per frame (``S`` rows of luma, then the two ``S/2 x S/2`` chroma planes packed row after row, the layout of
+FFmpeg's ``yuv420p``), BT.601 limited range, with ``S`` the source's square side, or CLIP's size for a larger source
+(scaled down by the loader), and even. ``to_rgb`` then makes RGB as libswscale's unscaled conversion does (each
+chroma sample for its 2x2 pixels; within 3 levels of it, tests/test_frames.py) and scales it bilinearly to CLIP's
+size. Every path (training, decoding, transcribing, the feature cache) goes through it: a model sees the same
+pixels however its frames were read.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+PIXELS = "yuv420p-bt601-nearest-chroma/bilinear"  # what the feature cache's fingerprint records
+
+_LIMITED = ((16.0, 255.0 / 219.0), (128.0, 255.0 / 224.0))  # (offset, gain) of luma, of chroma
+_TO_RGB = torch.tensor([[1.0, 0.0, 1.402], [1.0, -0.344136, -0.714136], [1.0, 1.772, 0.0]])  # BT.601, from Y Cb Cr
+
+
+def carried_side(width: int, height: int, size: int) -> int:
+    """The square side a ``width x height`` source is carried at for CLIP's ``size``: the source's shorter side, or
+    ``size`` where the source is larger (no detail above CLIP's size is kept), made even for the chroma planes."""
+    return max(2, min(width, height, size) // 2 * 2)
+
+
+def side_of(frames: torch.Tensor) -> int:
+    """``S`` of frames ``(..., 3S/2, S)``."""
+    return frames.shape[-1]
+
+
+def to_rgb(frames: torch.Tensor, size: int) -> torch.Tensor:
+    """YUV 4:2:0 frames ``(N, 3S/2, S)`` uint8 -> RGB ``(N, size, size, 3)`` uint8, on the frames' device."""
+    count, side = frames.shape[0], side_of(frames)
+    planes = frames.reshape(count, -1)
+    luma = planes[:, : side * side].reshape(count, 1, side, side).float()
+    chroma = planes[:, side * side:].reshape(count, 2, side // 2, side // 2).float()
+    chroma = chroma.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+    (y_offset, y_gain), (c_offset, c_gain) = _LIMITED
+    ycbcr = torch.cat([(luma - y_offset) * y_gain, (chroma - c_offset) * c_gain], 1)
+    rgb = torch.einsum("oc,nchw->nohw", _TO_RGB.to(frames.device), ycbcr).clamp_(0, 255)
+    if side != size:
+        rgb = F.interpolate(rgb, size=(size, size), mode="bilinear", align_corners=False)
+    return rgb.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+
+
+def resized(frames: torch.Tensor, side: int) -> torch.Tensor:
+    """YUV 4:2:0 frames ``(N, 3S/2, S)`` at another even ``side``, each plane scaled bilinearly: a batch whose
+    sources differ in size (say 88- and 96-px crops) is carried at its largest."""
+    count, old = frames.shape[0], side_of(frames)
+    if old == side:
+        return frames
+    planes = frames.reshape(count, -1)
+    luma = planes[:, : old * old].reshape(count, 1, old, old)
+    chroma = planes[:, old * old:].reshape(count, 2, old // 2, old // 2)
+
+    def scale(plane: torch.Tensor, to: int) -> torch.Tensor:
+        out = F.interpolate(plane.float(), size=(to, to), mode="bilinear", align_corners=False)
+        return out.round_().clamp_(0, 255).to(torch.uint8).reshape(count, -1)
+    return torch.cat([scale(luma, side), scale(chroma, side // 2)], 1).reshape(count, side * 3 // 2, side)
