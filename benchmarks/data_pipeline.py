@@ -4,9 +4,10 @@
 
 Makes LRS3-like clips with ffmpeg (96x96 mouth crops at 25 fps, h264 + AAC in mp4, 4.5 s), then decodes
 them as training does (``AVDataset`` item + ``collate``) at CLIP sizes 224 and 112, and reads cached
-features. The baseline beside each size: the frames made RGB at CLIP's size by libswscale in the loader (what
-the loader carried before ``data/frames.py``), then the same collation; and what making the carried frames RGB
-costs on this CPU (a GPU does it beside CLIP). CPU time is counted for this process and its ffmpeg children
+features. The baseline beside each row, what the loader did before: the audio read by the ffmpeg program and the
+frames made RGB at CLIP's size by libswscale in the loader (now ``data/audio_in_process.py`` and
+``data/frames.py``), then the same collation; and what making the carried frames RGB costs on this CPU (a GPU
+does it beside CLIP). CPU time is counted for this process and its ffmpeg children
 together, so the figure is core-seconds per utterance whatever threads ffmpeg uses. Workers needed = training
 rate x core-seconds.
 """
@@ -25,7 +26,7 @@ import torch
 from clipwhisper.data.dataset import AVDataset, collate
 from clipwhisper.data.features import FeatureCache
 from clipwhisper.data.frames import to_rgb
-from clipwhisper.data.media import ffmpeg_binary, load_audio, local
+from clipwhisper.data.media import ffmpeg_audio, ffmpeg_binary, local
 from clipwhisper.data.utterance import Utterance
 from clipwhisper.data.video_in_process import read_frames
 
@@ -52,12 +53,15 @@ def per_utterance(work, count: int) -> tuple[float, float]:
     return (cpu_seconds() - cpu) / count, (time.perf_counter() - wall) / count
 
 
-def rgb_by_libswscale(utt: Utterance, size: int) -> dict:
-    """The baseline item: RGB frames at CLIP's size, scaled (area) and converted by libswscale in the loader."""
-    chain = [("fps", "25.0"), ("scale", f"{size}:{size}:force_original_aspect_ratio=increase:flags=area"),
-             ("crop", f"{size}:{size}"), ("format", "rgb24")]
-    return {"id": utt.id, "text": utt.text, "audio": load_audio(utt.audio),
-            "video": read_frames(local(utt.video), lambda first: chain)}
+def before(utt: Utterance, size: int | None) -> dict:
+    """The baseline item: the audio by the ffmpeg program; RGB frames at CLIP's ``size`` (None: no video), scaled
+    (area) and converted by libswscale in the loader."""
+    item = {"id": utt.id, "text": utt.text, "audio": ffmpeg_audio(utt.audio)}
+    if size:
+        chain = [("fps", "25.0"), ("scale", f"{size}:{size}:force_original_aspect_ratio=increase:flags=area"),
+                 ("crop", f"{size}:{size}"), ("format", "rgb24")]
+        item["video"] = read_frames(local(utt.video), lambda first: chain)
+    return item
 
 
 def main() -> None:
@@ -79,14 +83,16 @@ def main() -> None:
             rows.append((f"audio + video at {size} px", *per_utterance(
                 lambda data=data, batches=batches: batches.extend(collate([data[i]]) for i in range(len(data))),
                 len(data))))
-            rows.append(("  before: RGB in the loader", *per_utterance(
-                lambda size=size: [collate([rgb_by_libswscale(u, size)]) for u in utterances], len(utterances))))
+            rows.append(("  before", *per_utterance(
+                lambda size=size: [collate([before(u, size)]) for u in utterances], len(utterances))))
             rows.append(("  its RGB on this CPU", *per_utterance(
                 lambda size=size, batches=batches: [to_rgb(b.media["video"].values[0], size) for b in batches],
                 len(batches))))
         audio_only = AVDataset(utterances, ("audio",), None)
         rows.append(("audio only", *per_utterance(lambda: [collate([audio_only[i]]) for i in range(len(clips))],
                                                   len(clips))))
+        rows.append(("  before", *per_utterance(lambda: [collate([before(u, None)]) for u in utterances],
+                                                len(utterances))))
         cache = FeatureCache(root / "cache", {"audio": "a", "video": "v"}, utterances)
         for utt in utterances:  # Whisper-medium and ViT-B-16 widths at 50 and 25 Hz
             for stream, steps, width in (("audio", 225, 1024), ("video", 112, 512)):

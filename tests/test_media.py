@@ -38,6 +38,35 @@ def test_a_16k_mono_wav_is_read_in_process_with_ffmpegs_samples(tmp_path, monkey
     assert in_process.dtype == np.float32 and np.array_equal(in_process, through_ffmpeg)
 
 
+@pytest.mark.parametrize(("suffix", "rate", "channels", "codec"), [
+    ("mp4", 16000, 1, "aac"), ("m4a", 44100, 2, "aac"), ("mkv", 48000, 2, "libopus"), ("webm", 48000, 1, "libvorbis"),
+    ("mp3", 22050, 1, "libmp3lame"), ("flac", 44100, 2, "flac"), ("wav", 8000, 1, "pcm_s16le"),
+    ("wav", 16000, 2, "pcm_f32le")])
+def test_audio_read_in_process_equals_the_ffmpeg_program(tmp_path, suffix, rate, channels, codec):
+    """Whole files are decoded, downmixed and resampled in-process by PyAV: the ffmpeg program's samples, byte
+    for byte, for every common container and codec, with and without a video stream."""
+    from clipwhisper.data.audio_in_process import read_audio
+    from clipwhisper.data.media import ffmpeg_audio, local
+
+    path = make_media(tmp_path / f"a.{suffix}", video=suffix in ("mp4", "mkv"), seconds=1.7, rate=rate,
+                      channels=channels, acodec=codec)
+    fast = read_audio(local(path), SAMPLE_RATE)
+    assert fast is not None and fast.dtype == np.float32  # read in-process, not handed to ffmpeg
+    assert np.array_equal(fast, ffmpeg_audio(path)) and np.array_equal(load_audio(path), fast)
+    assert abs(len(fast) - 1.7 * SAMPLE_RATE) < 0.06 * SAMPLE_RATE
+
+
+def test_audio_in_process_leaves_damage_to_ffmpeg(tmp_path):
+    from clipwhisper.data.audio_in_process import read_audio
+    from clipwhisper.data.media import local
+
+    data = bytearray(make_media(tmp_path / "a.mp3", video=False, seconds=2.0, acodec="libmp3lame").read_bytes())
+    data[len(data) // 2:len(data) // 2 + 600] = bytes(600)
+    (tmp_path / "damaged.mp3").write_bytes(data)
+    assert read_audio(local(tmp_path / "damaged.mp3"), SAMPLE_RATE) is None
+    assert read_audio(local(make_media(tmp_path / "v.mp4", audio=False)), SAMPLE_RATE) is None  # no audio stream
+
+
 @pytest.mark.parametrize(("dtype", "rate", "length"), [(np.int16, 22050, 26881), (np.float32, 44100, 1000),
                                                     (np.float32, 8000, 12345)])
 def test_resampling_in_process_equals_the_ffmpeg_program(dtype, rate, length):

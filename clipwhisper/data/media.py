@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import MediaError
+from .audio_in_process import read_audio
 from .frames import carried_side, to_rgb
 from .video_in_process import first_frame, read_frames
 
@@ -91,11 +92,19 @@ def _input(path: Path, span: tuple[float, float] | None):
 def load_audio(path: Path | str, sample_rate: int = SAMPLE_RATE,
                span: tuple[float, float] | None = None) -> np.ndarray:
     """Mono float32 samples at ``sample_rate`` from any file ffmpeg reads (first audio stream); ``span``
-    ``(start_s, length_s)``: that part only (empty past the end)."""
+    ``(start_s, length_s)``: that part only (empty past the end). A whole file is read in-process where it can be
+    (a plain wav, or by PyAV: ``audio_in_process``), with the samples the ffmpeg program gives."""
     path = Path(path)
-    plain = _plain_wav(path, sample_rate) if span is None else None
-    if plain is not None:
-        return plain
+    if span is None and path.is_file():
+        fast = _plain_wav(path, sample_rate)
+        fast = read_audio(local(path), sample_rate) if fast is None else fast
+        if fast is not None and np.isfinite(fast).all():
+            return fast
+    return ffmpeg_audio(path, sample_rate, span)
+
+
+def ffmpeg_audio(path: Path, sample_rate: int = SAMPLE_RATE, span: tuple[float, float] | None = None) -> np.ndarray:
+    """``load_audio`` by the ffmpeg program."""
     graph = _input(path, span).output("pipe:", map="0:a:0", format="f32le", acodec="pcm_f32le", ac=1,
                                       ar=sample_rate)
     samples = np.frombuffer(_run(path, graph, "audio", may_be_empty=bool(span and span[0])), dtype=np.float32)

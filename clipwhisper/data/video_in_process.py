@@ -2,7 +2,7 @@
 
 The same filter chain as ``media.load_frames``'s ffmpeg command gives the same frames, byte for byte
 (tests/test_media.py checks it), in a fraction of the time: a short clip costs ~30 ms to start ffmpeg and ~10 ms
-to decode. Anything out of the ordinary (a decoding error or warning, a rotated phone video, no frames, PyAV
+to decode. Anything out of the ordinary (a decoding error, a corrupt packet, a rotated phone video, no frames, PyAV
 missing) returns None, and ``load_frames`` asks the ffmpeg program, whose errors and handling of such files are
 the reference.
 """
@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+
+from .libav_checks import Damaged, decoded, ffmpeg_errors
 
 Filters = Callable[[object], list[tuple[str, str]]]  # the first decoded frame -> libavfilter names and arguments
 
@@ -26,13 +28,13 @@ def read_frames(source: str, filters: Filters) -> np.ndarray | None:
     except ImportError:
         return None
     try:
-        with av.logging.Capture(local=True) as logs, av.open(source, "r") as container:
+        with ffmpeg_errors() as logs, av.open(source, "r") as container:
             if not container.streams.video:
                 return None
             frames = _decode(container, container.streams.video[0], filters)
-    except (av.error.FFmpegError, ValueError, OSError):
+    except (av.error.FFmpegError, ValueError, OSError, Damaged):
         return None
-    if frames is None or not frames or any(level <= av.logging.WARNING for level, _, _ in logs):
+    if frames is None or not frames or logs:
         return None
     return np.stack(frames)
 
@@ -65,7 +67,7 @@ def _decode(container, stream, filters: Filters) -> list[np.ndarray] | None:
                 frames.append(graph.pull().to_ndarray())
             except (av.error.BlockingIOError, av.error.EOFError):
                 return
-    for frame in container.decode(stream):
+    for frame in decoded(container, stream):
         if getattr(frame, "rotation", 0):
             return None  # the ffmpeg program turns it upright (autorotate); leave that to it
         if graph is None:
