@@ -3,42 +3,35 @@
 Decoded and made mono float32 at the wanted rate by FFmpeg's resampler with the program's defaults, it gives the
 samples ``ffmpeg -ac 1 -ar RATE -f f32le`` gives, byte for byte (tests/test_media.py), without the ~20 ms of
 starting the program: the AAC track of an mp4 costs about 2 ms. As for video (``video_in_process``), anything out
-of the ordinary (a decoding error, a corrupt packet, no samples, PyAV missing) returns None, and ``load_audio`` asks the
-ffmpeg program, whose errors and handling of such files are the reference.
+of the ordinary (a decoding error, a corrupt packet, no samples, PyAV missing) returns None, and ``load_audio``
+asks the ffmpeg program, whose errors and handling of such files are the reference.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .libav_checks import Damaged, decoded, ffmpeg_errors
+from .libav_checks import decoded, read_stream
 
 
 def read_audio(source: str, sample_rate: int) -> np.ndarray | None:
     """Mono float32 samples at ``sample_rate`` of the first audio stream of ``source`` (``file:PATH``, as for
     ``read_frames``), or None where the ffmpeg program should decide."""
-    try:
-        import av
-    except ImportError:
-        return None
-    try:
-        with ffmpeg_errors() as logs, av.open(source, "r") as container:
-            if not container.streams.audio:
-                return None
-            stream = container.streams.audio[0]
-            stream.thread_type = "NONE"  # one core per loader worker
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-            end = _end(stream)
-            frames = (_cut(frame, end) for frame in decoded(container, stream))
-            pieces = [piece.to_ndarray().reshape(-1) for frame in frames if frame is not None
-                      for piece in resampler.resample(frame)]
-            pieces += [piece.to_ndarray().reshape(-1) for piece in resampler.resample(None)]  # what it holds back
-    except (av.error.FFmpegError, ValueError, OSError, Damaged):
-        return None
-    if not pieces or logs:
-        return None
-    samples = np.concatenate(pieces)
-    return samples if len(samples) else None
+    return read_stream(source, "audio", lambda container, stream: _samples(container, stream, sample_rate))
+
+
+def _samples(container, stream, sample_rate: int) -> np.ndarray | None:
+    import av
+
+    stream.thread_type = "NONE"  # one core per loader worker
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+    end = _end(stream)
+    frames = (_cut(frame, end) for frame in decoded(container, stream))
+    pieces = [piece.to_ndarray().reshape(-1) for frame in frames if frame is not None
+              for piece in resampler.resample(frame)]
+    pieces += [piece.to_ndarray().reshape(-1) for piece in resampler.resample(None)]  # what it holds back
+    samples = np.concatenate(pieces) if pieces else None
+    return samples if samples is not None and len(samples) else None
 
 
 def _end(stream) -> int | None:

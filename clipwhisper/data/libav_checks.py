@@ -5,8 +5,11 @@ while a file is read and the messages of this thread captured."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class Damaged(Exception):
@@ -33,3 +36,20 @@ def decoded(container, stream) -> Iterator:
         if packet.is_corrupt:
             raise Damaged
         yield from packet.decode()
+
+
+def read_stream(source: str, kind: str, work: Callable[[object, object], T | None]) -> T | None:
+    """``work(container, stream)`` on the first ``kind`` (``"audio"`` or ``"video"``) stream of ``source``, or None
+    where the ffmpeg program should decide: PyAV missing, no such stream, an error raised or logged by FFmpeg, a
+    corrupt packet, or ``work`` finding nothing."""
+    try:
+        import av
+    except ImportError:
+        return None
+    try:
+        with ffmpeg_errors() as logs, av.open(source, "r") as container:
+            streams = getattr(container.streams, kind)
+            result = work(container, streams[0]) if streams else None
+    except (av.error.FFmpegError, ValueError, OSError, Damaged):
+        return None
+    return None if logs else result

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .libav_checks import Damaged, decoded, ffmpeg_errors
+from .libav_checks import decoded, read_stream
 
 Filters = Callable[[object], list[tuple[str, str]]]  # the first decoded frame -> libavfilter names and arguments
 
@@ -23,35 +23,13 @@ def read_frames(source: str, filters: Filters) -> np.ndarray | None:
     (``(T, H, W, 3)`` for rgb24, ``(T, 3H/2, W)`` for yuv420p), or None where the ffmpeg program should decide.
     ``source`` names a local file as ``media.local`` does (``file:PATH``): FFmpeg's libraries, like its program,
     would read ``concat:a.mp4|b.mp4`` or ``http://…`` as a protocol."""
-    try:
-        import av
-    except ImportError:
-        return None
-    try:
-        with ffmpeg_errors() as logs, av.open(source, "r") as container:
-            if not container.streams.video:
-                return None
-            frames = _decode(container, container.streams.video[0], filters)
-    except (av.error.FFmpegError, ValueError, OSError, Damaged):
-        return None
-    if frames is None or not frames or logs:
-        return None
-    return np.stack(frames)
+    frames = read_stream(source, "video", lambda container, stream: _decode(container, stream, filters))
+    return np.stack(frames) if frames else None
 
 
 def first_frame(source: str):
     """The first decoded frame of ``source``'s first video stream (its size, pixel format and colours), or None."""
-    try:
-        import av
-    except ImportError:
-        return None
-    try:
-        with av.open(source, "r") as container:
-            if not container.streams.video:
-                return None
-            return next(container.decode(container.streams.video[0]), None)
-    except (av.error.FFmpegError, ValueError, OSError):
-        return None
+    return read_stream(source, "video", lambda container, stream: next(container.decode(stream), None))
 
 
 def _decode(container, stream, filters: Filters) -> list[np.ndarray] | None:
