@@ -5,7 +5,8 @@
 
 Reference configuration, random weights at real sizes: Whisper `medium` encoder dimensions, CLIP ViT-B-16 at
 224 px, a Llama with Llama-3.2-1B dimensions and LoRA r16 on q/k/v/o, encoders frozen. Batches shaped like
-LRS3: 1-12 s (mean about 4.5 s), 25 fps, 16 kHz, about 3 words a second.
+LRS3: 1-12 s (mean about 4.5 s), 25 fps, 16 kHz, about 3 words a second, the video 96-px mouth crops as the
+loader carries them (YUV 4:2:0, made RGB at CLIP's size on the device).
 Naive baseline (built here too): Whisper padded to 30 s, fp32, CLIP one frame at a time, decoding batch 1.
 MFU = useful model FLOPs per second / a bf16 matmul measured in the same run; the FLOPs of a training
 utterance are counted by torch's FlopCounterMode on our configuration (the naive run's padding is not useful).
@@ -33,6 +34,7 @@ import torch
 from clipwhisper.config import ModelConfig
 from clipwhisper.data.batch import Batch, Padded
 from clipwhisper.data.features import FeatureCache
+from clipwhisper.data.frames import carried_side
 from clipwhisper.data.utterance import Utterance
 from clipwhisper.model.avsr import AVSRModel, packing_order
 from clipwhisper.model.compiled import compile_llm_layers
@@ -90,6 +92,9 @@ class TimedBatch(Batch):
     seconds: float = 0.0  # of speech in the batch, for audio-seconds per second
 
 
+MOUTH_CROP = 96  # px: LRS3's mouth crops as auto_avsr and AV-HuBERT prepare them
+
+
 def make_batch(durations: list[float], rng: random.Random, image_size: int, streams) -> TimedBatch:
     size = len(durations)
     batch = TimedBatch([f"u{i}" for i in range(size)],
@@ -101,9 +106,10 @@ def make_batch(durations: list[float], rng: random.Random, image_size: int, stre
         for row, n in enumerate(lengths):
             audio[row, :n] = torch.randn(n) * 0.1
         batch.media["audio"] = Padded(audio, torch.tensor(lengths))
-    if "video" in streams:
+    if "video" in streams:  # as the loader carries LRS3's 96-px mouth crops: YUV 4:2:0, made RGB on the device
         lengths = [int(d * 25) for d in durations]
-        video = torch.randint(0, 256, (size, max(lengths), image_size, image_size, 3), dtype=torch.uint8)
+        side = carried_side(MOUTH_CROP, MOUTH_CROP, image_size)
+        video = torch.randint(0, 256, (size, max(lengths), side * 3 // 2, side), dtype=torch.uint8)
         batch.media["video"] = Padded(video, torch.tensor(lengths))
     return batch
 

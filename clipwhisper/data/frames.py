@@ -20,7 +20,7 @@ import torch.nn.functional as F
 PIXELS = "yuv420p-bt601-nearest-chroma/bilinear"  # what the feature cache's fingerprint records
 
 _LIMITED = ((16.0, 255.0 / 219.0), (128.0, 255.0 / 224.0))  # (offset, gain) of luma, of chroma
-_TO_RGB = torch.tensor([[1.0, 0.0, 1.402], [1.0, -0.344136, -0.714136], [1.0, 1.772, 0.0]])  # BT.601, from Y Cb Cr
+_CR_R, _CB_G, _CR_G, _CB_B = 1.402, -0.344136, -0.714136, 1.772  # BT.601: R, G, B from Y and Cb, Cr
 
 
 def carried_side(width: int, height: int, size: int) -> int:
@@ -38,12 +38,13 @@ def to_rgb(frames: torch.Tensor, size: int) -> torch.Tensor:
     """YUV 4:2:0 frames ``(N, 3S/2, S)`` uint8 -> RGB ``(N, size, size, 3)`` uint8, on the frames' device."""
     count, side = frames.shape[0], side_of(frames)
     planes = frames.reshape(count, -1)
-    luma = planes[:, : side * side].reshape(count, 1, side, side).float()
+    luma = planes[:, : side * side].reshape(count, side, side).float()
     chroma = planes[:, side * side:].reshape(count, 2, side // 2, side // 2).float()
     chroma = chroma.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
     (y_offset, y_gain), (c_offset, c_gain) = _LIMITED
-    ycbcr = torch.cat([(luma - y_offset) * y_gain, (chroma - c_offset) * c_gain], 1)
-    rgb = torch.einsum("oc,nchw->nohw", _TO_RGB.to(frames.device), ycbcr).clamp_(0, 255)
+    y = (luma - y_offset) * y_gain
+    cb, cr = ((chroma - c_offset) * c_gain).unbind(1)
+    rgb = torch.stack([y + _CR_R * cr, y + _CB_G * cb + _CR_G * cr, y + _CB_B * cb], 1).clamp_(0, 255)
     if side != size:
         rgb = F.interpolate(rgb, size=(size, size), mode="bilinear", align_corners=False)
     return rgb.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
