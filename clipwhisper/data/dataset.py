@@ -118,7 +118,8 @@ def _one_side(frames: list) -> list:
     sides = {side_of(row) for row in frames if row is not None}
     if len(sides) < 2:
         return frames
-    return [row if row is None or side_of(row) == max(sides) else resized(torch.as_tensor(row), max(sides))
+    largest = max(sides)
+    return [row if row is None or side_of(row) == largest else resized(torch.as_tensor(row), largest)
             for row in frames]
 
 

@@ -34,18 +34,23 @@ def side_of(frames: torch.Tensor) -> int:
     return frames.shape[-1]
 
 
+def planes(frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """YUV 4:2:0 frames ``(N, 3S/2, S)`` -> luma ``(N, S, S)`` and chroma ``(N, 2, S/2, S/2)`` (Cb, Cr), views."""
+    count, side = frames.shape[0], side_of(frames)
+    flat = frames.reshape(count, -1)
+    return (flat[:, : side * side].reshape(count, side, side),
+            flat[:, side * side:].reshape(count, 2, side // 2, side // 2))
+
+
 def to_rgb(frames: torch.Tensor, size: int) -> torch.Tensor:
     """YUV 4:2:0 frames ``(N, 3S/2, S)`` uint8 -> RGB ``(N, size, size, 3)`` uint8, on the frames' device."""
-    count, side = frames.shape[0], side_of(frames)
-    planes = frames.reshape(count, -1)
-    luma = planes[:, : side * side].reshape(count, side, side).float()
-    chroma = planes[:, side * side:].reshape(count, 2, side // 2, side // 2).float()
-    chroma = chroma.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+    luma, chroma = planes(frames)
+    chroma = chroma.float().repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
     (y_offset, y_gain), (c_offset, c_gain) = _LIMITED
-    y = (luma - y_offset) * y_gain
+    y = (luma.float() - y_offset) * y_gain
     cb, cr = ((chroma - c_offset) * c_gain).unbind(1)
     rgb = torch.stack([y + _CR_R * cr, y + _CB_G * cb + _CR_G * cr, y + _CB_B * cb], 1).clamp_(0, 255)
-    if side != size:
+    if side_of(frames) != size:
         rgb = F.interpolate(rgb, size=(size, size), mode="bilinear", align_corners=False)
     return rgb.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
 
@@ -53,14 +58,12 @@ def to_rgb(frames: torch.Tensor, size: int) -> torch.Tensor:
 def resized(frames: torch.Tensor, side: int) -> torch.Tensor:
     """YUV 4:2:0 frames ``(N, 3S/2, S)`` at another even ``side``, each plane scaled bilinearly: a batch whose
     sources differ in size (say 88- and 96-px crops) is carried at its largest."""
-    count, old = frames.shape[0], side_of(frames)
-    if old == side:
+    if side_of(frames) == side:
         return frames
-    planes = frames.reshape(count, -1)
-    luma = planes[:, : old * old].reshape(count, 1, old, old)
-    chroma = planes[:, old * old:].reshape(count, 2, old // 2, old // 2)
+    count = frames.shape[0]
+    luma, chroma = planes(frames)
 
     def scale(plane: torch.Tensor, to: int) -> torch.Tensor:
         out = F.interpolate(plane.float(), size=(to, to), mode="bilinear", align_corners=False)
         return out.round_().clamp_(0, 255).to(torch.uint8).reshape(count, -1)
-    return torch.cat([scale(luma, side), scale(chroma, side // 2)], 1).reshape(count, side * 3 // 2, side)
+    return torch.cat([scale(luma[:, None], side), scale(chroma, side // 2)], 1).reshape(count, side * 3 // 2, side)
