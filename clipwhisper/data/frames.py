@@ -1,15 +1,15 @@
 """Video frames as the loader carries them: YUV 4:2:0 at the source's size, made RGB at CLIP's size on the model's
 device.
 
-A loader worker only decodes (and crops to a centred square): converting to RGB and scaling to 224 px took
-libswscale about three times as long as decoding a 96-px mouth clip (``benchmarks/data_pipeline.py``), and the RGB
-frames are 5x (112 px) to 22x (224 px) larger to pin and copy. So a frame travels as its planes, ``(3S/2, S)``
-uint8 per frame (``S`` rows of luma, then the two ``S/2 x S/2`` chroma planes packed row after row, the layout of
-FFmpeg's ``yuv420p``), BT.601 limited range, with ``S`` the source's square side, or CLIP's size for a larger source
-(scaled down by the loader), and even. ``to_rgb`` then makes RGB as libswscale's unscaled conversion does (each
-chroma sample for its 2x2 pixels; within 3 levels of it, tests/test_frames.py) and scales it bilinearly to CLIP's
-size. Every path (training, decoding, transcribing, the feature cache) goes through it: a model sees the same
-pixels however its frames were read.
+A loader worker only decodes (and crops to a centred square): converting a 96-px mouth clip to RGB and scaling it
+took libswscale 1.3x (112 px) to 2.6x (224 px) as long as decoding it (the timings in
+docs/history/performance-log.md), and its RGB frames are 2.7x (112 px) to 10.9x (224 px) larger to pin and copy. So
+a frame travels as its planes, ``(3S/2, S)`` uint8 per frame (``S`` rows of luma, then the two ``S/2 x S/2`` chroma
+planes packed row after row, the layout of FFmpeg's ``yuv420p``), BT.601 limited range, with ``S`` the source's
+square side, or CLIP's size for a larger source (scaled down by the loader), and even. ``to_rgb`` then makes RGB as
+libswscale's unscaled conversion does (each chroma sample for its 2x2 pixels; within 3 levels of it,
+tests/test_frames.py) and scales it bilinearly to CLIP's size. Every path (training, decoding, transcribing, the
+feature cache) goes through it: a model sees the same pixels however its frames were read.
 """
 
 from __future__ import annotations
