@@ -362,12 +362,11 @@ def identical_share(model, batches, batch_size: int, new_tokens: int) -> float:
 @torch.no_grad()
 def beam_prefix_once(model, batches, device, batch_size: int, new_tokens: int) -> dict:
     """Beam 5 as ``generate`` runs it (the prefix's KV cache computed once per row and held once for the row's
-    beams) against the same with fixed shapes and the LLM's forward compiled (``static``), against the cache
-    copied per beam (``generate`` before shared_prefix.py) and against transformers' beam search given the
-    whole prefix (run once per beam), batch by batch in turns after one batch of each to compile: seconds of
-    each and the shares of hypotheses identical to transformers'."""
+    beams) against the cache copied per beam (``generate`` before shared_prefix.py) and against transformers'
+    beam search given the whole prefix (run once per beam), batch by batch in turns after one batch of each:
+    seconds of each and the shares of hypotheses identical to transformers'."""
     tokenizer, total = model.tokenizer, 0
-    seconds = {"once per row": 0.0, "static": 0.0, "copied per beam": 0.0, "once per beam": 0.0}
+    seconds = {"once per row": 0.0, "copied per beam": 0.0, "once per beam": 0.0}
     same = dict.fromkeys(seconds, 0)
 
     def once_per_beam(rows):
@@ -380,18 +379,15 @@ def beam_prefix_once(model, batches, device, batch_size: int, new_tokens: int) -
     def once_per_row(rows):
         return model.generate(rows, beam_size=5, max_new_tokens=new_tokens, static=False)
 
-    def static(rows):
-        return model.generate(rows, beam_size=5, max_new_tokens=new_tokens, rows=batch_size, static=True)
-
     @contextlib.contextmanager
-    def not_shared(llm, layers, cache, max_new=None):
+    def not_shared(llm, layers, cache):
         yield False
 
     def copied_per_beam(rows):
         with unittest.mock.patch("clipwhisper.model.llm.shared_prefix", not_shared):
             return once_per_row(rows)
 
-    arms = {"once per row": once_per_row, "static": static, "copied per beam": copied_per_beam,
+    arms = {"once per row": once_per_row, "copied per beam": copied_per_beam,
             "once per beam": once_per_beam}
     for run in arms.values():
         run(next(decode_batches(batches, batch_size)))

@@ -296,17 +296,16 @@ class AVSRModel(nn.Module):
     @torch.no_grad()
     def generate(self, batch: Batch, modality: str | None = None, beam_size: int = 1, max_new_tokens: int = 64,
                  rows: int | None = None, static: bool | None = None) -> list[str]:
-        """Transcripts for ``batch``. ``static`` (by default for greedy search on a GPU, unless CUDA graphs are
-        off) runs each step with fixed shapes, compiled: greedy search keeps a static KV cache and transformers
-        compiles its step, replayed as CUDA graphs; beam search keeps the prefix once per row, shared by the
-        row's beams, and the tokens it generates in a cache of fixed size, and the LLM's forward is compiled
-        (``llm.beam_prefix_cache``; not yet the GPU's default for beam search, whose dynamic cache ran faster
-        than transformers' static one, benchmarks/speed.py). A compiled step serves one shape, so the prefix is
-        padded on the left (masked, as generation already pads it) to a multiple of ``PREFIX_MULTIPLE`` tokens
-        and the batch filled to ``rows`` with copies of its first row: a test set then compiles a handful of
-        shapes, not one per batch. Without ``static``, beam search runs the prefix once per row too, shared by
-        the row's beams, and its steps eagerly."""
+        """Transcripts for ``batch``. ``static`` (greedy search only; by default on a GPU, unless CUDA graphs are
+        off) keeps a static KV cache and transformers compiles its step, replayed as CUDA graphs. A compiled step
+        serves one shape, so the prefix is padded on the left (masked, as generation already pads it) to a
+        multiple of ``PREFIX_MULTIPLE`` tokens and the batch filled to ``rows`` with copies of its first row: a
+        test set then compiles a handful of shapes, not one per batch. Beam search runs the prefix once per row,
+        shared by the row's beams (``llm.beam_prefix_cache``), and its steps eagerly: compiled with fixed shapes,
+        one graph per prefix length, it ran 24 times slower on an H200 (benchmarks/speed.py, 2026-12-05)."""
         prefix, mask = self.generation_prefix(batch, modality)
+        if beam_size > 1 and static:
+            raise ValueError("a static KV cache serves greedy search only")
         if static is None:
             static = self.static_generation and self.device.type == "cuda" and beam_size == 1
         with contextlib.ExitStack() as context:
@@ -314,8 +313,7 @@ class AVSRModel(nn.Module):
             if static:
                 prefix, mask = fixed_generation_shape(prefix, mask, rows or len(batch), PREFIX_MULTIPLE)
             if beam_size > 1:
-                options = context.enter_context(beam_prefix_cache(self.llm, prefix, mask, beam_size,
-                                                                  max_new_tokens if static else None))
+                options = context.enter_context(beam_prefix_cache(self.llm, prefix, mask, beam_size))
             elif static:
                 options["cache_implementation"] = "static"
             if static or beam_size > 1:

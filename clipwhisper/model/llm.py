@@ -98,16 +98,12 @@ def decoder_of(llm: nn.Module) -> nn.Module:
 
 
 @contextlib.contextmanager
-def beam_prefix_cache(llm: nn.Module, embeds: torch.Tensor, mask: torch.Tensor, beams: int,
-                      compiled_steps: int | None = None):
+def beam_prefix_cache(llm: nn.Module, embeds: torch.Tensor, mask: torch.Tensor, beams: int):
     """Within: ``generate``'s keyword argument for a KV cache of all but the last of ``embeds`` (left-padded,
     positions from ``mask`` as ``generate`` counts them), computed once per row. Beam search otherwise runs
     the same prompt through the LLM once per beam; ``generate`` then runs only the last token. The beams share
-    their row's prefix where the LLM allows (``shared_prefix.py``), else each gets a copy. With
-    ``compiled_steps`` (``max_new_tokens``) and a shared prefix, the generated tokens' cache has fixed shapes
-    and the LLM's forward runs compiled, one graph for the first step and one for the rest, for as long as the
-    shapes of ``embeds`` and ``beams`` stay the same. The keyword is ``cache`` since transformers 5.2x,
-    ``past_key_values`` before."""
+    their row's prefix where the LLM allows (``shared_prefix.py``), else each gets a copy. The keyword is
+    ``cache`` since transformers 5.2x, ``past_key_values`` before."""
     from transformers import GenerationMixin
 
     positions = (mask.long().cumsum(1) - 1).clamp(min=0)
@@ -116,28 +112,10 @@ def beam_prefix_cache(llm: nn.Module, embeds: torch.Tensor, mask: torch.Tensor, 
     keyword = "cache" if "cache" in inspect.signature(GenerationMixin.prepare_inputs_for_generation).parameters \
         else "past_key_values"
     cache = output["cache" if "cache" in output else "past_key_values"]
-    with shared_prefix(llm, decoder_layers(llm), cache, compiled_steps) as shared:
+    with shared_prefix(llm, decoder_layers(llm), cache) as shared:
         if not shared:
             cache.batch_repeat_interleave(beams)
-        if not (shared and compiled_steps):
-            yield {keyword: cache}
-            return
-        own = vars(llm).get("forward")  # a forward set on the instance (accelerate's hooks) comes back after
-        llm.forward = compiled_forward(llm)
-        try:
-            yield {keyword: cache}
-        finally:
-            if own is None:
-                del llm.forward
-            else:
-                llm.forward = own
-
-
-def compiled_forward(llm: nn.Module):
-    """``llm``'s forward compiled whole for fixed shapes, made once per LLM: a new wrapper would compile again."""
-    if "_compiled_forward" not in vars(llm):
-        vars(llm)["_compiled_forward"] = torch.compile(llm.forward, fullgraph=True, dynamic=False)
-    return vars(llm)["_compiled_forward"]
+        yield {keyword: cache}
 
 
 def decoder_layers(llm: nn.Module) -> list[nn.Module]:

@@ -8,10 +8,6 @@ only what the beams generated, reordered as transformers asks, while the prefix'
 once per row on the attention module; the one-token steps' attention (``single_query.py``) scores a query
 against both, the prefix part with a row's beams folded into one matmul. transformers' beam search itself is
 unchanged, so the hypotheses are its own.
-
-With ``max_new`` the generated tokens go into a buffer of that many positions per layer, written and reordered
-in place, and the mask spans prefix + ``max_new`` positions (the causal part hides those not written yet):
-every step of a search then has the same shapes and can run compiled (``llm.beam_prefix_cache``).
 """
 
 from __future__ import annotations
@@ -23,7 +19,7 @@ import torch
 from torch import nn
 
 
-@functools.cache  # one class, which compiled code can guard on
+@functools.cache  # defined once, when transformers is first needed
 def _beam_layer_class():
     from transformers.cache_utils import DynamicLayer
 
@@ -51,63 +47,12 @@ def _beam_layer_class():
     return BeamLayer
 
 
-@functools.cache  # one class, which compiled code can guard on
-def _static_beam_layer_class():
-    from transformers.cache_utils import CacheLayerMixin
-
-    class StaticBeamLayer(CacheLayerMixin):
-        """One layer's tokens generated per beam in ``max_new`` positions allocated on the first step; lengths
-        count the ``prefix_length`` positions held elsewhere. Not a subclass of transformers' ``StaticLayer``:
-        where that writes has changed between versions (at the absolute ``cache_position``, which would index
-        past ``max_new`` here, later at a count of its own), and its beam reorder replaces the buffers."""
-
-        is_compileable = True  # transformers then builds the fixed-size mask outside the compiled step
-        is_sliding = False
-
-        def __init__(self, prefix_length: int, max_new: int):
-            super().__init__()
-            self.prefix_length, self.max_new = prefix_length, max_new
-            self.written = torch.tensor(0)
-
-        def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
-            self.keys = key_states.new_zeros((*key_states.shape[:2], self.max_new, key_states.shape[-1]))
-            self.values = value_states.new_zeros((*value_states.shape[:2], self.max_new, value_states.shape[-1]))
-            self.written = self.written.to(key_states.device)
-            self.is_initialized = True
-
-        def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-            if not self.is_initialized:
-                self.lazy_initialization(key_states, value_states)
-            positions = torch.arange(key_states.shape[-2], device=key_states.device) + self.written
-            self.written.add_(key_states.shape[-2])
-            self.keys.index_copy_(2, positions, key_states)
-            self.values.index_copy_(2, positions, value_states)
-            return self.keys, self.values
-
-        def get_seq_length(self) -> int:
-            return self.prefix_length + (int(self.written) if self.is_initialized else 0)
-
-        def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
-            return self.prefix_length + self.max_new, 0
-
-        def get_max_length(self) -> int:
-            return self.prefix_length + self.max_new
-
-        def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
-            if self.is_initialized:  # in place: the compiled step keeps reading the same buffers
-                self.keys.copy_(self.keys.index_select(0, beam_idx))
-                self.values.copy_(self.values.index_select(0, beam_idx))
-
-    return StaticBeamLayer
-
-
 @contextlib.contextmanager
-def shared_prefix(llm: nn.Module, layers: list[nn.Module], cache, max_new: int | None = None):
-    """Within: ``cache`` (a prefix's, from ``llm``'s decoder ``layers``) holds what beams generate (with
-    ``max_new``, in buffers of that many positions), its prefix moved to the attention modules, which drop it on
-    exit; yields whether it could. It cannot where the cache or the attention is of another kind than this
-    serves: a sliding-window layer, an attention implementation other than SDPA (``single_query_steps`` then
-    leaves the LLM's own), a layer without ``self_attn``."""
+def shared_prefix(llm: nn.Module, layers: list[nn.Module], cache):
+    """Within: ``cache`` (a prefix's, from ``llm``'s decoder ``layers``) holds what beams generate, its prefix
+    moved to the attention modules, which drop it on exit; yields whether it could. It cannot where the cache or
+    the attention is of another kind than this serves: a sliding-window layer, an attention implementation other
+    than SDPA (``single_query_steps`` then leaves the LLM's own), a layer without ``self_attn``."""
     from transformers.cache_utils import DynamicLayer
 
     modules = [getattr(layer, "self_attn", None) for layer in layers]
@@ -116,10 +61,7 @@ def shared_prefix(llm: nn.Module, layers: list[nn.Module], cache, max_new: int |
         yield False
         return
     prefix_length = cache.get_seq_length()
-    if max_new is None:
-        beam_layer = functools.partial(_beam_layer_class(), prefix_length)
-    else:
-        beam_layer = functools.partial(_static_beam_layer_class(), prefix_length, max_new)
+    beam_layer = functools.partial(_beam_layer_class(), prefix_length)
     try:
         for module, layer in zip(modules, cache.layers):
             module.shared_prefix = (layer.keys, layer.values)
