@@ -302,10 +302,10 @@ class AVSRModel(nn.Module):
         multiple of ``PREFIX_MULTIPLE`` tokens and the batch filled to ``rows`` with copies of its first row: a
         test set then compiles a handful of shapes, not one per batch. Beam search runs the prefix once per row,
         shared by the row's beams (``llm.beam_prefix_cache``), and its steps eagerly: compiled with fixed shapes,
-        one graph per prefix length, it ran 24 times slower on an H200 (benchmarks/speed.py, 2026-12-05)."""
-        prefix, mask = self.generation_prefix(batch, modality)
+        one graph per prefix length, it ran 24 times slower on an H200 (docs/history/performance-log.md)."""
         if beam_size > 1 and static:
             raise ValueError("a static KV cache serves greedy search only")
+        prefix, mask = self.generation_prefix(batch, modality)
         if static is None:
             static = self.static_generation and self.device.type == "cuda" and beam_size == 1
         with contextlib.ExitStack() as context:
