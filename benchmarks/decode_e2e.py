@@ -168,7 +168,6 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             save_checkpoint(model, Path(folder) / "model")
             checkpoint = config.model_copy(update={"model_path": Path(folder) / "model", "precision": precision})
-            where_disk_time_goes(checkpoint_to_load(checkpoint, device), utterances, config, device)  # compiles
             from_checkpoint = where_disk_time_goes(checkpoint_to_load(checkpoint, device), utterances, config, device)
     order = [uid for b in batches for uid in b.ids]
     same = np.mean([a == b for a, b in zip(memory_hyps, [{r["id"]: r["hyp"] for r in disk}[uid] for uid in order])])
