@@ -348,12 +348,13 @@ def train_step(model, optimizer, batch, device, dtype) -> None:
     optimizer.zero_grad(set_to_none=True)
 
 
-def identical_share(model, batches, batch_size: int, new_tokens: int) -> float:
-    """The share of greedy hypotheses the static cache's compiled path and the dynamic cache agree on."""
+def identical_share(model, batches, batch_size: int, new_tokens: int, beam: int = 1) -> float:
+    """The share of hypotheses the fixed-shape path (greedy: the static cache's compiled step; beam search: the
+    layers replayed as a CUDA graph) and the dynamic cache agree on."""
     same = total = 0
     for rows in decode_batches(batches, batch_size):
-        static = model.generate(rows, max_new_tokens=new_tokens, rows=batch_size)
-        dynamic = model.generate(rows, max_new_tokens=new_tokens, static=False)
+        static = model.generate(rows, beam_size=beam, max_new_tokens=new_tokens, rows=batch_size)
+        dynamic = model.generate(rows, beam_size=beam, max_new_tokens=new_tokens, static=False)
         same += sum(a == b for a, b in zip(static, dynamic))
         total += len(rows)
     return same / total
@@ -380,7 +381,7 @@ def beam_prefix_once(model, batches, device, batch_size: int, new_tokens: int) -
         return model.generate(rows, beam_size=5, max_new_tokens=new_tokens, static=False)
 
     @contextlib.contextmanager
-    def not_shared(llm, layers, cache):
+    def not_shared(llm, layers, cache, max_new=None):
         yield False
 
     def copied_per_beam(rows):
@@ -500,8 +501,9 @@ def main() -> None:
             if device.type == "cuda":  # the baseline: transformers' dynamic KV cache, step by step
                 results["dynamic cache"] = decode_rates(model, bucketed, device, args.batch_size, args.new_tokens,
                                                         static=False)
-                share = identical_share(model, bucketed, args.batch_size, args.new_tokens)
-                print(f"{modality:5s} greedy hypotheses identical, static against dynamic cache: {share:.1%}")
+                shares = [identical_share(model, bucketed, args.batch_size, args.new_tokens, beam) for beam in (1, 5)]
+                print(f"{modality:5s} hypotheses identical, static against dynamic cache: greedy {shares[0]:.1%}, "
+                      f"beam 5 {shares[1]:.1%}")
             beam = beam_prefix_once(model, bucketed, device, args.batch_size, args.new_tokens)
             print(f"{modality:5s} beam 5 in turns, seconds (hypotheses identical to transformers' own): "
                   + ", ".join(f"{name} {beam['seconds'][name]:.2f} ({beam['identical'][name]:.1%})"

@@ -237,13 +237,16 @@ def test_the_image_size_read_from_a_config_is_the_built_encoders():
         == [224, 112]
 
 
-def test_static_generation_gives_the_same_tokens(untrained_checkpoint, synth_corpus):
-    """Fixed shapes (the prefix padded on the left to a multiple of 128 tokens, the batch filled with copies to
-    a fixed size) and a static KV cache (greedy search's path on a GPU) give the tokens of the dynamic cache, for
-    audio+video and for video alone (whose prefix ends in a masked audio block); beam search has no such path."""
+def test_static_generation_gives_the_same_tokens(untrained_checkpoint, synth_corpus, monkeypatch):
+    """Fixed shapes give the tokens of the dynamic cache, for audio+video and for video alone (whose prefix ends
+    in a masked audio block): greedy search's static KV cache (the prefix padded on the left to a multiple of
+    128 tokens, the batch filled with copies to a fixed size), and beam search's generated tokens in buffers of
+    fixed size with the decoder's layers run as one (``step_graph.py``, which on a GPU replays them as a CUDA
+    graph), its layers as they were afterwards."""
     import torch
 
     from clipwhisper.data.dataset import AVDataset, collate
+    from clipwhisper.model import step_graph
     from clipwhisper.model.checkpoint import load_checkpoint
     from clipwhisper.model.precision import for_inference
 
@@ -251,13 +254,23 @@ def test_static_generation_gives_the_same_tokens(untrained_checkpoint, synth_cor
     utterances = read_manifest(synth_corpus / "test.tsv")[:5]
     dataset = AVDataset(utterances, model.streams, model.video_encoder.image_size)
     batch = collate([dataset[i] for i in range(len(dataset))])
+    layers = model.llm.model.layers
+    caches, run = [], step_graph.LayerStack.run
+
+    def stack_run(stack, hidden, kwargs):  # the layers run as one, over the fixed-size cache
+        caches.extend(type(value.layers[0]).__name__ for value in kwargs.values() if hasattr(value, "layers"))
+        return run(stack, hidden, kwargs)
+
+    monkeypatch.setattr(step_graph.LayerStack, "run", stack_run)
     with torch.inference_mode():
         for modality in ("both", "video"):
-            dynamic = model.generate(batch, modality, static=False, max_new_tokens=10)
-            static = model.generate(batch, modality, static=True, rows=8, max_new_tokens=10)
-            assert static == dynamic and all(dynamic) and len(set(dynamic)) > 1, modality
-        with pytest.raises(ValueError, match="greedy search only"):
-            model.generate(batch, beam_size=5, static=True)
+            for beam in (1, 5):
+                options = {"modality": modality, "beam_size": beam, "max_new_tokens": 10}
+                dynamic = model.generate(batch, static=False, **options)
+                static = model.generate(batch, static=True, rows=8, **options)
+                assert static == dynamic and all(dynamic) and len(set(dynamic)) > 1, (modality, beam)
+    assert len(caches) >= 2 * 10 and set(caches) == {"StaticBeamLayer"}
+    assert not any("forward" in vars(layer) for layer in layers)
 
 
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])

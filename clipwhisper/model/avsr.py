@@ -296,25 +296,25 @@ class AVSRModel(nn.Module):
     @torch.no_grad()
     def generate(self, batch: Batch, modality: str | None = None, beam_size: int = 1, max_new_tokens: int = 64,
                  rows: int | None = None, static: bool | None = None) -> list[str]:
-        """Transcripts for ``batch``. ``static`` (greedy search only; by default on a GPU, unless CUDA graphs are
-        off) keeps a static KV cache and transformers compiles its step, replayed as CUDA graphs. A compiled step
-        serves one shape, so the prefix is padded on the left (masked, as generation already pads it) to a
-        multiple of ``PREFIX_MULTIPLE`` tokens and the batch filled to ``rows`` with copies of its first row: a
-        test set then compiles a handful of shapes, not one per batch. Beam search runs the prefix once per row,
-        shared by the row's beams (``llm.beam_prefix_cache``), and its steps eagerly: compiled with fixed shapes,
-        one graph per prefix length, it ran 24 times slower on an H200 (docs/history/performance-log.md)."""
-        if beam_size > 1 and static:
-            raise ValueError("a static KV cache serves greedy search only")
+        """Transcripts for ``batch``. ``static`` (by default on a GPU, unless CUDA graphs are off) runs each step
+        with fixed shapes. Greedy search keeps a static KV cache and transformers compiles its step, replayed as
+        CUDA graphs; a compiled step serves one shape, so the prefix is padded on the left (masked, as generation
+        already pads it) to a multiple of ``PREFIX_MULTIPLE`` tokens and the batch filled to ``rows`` with copies
+        of its first row: a test set then compiles a handful of shapes, not one per batch. Beam search runs the
+        prefix once per row, shared by the row's beams (``llm.beam_prefix_cache``); with ``static`` its generated
+        tokens go into a cache of fixed size and, on a GPU, the decoder's layers replay as one CUDA graph captured
+        once per search (``step_graph.py``), else its steps run eagerly."""
         prefix, mask = self.generation_prefix(batch, modality)
         if static is None:
-            static = self.static_generation and self.device.type == "cuda" and beam_size == 1
+            static = self.static_generation and self.device.type == "cuda"
         with contextlib.ExitStack() as context:
             options = {}
-            if static:
-                prefix, mask = fixed_generation_shape(prefix, mask, rows or len(batch), PREFIX_MULTIPLE)
             if beam_size > 1:
-                options = context.enter_context(beam_prefix_cache(self.llm, prefix, mask, beam_size))
+                options = context.enter_context(beam_prefix_cache(
+                    self.llm, prefix, mask, beam_size, max_new_tokens if static else None,
+                    capture=static and self.device.type == "cuda"))
             elif static:
+                prefix, mask = fixed_generation_shape(prefix, mask, rows or len(batch), PREFIX_MULTIPLE)
                 options["cache_implementation"] = "static"
             if static or beam_size > 1:
                 context.enter_context(single_query_steps(self.llm))

@@ -54,19 +54,19 @@ class _PerShape:
             self.graphs.clear()
             self.weights = weights
         if key not in self.graphs:
-            if len(self.graphs) >= MAX_GRAPHS or _memory_held() > MEMORY_SHARE:
+            if len(self.graphs) >= MAX_GRAPHS or memory_held() > MEMORY_SHARE:
                 return None
             self.pool = self.pool or torch.cuda.graph_pool_handle()
             self.graphs[key] = capture()
         return self.graphs[key]
 
 
-def _memory_held() -> float:
+def memory_held() -> float:
     """The share of the current GPU's memory that PyTorch's caching allocator holds (no device sync)."""
     return torch.cuda.memory_reserved() / torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
 
 
-def _shapes(inputs) -> tuple:
+def shapes_of(inputs) -> tuple:
     return tuple((tuple(t.shape), t.dtype) for t in inputs)
 
 
@@ -85,7 +85,7 @@ class ShapeGraphs(_PerShape):
                 and not torch.is_autocast_enabled("cuda") and not torch.cuda.is_current_stream_capturing())
 
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
-        entry = self._graph(_shapes(inputs), lambda: self._capture(inputs)) if self.applies(inputs[0]) else None
+        entry = self._graph(shapes_of(inputs), lambda: self._capture(inputs)) if self.applies(inputs[0]) else None
         if entry is None:
             return self.function(*inputs)
         graph, static_inputs, output = entry
@@ -96,7 +96,7 @@ class ShapeGraphs(_PerShape):
 
     def _capture(self, inputs) -> tuple[torch.cuda.CUDAGraph, list[torch.Tensor], torch.Tensor]:
         static_inputs = [t.clone() for t in inputs]
-        _warm_up(lambda: self.function(*static_inputs), times=1)
+        warm_up(lambda: self.function(*static_inputs), times=1)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool=self.pool, capture_error_mode=CAPTURE_MODE):
             output = self.function(*static_inputs)
@@ -124,7 +124,7 @@ class TrainingGraphs(_PerShape):
 
     def __call__(self, tensor: torch.Tensor) -> torch.Tensor:
         autocast = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else None
-        key = (*_shapes([tensor]), self.module.training, autocast)
+        key = (*shapes_of([tensor]), self.module.training, autocast)
         step = self._graph(key, lambda: self._capture(tensor, autocast)) if self.applies(tensor) else None
         if step is None:
             return self.function(tensor)
@@ -163,7 +163,7 @@ class _GraphedStep:
         self.params = params
         self.input = tensor.detach().clone().requires_grad_(True)
         inputs = (self.input, *params)
-        _warm_up(lambda: _forward_backward(function, inputs), times=3)  # as make_graphed_callables does
+        warm_up(lambda: _forward_backward(function, inputs), times=3)  # as make_graphed_callables does
         self.forward_graph, self.backward_graph = torch.cuda.CUDAGraph(), torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.forward_graph, pool=pool, capture_error_mode=CAPTURE_MODE):
             output = function(self.input)
@@ -173,7 +173,7 @@ class _GraphedStep:
         self.output = output.detach()
 
 
-def _warm_up(work: Callable[[], object], times: int) -> None:
+def warm_up(work: Callable[[], object], times: int) -> None:
     """``work()`` before its capture, on a side stream as capture wants: library handles, workspaces, kernel
     choice and compiled code are set up outside the graph."""
     side = torch.cuda.Stream()

@@ -12,6 +12,7 @@ from torch import nn
 from ..config import LLMConfig
 from ..errors import ConfigError, first_line
 from .shared_prefix import shared_prefix
+from .step_graph import layers_as_one
 
 
 def quiet_transformers() -> None:
@@ -98,11 +99,14 @@ def decoder_of(llm: nn.Module) -> nn.Module:
 
 
 @contextlib.contextmanager
-def beam_prefix_cache(llm: nn.Module, embeds: torch.Tensor, mask: torch.Tensor, beams: int):
+def beam_prefix_cache(llm: nn.Module, embeds: torch.Tensor, mask: torch.Tensor, beams: int,
+                      max_new: int | None = None, capture: bool = False):
     """Within: ``generate``'s keyword argument for a KV cache of all but the last of ``embeds`` (left-padded,
     positions from ``mask`` as ``generate`` counts them), computed once per row. Beam search otherwise runs
     the same prompt through the LLM once per beam; ``generate`` then runs only the last token. The beams share
-    their row's prefix where the LLM allows (``shared_prefix.py``), else each gets a copy. The keyword is
+    their row's prefix where the LLM allows (``shared_prefix.py``), else each gets a copy. With ``max_new``
+    (``max_new_tokens``) and a shared prefix, the generated tokens' cache has fixed shapes and the decoder's layers
+    run as one (``step_graph.py``; ``capture``: one-token steps on a GPU replayed as a CUDA graph). The keyword is
     ``cache`` since transformers 5.2x, ``past_key_values`` before."""
     from transformers import GenerationMixin
 
@@ -112,9 +116,12 @@ def beam_prefix_cache(llm: nn.Module, embeds: torch.Tensor, mask: torch.Tensor, 
     keyword = "cache" if "cache" in inspect.signature(GenerationMixin.prepare_inputs_for_generation).parameters \
         else "past_key_values"
     cache = output["cache" if "cache" in output else "past_key_values"]
-    with shared_prefix(llm, decoder_layers(llm), cache) as shared:
+    layers = decoder_layers(llm)
+    with shared_prefix(llm, layers, cache, max_new) as shared, contextlib.ExitStack() as fixed:
         if not shared:
             cache.batch_repeat_interleave(beams)
+        elif max_new is not None:
+            fixed.enter_context(layers_as_one(layers, capture))
         yield {keyword: cache}
 
 
