@@ -7,7 +7,7 @@ buffers, so the layers are captured once per search and replayed: the first step
 cache's buffers), the second eagerly on a side stream (library handles and workspaces set up outside a
 capture), the third is captured, and every later one is a single launch. Embedding, mask, head and the search
 itself stay transformers' own. Compiling the same step was tried and cost more than it saved, since every new
-prefix length compiled anew (docs/history/performance-log.md); a capture costs about one eager step.
+prefix length compiled anew (docs/history/performance-log.md); a capture is made per search instead.
 """
 
 from __future__ import annotations
