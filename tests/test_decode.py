@@ -273,6 +273,33 @@ def test_static_generation_gives_the_same_tokens(untrained_checkpoint, synth_cor
     assert not any("forward" in vars(layer) for layer in layers)
 
 
+def test_a_fixed_size_beam_cache_stopping_early_gives_the_dynamic_hypotheses(synth_corpus, tmp_path):
+    """A model that has learnt to end its transcripts stops its beams long before the buffers of
+    ``max_new_tokens`` positions are full: the hypotheses over the partly written buffers are the dynamic
+    cache's, in every modality."""
+    import torch
+
+    from clipwhisper.config import TrainConfig, nested, packaged_config, resolve
+    from clipwhisper.data.dataset import AVDataset, collate
+    from clipwhisper.model.checkpoint import load_checkpoint
+    from clipwhisper.model.precision import for_inference
+    from clipwhisper.training.loop import run_training
+
+    run_training(resolve(TrainConfig, packaged_config("tiny"), nested({
+        "data.path": synth_corpus, "output_path": tmp_path, "max_steps": 80, "learning_rate": 3e-3,
+        "warmup_steps": 2})))
+    model = for_inference(load_checkpoint(tmp_path / "final"), "fp32")
+    utterances = read_manifest(synth_corpus / "test.tsv")[:6]
+    batch = collate([AVDataset(utterances, model.streams, model.video_encoder.image_size)[i] for i in range(6)])
+    with torch.inference_mode():
+        for modality in ("both", "video", "audio"):
+            options = {"modality": modality, "beam_size": 5, "max_new_tokens": 40}
+            dynamic = model.generate(batch, static=False, **options)
+            assert model.generate(batch, static=True, **options) == dynamic, modality
+            tokens = [len(model.tokenizer(text, add_special_tokens=False).input_ids) for text in dynamic]
+            assert all(0 < count < 30 for count in tokens), (modality, tokens)  # ended well inside the buffers
+
+
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="CUDA graphs need a GPU")
 def test_beam_steps_replayed_as_one_graph_give_the_eager_tokens(untrained_checkpoint, synth_corpus, monkeypatch):
     """On a GPU, beam search's layers are captured once per search and replayed for the later steps: in fp32
