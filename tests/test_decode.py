@@ -300,31 +300,6 @@ def test_a_fixed_size_beam_cache_stopping_early_gives_the_dynamic_hypotheses(syn
             assert all(0 < count < 30 for count in tokens), (modality, tokens)  # ended well inside the buffers
 
 
-@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="CUDA graphs need a GPU")
-def test_beam_steps_replayed_as_one_graph_give_the_eager_tokens(untrained_checkpoint, synth_corpus, monkeypatch):
-    """On a GPU, beam search's layers are captured once per search and replayed for the later steps: in fp32
-    the same tokens as the eager steps over the dynamic cache, for audio+video and for video alone."""
-    import torch
-
-    from clipwhisper.data.dataset import AVDataset, collate
-    from clipwhisper.model import step_graph
-    from clipwhisper.model.checkpoint import load_checkpoint
-    from clipwhisper.model.precision import for_inference
-
-    model = for_inference(load_checkpoint(untrained_checkpoint, torch.device("cuda")), "fp32")
-    utterances = read_manifest(synth_corpus / "test.tsv")[:5]
-    batch = collate([AVDataset(utterances, model.streams, model.video_encoder.image_size)[i] for i in range(5)])
-    captured, capture = [], step_graph.LayerStack._capture
-    monkeypatch.setattr(step_graph.LayerStack, "_capture", lambda stack, *args: (captured.append(stack),
-                                                                                  capture(stack, *args)))
-    with torch.inference_mode():
-        for modality in ("both", "video"):
-            options = {"modality": modality, "beam_size": 5, "max_new_tokens": 10}
-            graphed = model.generate(batch, **options)
-            assert graphed == model.generate(batch, static=False, **options) and len(set(graphed)) > 1, modality
-    assert len(captured) == 2 and all(stack.graph is not None and stack.steps > 3 for stack in captured)
-
-
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
 def test_beam_search_runs_the_prefix_once_with_the_same_tokens(untrained_checkpoint, synth_corpus, attention):
     """Beam search starts from a KV cache of the prefix computed once per row (``llm.beam_prefix_cache``),

@@ -216,3 +216,25 @@ def test_graphed_llm_training_equals_the_llm_without_graphs(tmp_path, monkeypatc
     monkeypatch.setattr(graphs, "MEMORY_SHARE", 0.0)  # the GPU's memory taken: a new shape runs without a graph
     gradients(model.train(), [cached_batch(model, [(30, 15)], 2)])
     assert len(model.llm_graphs.graphs) == 2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_beam_steps_replayed_as_one_graph_give_the_eager_tokens(tmp_path, monkeypatch):
+    """Beam search's decoder layers captured once per search (``step_graph.py``) and replayed for the later
+    steps: in fp32 the same tokens as the eager steps over the dynamic cache, in every modality."""
+    from test_ctc import tiny_model
+
+    from clipwhisper.model import step_graph
+    from clipwhisper.model.precision import for_inference
+
+    model = for_inference(tiny_model(tmp_path).to("cuda"), "fp32")
+    batch = cached_batch(model, [(40, 21), (17, 9), (29, 14)])
+    captured, capture = [], step_graph.LayerStack._capture
+    monkeypatch.setattr(step_graph.LayerStack, "_capture", lambda stack, *args: (captured.append(stack),
+                                                                                  capture(stack, *args)))
+    with torch.inference_mode():
+        for modality in ("both", "video", "audio"):
+            options = {"modality": modality, "beam_size": 5, "max_new_tokens": 10}
+            graphed = model.generate(batch, **options)
+            assert graphed == model.generate(batch, static=False, **options) and len(set(graphed)) > 1, modality
+    assert len(captured) == 3 and all(stack.graph is not None and stack.steps > 3 for stack in captured)
