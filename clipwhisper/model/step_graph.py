@@ -30,8 +30,8 @@ class LayerStack:
         self.forwards = [type(layer).forward.__get__(layer) for layer in layers]  # not the patched ones
         self.capture = capture
         self.steps = 0
-        self.key = None
-        self.graph = None
+        self.key = self.graph = self.output = None
+        self.inputs: list[torch.Tensor] = []  # the graph's static inputs: hidden states, then kwargs' tensors
 
     def run(self, hidden: torch.Tensor, kwargs: dict) -> torch.Tensor:
         for forward in self.forwards:
