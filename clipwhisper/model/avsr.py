@@ -310,9 +310,8 @@ class AVSRModel(nn.Module):
         with contextlib.ExitStack() as context:
             options = {}
             if beam_size > 1:
-                options = context.enter_context(beam_prefix_cache(
-                    self.llm, prefix, mask, beam_size, max_new_tokens if static else None,
-                    capture=static and self.device.type == "cuda"))
+                options = context.enter_context(beam_prefix_cache(self.llm, prefix, mask, beam_size,
+                                                                  max_new_tokens if static else None))
             elif static:
                 prefix, mask = fixed_generation_shape(prefix, mask, rows or len(batch), PREFIX_MULTIPLE)
                 options["cache_implementation"] = "static"

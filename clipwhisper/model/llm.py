@@ -100,13 +100,13 @@ def decoder_of(llm: nn.Module) -> nn.Module:
 
 @contextlib.contextmanager
 def beam_prefix_cache(llm: nn.Module, embeds: torch.Tensor, mask: torch.Tensor, beams: int,
-                      max_new: int | None = None, capture: bool = False):
+                      max_new: int | None = None):
     """Within: ``generate``'s keyword argument for a KV cache of all but the last of ``embeds`` (left-padded,
     positions from ``mask`` as ``generate`` counts them), computed once per row. Beam search otherwise runs
     the same prompt through the LLM once per beam; ``generate`` then runs only the last token. The beams share
     their row's prefix where the LLM allows (``shared_prefix.py``), else each gets a copy. With ``max_new``
     (``max_new_tokens``) and a shared prefix, the generated tokens' cache has fixed shapes and the decoder's layers
-    run as one (``step_graph.py``; ``capture``: one-token steps on a GPU replayed as a CUDA graph). The keyword is
+    run as one (``step_graph.py``: on a GPU, its one-token steps replayed as a CUDA graph). The keyword is
     ``cache`` since transformers 5.2x, ``past_key_values`` before."""
     from transformers import GenerationMixin
 
@@ -121,7 +121,7 @@ def beam_prefix_cache(llm: nn.Module, embeds: torch.Tensor, mask: torch.Tensor, 
         if not shared:
             cache.batch_repeat_interleave(beams)
         elif max_new is not None:
-            fixed.enter_context(layers_as_one(layers, capture))
+            fixed.enter_context(layers_as_one(layers))
         yield {keyword: cache}
 
 

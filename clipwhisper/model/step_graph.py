@@ -26,9 +26,8 @@ class LayerStack:
     """Called with layer 0's arguments, runs every layer with them in turn (the decoder's loop then passes the
     result through the others); on a GPU, one-token steps through one CUDA graph per search."""
 
-    def __init__(self, layers: list[nn.Module], capture: bool):
+    def __init__(self, layers: list[nn.Module]):
         self.forwards = [type(layer).forward.__get__(layer) for layer in layers]  # not the patched ones
-        self.capture = capture
         self.steps = 0
         self.key = self.graph = self.output = None
         self.inputs: list[torch.Tensor] = []  # the graph's static inputs: hidden states, then kwargs' tensors
@@ -39,7 +38,7 @@ class LayerStack:
         return hidden
 
     def __call__(self, hidden_states: torch.Tensor, **kwargs) -> torch.Tensor:
-        if not (self.capture and hidden_states.is_cuda and hidden_states.shape[1] == 1
+        if not (hidden_states.is_cuda and hidden_states.shape[1] == 1
                 and not torch.cuda.is_current_stream_capturing()):
             return self.run(hidden_states, kwargs)
         leaves, spec = tree_flatten(kwargs)
@@ -78,15 +77,15 @@ def _passes_through(hidden_states: torch.Tensor, *args, **kwargs) -> torch.Tenso
 
 
 @contextlib.contextmanager
-def layers_as_one(layers: list[nn.Module], capture: bool):
-    """Within: the first of the decoder's ``layers`` runs them all (``LayerStack``; ``capture``: one-token steps
-    on a GPU through a CUDA graph), the others pass their input through. Layers that return something else than
+def layers_as_one(layers: list[nn.Module]):
+    """Within: the first of the decoder's ``layers`` runs them all (``LayerStack``: one-token steps on a GPU
+    through a CUDA graph), the others pass their input through. Layers that return something else than
     the hidden states (older transformers returned a tuple) are left as they are."""
     returns = {inspect.signature(type(layer).forward).return_annotation for layer in layers}
     if returns != {torch.Tensor} or any("forward" in vars(layer) for layer in layers):
         yield
         return
-    layers[0].forward = LayerStack(layers, capture)
+    layers[0].forward = LayerStack(layers)
     for layer in layers[1:]:
         layer.forward = _passes_through
     try:
