@@ -1,15 +1,16 @@
-"""The encoder-feature cache: reuse, exactness, invalidation; and batch-independent audio features."""
+"""The encoder-feature cache: reuse, exactness, invalidation; batch-independent audio features; padded batches."""
 
 import os
 import shutil
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 from test_train import log_records, tiny
 
 from clipwhisper.config import AudioEncoderConfig
-from clipwhisper.data.dataset import collate
+from clipwhisper.data.dataset import collate, pad_stack
 from clipwhisper.data.features import FeatureCache, build_feature_cache
 from clipwhisper.data.manifest import read_manifest
 from clipwhisper.model.audio_encoder import WhisperAudioEncoder
@@ -121,3 +122,16 @@ def test_an_edited_media_file_or_other_settings_miss_the_cache(cached_runs, synt
     assert other_rate.folders["audio"] == features.folders["audio"]
     augmented, notes = build_feature_cache(cache, model, utterances, 25.0, None, audio_augmented=True)
     assert augmented.streams == ("video",) and "noise augmentation" in notes[0]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.uint8, torch.bool, torch.int64])
+def test_pad_stack_copies_rows_of_every_dtype_and_zeroes_the_padding(dtype):
+    """Rows move as bytes (numpy, not torch's threads): the values of a bf16 feature row, a 1-D audio row, an empty
+    row and a row that is a strided view all come back exact."""
+    rows = [torch.randn(5, 3).to(dtype), torch.randn(6, 6)[:2, ::2].to(dtype), torch.zeros(0, 3, dtype=dtype)]
+    out, lengths = pad_stack(rows)
+    assert out.dtype == dtype and out.shape == (3, 5, 3) and lengths.tolist() == [5, 2, 0]
+    assert torch.equal(out[0], rows[0]) and torch.equal(out[1, :2], rows[1])
+    assert not out[1, 2:].any() and not out[2].any()
+    audio, lengths = pad_stack([np.arange(4, dtype=np.float32), np.arange(1, 3, dtype=np.float32)])
+    assert audio.tolist() == [[0, 1, 2, 3], [1, 2, 0, 0]] and lengths.tolist() == [4, 2]
