@@ -97,8 +97,8 @@ def pad_stack(arrays: list[np.ndarray | torch.Tensor], pin: bool = False) -> tup
     224-px frames is several hundred MB, and zeroing it all before copying, then copying it again to pin it,
     made the thread that forms batches slower than the model. The bytes are moved by numpy, in the calling
     thread: a torch copy of a row wakes every intra-op thread of the process, which then spin, and beside a GPU
-    a decode's batch thread kept about nine cores busy that way, away from the loader's workers (46.96 against
-    5.34 ms of CPU per utterance with 4 intra-op threads, ``decode`` at 112 px on an H100 host of 16 cores)."""
+    a decode's batch thread kept about nine cores busy that way, away from the loader's workers (52 against 6 ms of
+    the decode process's CPU per utterance, ``benchmarks/row_copies_ab.py`` at 112 px, an H100 host of 16 cores)."""
     tensors = [torch.as_tensor(a) for a in arrays]
     lengths = [len(t) for t in tensors]
     out = torch.empty((len(tensors), max(lengths), *tensors[0].shape[1:]), dtype=tensors[0].dtype, pin_memory=pin)
