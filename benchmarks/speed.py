@@ -221,7 +221,7 @@ def train_rate(model, batches, device, dtype, steps: int, count_flops: bool = Tr
 
 
 def count_flops_of(model, step, batch) -> dict[str, int]:
-    """Model FLOPs of one training step, in all and per component.
+    """Model FLOPs of one training step (or any ``step`` of the model), in all and per component.
 
     Every kernel launched one by one: FlopCounterMode sees neither a replayed graph's kernels nor those
     inside nn.MultiheadAttention's inference fast path (one opaque op holding CLIP's q/k/v and output
@@ -237,7 +237,10 @@ def count_flops_of(model, step, batch) -> dict[str, int]:
     finally:
         torch.backends.mha.set_fastpath_enabled(fast_path)
     by_module, total = counter.get_flop_counts(), counter.get_total_flops()
-    parts = {part: sum(by_module.get(f"{type(model).__name__}.{name}", {}).values())
+    # a part is named from the model where the model's forward ran it (training), by its own class where a
+    # method of the model called it (generate)
+    parts = {part: sum(by_module.get(f"{type(model).__name__}.{name}", by_module.get(
+                 type(getattr(model, name, None)).__name__, {})).values())
              for name, part in (("video_encoder", "CLIP"), ("audio_encoder", "Whisper"))}
     return {"all": total, **parts, "LLM and the rest": total - sum(parts.values())}
 

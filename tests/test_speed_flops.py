@@ -43,3 +43,23 @@ def test_flop_count_sees_all_of_clip_in_a_training_step():
     assert counts["Whisper"] > 0 and counts["LLM and the rest"] > 0
     assert counts["all"] == counts["CLIP"] + counts["Whisper"] + counts["LLM and the rest"]
     assert torch.backends.mha.get_fastpath_enabled()  # given back as found
+
+
+def test_decode_flop_count_sees_all_of_clip_and_splits_prompt_from_steps():
+    """``generate`` calls the encoders from a method, not from the model's forward: FlopCounterMode names them by
+    their own class, and they must still be counted as CLIP and Whisper (benchmarks/decode_flops.py)."""
+    import decode_flops
+
+    rng = random.Random(0)
+    tokenizer = train_tokenizer([sample_sentence(rng) for _ in range(200)])
+    model = speed.build(speed.model_config(speed.QUICK, "both", False), tokenizer, torch.device("cpu"), None).eval()
+    batch = speed.make_batch([1.0, 1.6], rng, 48, ("audio", "video"))
+
+    with torch.inference_mode():
+        gflop = decode_flops.flops_per_utterance(model, batch, new_tokens=4)
+
+    video = speed.QUICK["video_encoder"]
+    frames = int(batch.media["video"].lengths.sum())
+    assert gflop["CLIP"] == frames * clip_forward_flops(video["vision_cfg"], video["embed_dim"]) / 2 / 1e9
+    assert gflop["Whisper"] > 0 and gflop["LLM prompt and first token"] > gflop["LLM's 3 further steps"] > 0
+    assert abs(gflop["all"] - sum(v for part, v in gflop.items() if part != "all")) < 1e-9 * gflop["all"]
