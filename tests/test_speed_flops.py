@@ -53,13 +53,13 @@ def test_decode_flop_count_sees_all_of_clip_and_splits_prompt_from_steps():
     rng = random.Random(0)
     tokenizer = train_tokenizer([sample_sentence(rng) for _ in range(200)])
     model = speed.build(speed.model_config(speed.QUICK, "both", False), tokenizer, torch.device("cpu"), None).eval()
-    batch = speed.make_batch([1.0, 1.6], rng, 48, ("audio", "video"))
+    batches = [speed.make_batch([seconds], rng, 48, ("audio", "video")) for seconds in (1.0, 1.6)]
 
     with torch.inference_mode():
-        gflop = decode_flops.flops_per_utterance(model, batch, new_tokens=4)
+        gflop = decode_flops.flops_per_utterance(model, batches, new_tokens=4)
 
     video = speed.QUICK["video_encoder"]
-    frames = int(batch.media["video"].lengths.sum())
+    frames = sum(int(batch.media["video"].lengths.sum()) for batch in batches)
     assert gflop["CLIP"] == frames * clip_forward_flops(video["vision_cfg"], video["embed_dim"]) / 2 / 1e9
     assert gflop["Whisper"] > 0 and gflop["LLM prompt and first token"] > gflop["LLM's 3 further steps"] > 0
     assert abs(gflop["all"] - sum(v for part, v in gflop.items() if part != "all")) < 1e-9 * gflop["all"]
