@@ -1,5 +1,7 @@
 """How a decode's batches are filled, in turns: each row copied by torch (the loader before 2026-12-05) or as bytes by
-numpy (``data.dataset.pad_stack``), with the CPU time the decode's own process spends per utterance.
+numpy (``data.dataset.pad_stack``), the items handed over by the loader's workers as torch tensors in shared memory
+(before 2026-12-05) or as read, their arrays pickled (``inference.batching.media_items``); with the CPU time the
+decode's own process spends per utterance.
 
     python benchmarks/row_copies_ab.py --manifest CORPUS/train4.tsv [--image-size 112]   # GPU
     python benchmarks/row_copies_ab.py --manifest CORPUS/test.tsv --batch-size 8 --num-workers 2   # CPU
@@ -8,6 +10,7 @@ The model of `speed.py` (random weights at real sizes; tiny dimensions on the CP
 `decode_e2e.py` runs them. A torch copy of a row wakes every intra-op thread of the process, which spin after it:
 beside a GPU that CPU is taken from the loader's workers. Prints, per variant and round, the loader alone and the
 decode from disk (utt/s, and the process's CPU ms per utterance), against `generate` on the same batches in memory.
+The first two variants hand the items over as torch tensors, the third as read (the library's way).
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ from pathlib import Path
 import torch
 from decode_e2e import loader, print_split, timed, where_disk_time_goes
 from speed import QUICK, REFERENCE, build, model_config
+from torch.utils.data import DataLoader
 
 import clipwhisper.data.dataset as dataset
+import clipwhisper.inference.batching as batching
 from clipwhisper.config import DecodeConfig, nested, resolve
 from clipwhisper.data.manifest import read_manifest
 from clipwhisper.inference.decode import ModelToLoad
@@ -40,6 +45,11 @@ def torch_copies(arrays, pin: bool = False) -> tuple[torch.Tensor, torch.Tensor]
         out[row, : len(tensor)] = tensor
         out[row, len(tensor):] = 0
     return out, torch.tensor(lengths)
+
+
+def handing_over(collate_fn):
+    """DataLoader with ``collate_fn`` in place of the one the library asks for (None: torch's default, tensors)."""
+    return lambda *args, **kwargs: DataLoader(*args, **{**kwargs, "collate_fn": collate_fn})
 
 
 def cpu_and_wall(work) -> tuple[float, float]:
@@ -78,11 +88,15 @@ def main() -> None:
         memory_s = timed(lambda: [generate(b) for b in batches], device)
         print(f"from memory (model.generate): {count / memory_s:.1f} utt/s", flush=True)
         where_disk_time_goes(ModelToLoad.ready(model), utterances, config, device)  # the disk path's first run
-        variants = {"torch copies": torch_copies, "numpy copies": dataset.pad_stack}
+        numpy_copies, as_read = dataset.pad_stack, batching.as_read
+        variants = {"torch copies, shared tensors": (torch_copies, None),
+                    "numpy copies, shared tensors": (numpy_copies, None),
+                    "numpy copies, as read": (numpy_copies, as_read)}
         try:
             for round_ in range(args.rounds):
-                for name, pad_stack in variants.items():
+                for name, (pad_stack, handed_over) in variants.items():
                     dataset.pad_stack = pad_stack
+                    batching.DataLoader = handing_over(handed_over)
                     cpu, wall = cpu_and_wall(lambda: timed(lambda: list(loader(utterances, "both", config, model)),
                                                            device))
                     print(f"round {round_}, {name}: loader alone {count / wall:.1f} utt/s, {cpu / count * 1e3:.2f} ms "
@@ -94,7 +108,7 @@ def main() -> None:
                           flush=True)
                     print_split(name, split)
         finally:
-            dataset.pad_stack = variants["numpy copies"]
+            dataset.pad_stack, batching.DataLoader = numpy_copies, DataLoader
 
 
 if __name__ == "__main__":

@@ -223,6 +223,23 @@ def test_decode_reads_media_while_the_checkpoint_loads(checkpoint, synth_corpus,
     assert untimed(overlapped.records) == untimed(loaded.records) and len(loaded.records) == len(utterances)
 
 
+def test_loader_workers_hand_items_over_as_read(synth_corpus):
+    """A worker's item reaches the decode as the dataset made it (numpy arrays, pickled through the pipe), not as
+    torch tensors in shared memory, each of whose file descriptors would cost the decode's process a round trip."""
+    import torch
+
+    from clipwhisper.config import DecodeConfig, resolve
+    from clipwhisper.data.dataset import AVDataset
+    from clipwhisper.inference.batching import media_items
+
+    utterances = read_manifest(synth_corpus / "test.tsv")[:2]
+    config = resolve(DecodeConfig, None, {"batch_size": 2, "num_workers": 1})
+    items = list(media_items(AVDataset(utterances, ("audio", "video"), 48), config, torch.device("cpu")))
+    assert [item["id"] for item in items] == [u.id for u in utterances]
+    assert all(isinstance(item[stream], np.ndarray) for item in items for stream in ("audio", "video"))
+    assert np.array_equal(items[0]["audio"], AVDataset(utterances, ("audio",), 48)[0]["audio"])
+
+
 def test_the_image_size_read_from_a_config_is_the_built_encoders():
     from clipwhisper.config import VideoEncoderConfig
     from clipwhisper.model.video_encoder import ClipVideoEncoder, configured_image_size
