@@ -63,7 +63,9 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" else None
-    peak = args.peak * 1e12 if args.peak else speed.matmul_peak(device, False) if device.type == "cuda" else None
+    peak = args.peak * 1e12 if args.peak else None
+    if peak is None and device.type == "cuda":
+        peak = speed.matmul_peak(device, False)
     rng = random.Random(0)
     torch.manual_seed(0)
     tokenizer = train_tokenizer([sample_sentence(rng) for _ in range(500)])

@@ -65,9 +65,9 @@ def media_items(dataset: AVDataset, config: DecodeConfig, device: torch.device) 
     they would take the model's cores, and up to 8 beside a GPU). Workers decode one item each at a time, not a
     batch each: the first batch is ready after batch/workers items, not a whole batch of them, and a short
     test set keeps every worker busy; two batches' worth are kept in flight. Items come back as read, their
-    arrays pickled through the workers' pipe: made torch tensors, each would cross in shared memory whose file
-    descriptor this process receives through a socket of its own, more of its CPU per item than the copy
-    (``benchmarks/row_copies_ab.py``)."""
+    arrays pickled through the workers' pipe: as torch tensors (DataLoader's default) each array would cross in
+    shared memory, its file descriptor fetched by this process over a socket, which costs this process more CPU
+    per item than the copy (``benchmarks/row_copies_ab.py``)."""
     workers = loader_workers(config, device)
     ahead = {"prefetch_factor": -(-2 * config.batch_size // workers), "persistent_workers": False} if workers else {}
     return DataLoader(dataset, batch_size=None, shuffle=False, num_workers=workers, collate_fn=as_read, **ahead)
