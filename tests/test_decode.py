@@ -223,21 +223,45 @@ def test_decode_reads_media_while_the_checkpoint_loads(checkpoint, synth_corpus,
     assert untimed(overlapped.records) == untimed(loaded.records) and len(loaded.records) == len(utterances)
 
 
-def test_loader_workers_hand_items_over_as_read(synth_corpus):
-    """A worker's item reaches the decode as the dataset made it (numpy arrays, pickled through the pipe), not as
-    torch tensors in shared memory, each of whose file descriptors would cost the decode's process a round trip."""
+def test_batches_made_by_loader_workers_are_the_ones_made_in_process(synth_corpus, monkeypatch):
+    """Each batch is made whole by one worker: in order, the same cells (SNRs, rows pending there, noisy audio,
+    padded video) as without workers; a worker's error reaches the decode."""
     import torch
 
     from clipwhisper.config import DecodeConfig, resolve
     from clipwhisper.data.dataset import AVDataset
-    from clipwhisper.inference.batching import media_items
+    from clipwhisper.data.media import load_audio
+    from clipwhisper.inference.batching import decode_batches
 
-    utterances = read_manifest(synth_corpus / "test.tsv")[:2]
-    config = resolve(DecodeConfig, None, {"batch_size": 2, "num_workers": 1})
-    items = list(media_items(AVDataset(utterances, ("audio", "video"), 48), config, torch.device("cpu")))
-    assert [item["id"] for item in items] == [u.id for u in utterances]
-    assert all(isinstance(item[stream], np.ndarray) for item in items for stream in ("audio", "video"))
-    assert np.array_equal(items[0]["audio"], AVDataset(utterances, ("audio",), 48)[0]["audio"])
+    utterances = read_manifest(synth_corpus / "test.tsv")[:7]
+    noise = load_audio(synth_corpus / "noise" / "babble.wav")
+    pending = {"clean": {u.id for u in utterances}, "0.0": {u.id for u in utterances[1:6]}}
+
+    def made(workers: int) -> list:
+        config = resolve(DecodeConfig, None, {"batch_size": 3, "num_workers": workers})
+        dataset = AVDataset(utterances, ("audio", "video"), 48)
+        with decode_batches(dataset, config, torch.device("cpu"), noise, ["clean", 0.0], pending) as batches:
+            return list(batches)
+
+    def flat(batches: list) -> list:
+        return [(snr, batch.ids, {name: (p.values, p.lengths) for name, p in batch.media.items()})
+                for cells in batches for snr, batch in cells]
+    in_process, by_workers = flat(made(0)), flat(made(2))
+    assert [(snr, ids) for snr, ids, _ in by_workers] == [(snr, ids) for snr, ids, _ in in_process] == [
+        ("clean", [u.id for u in utterances[0:3]]), (0.0, [u.id for u in utterances[1:3]]),
+        ("clean", [u.id for u in utterances[3:6]]), (0.0, [u.id for u in utterances[3:6]]),
+        ("clean", [utterances[6].id])]
+    for (_, _, ours), (_, _, theirs) in zip(by_workers, in_process):
+        assert ours.keys() == theirs.keys() == {"audio", "video"}
+        assert all(torch.equal(a, b) for name in ours for a, b in zip(ours[name], theirs[name]))
+    clean, noisy = by_workers[0][2]["audio"][0][1:3], by_workers[1][2]["audio"][0]
+    assert noisy.shape[1] <= clean.shape[1] and not torch.equal(clean[:, : noisy.shape[1]], noisy)  # babble
+
+    def failing(self, index):
+        raise RuntimeError(f"no media for item {index}")
+    monkeypatch.setattr(AVDataset, "__getitem__", failing)  # the workers are forked: they inherit it
+    with pytest.raises(RuntimeError, match="no media for item 0"):
+        made(2)
 
 
 def test_the_image_size_read_from_a_config_is_the_built_encoders():
@@ -510,34 +534,6 @@ def test_inspect_checkpoint_run_and_corrupt(checkpoint, tmp_path):
     (partial / "config.json").unlink()
     result = runner.invoke(app, ["inspect", str(partial)])
     assert result.exit_code == 1 and "no config.json" in result.stderr
-
-
-def test_batches_made_ahead_start_on_entry_arrive_in_order_raise_errors_and_stop_with_the_caller():
-    import threading
-
-    from clipwhisper.inference.batching import _ahead
-
-    second_made = threading.Event()
-
-    def counted():
-        for value in range(7):
-            if value == 1:
-                second_made.set()
-            yield value
-    with _ahead(counted()) as made:
-        assert second_made.wait(timeout=30)  # made before anything was asked for (a checkpoint loads meanwhile)
-        assert list(made) == list(range(7))
-
-    def failing():
-        yield 1
-        raise ValueError("media went away")
-    with _ahead(failing()) as made:
-        assert next(made) == 1
-        with pytest.raises(ValueError, match="media went away"):
-            next(made)
-    with _ahead(iter(range(10**9))) as endless:
-        assert next(endless) == 0
-    assert not [t for t in threading.enumerate() if t.name == "decode-batches"]  # the caller left: it stopped
 
 
 def test_the_default_batch_size_follows_the_device():

@@ -135,3 +135,18 @@ def test_pad_stack_copies_rows_of_every_dtype_and_zeroes_the_padding(dtype):
     assert not out[1, 2:].any() and not out[2].any()
     audio, lengths = pad_stack([np.arange(4, dtype=np.float32), np.arange(1, 3, dtype=np.float32)])
     assert audio.tolist() == [[0, 1, 2, 3], [1, 2, 0, 0]] and lengths.tolist() == [4, 2]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="page-locked memory needs CUDA")
+def test_a_batch_pinned_for_the_gpu_keeps_its_values():
+    """``Batch.pin_memory`` (training's loader and a decode's) copies bytes with numpy: exact values, pinned."""
+    from clipwhisper.data.batch import Batch, Padded
+
+    features = torch.randn(2, 3, 4).to(torch.bfloat16)
+    batch = Batch(["a", "b"], ["x", "y"], {"audio": Padded(torch.randn(2, 7), torch.tensor([7, 5]))},
+                  {"video": Padded(features[:, ::2], torch.tensor([2, 1]))})
+    pinned = batch.pin_memory()
+    for ours, theirs in ((pinned.media["audio"], batch.media["audio"]), (pinned.features["video"],
+                                                                       batch.features["video"])):
+        assert all(t.is_pinned() for t in ours) and all(torch.equal(a, b) for a, b in zip(ours, theirs))
+    assert pinned.ids == batch.ids and pinned.texts == batch.texts

@@ -16,7 +16,7 @@ from torch.utils.data import Dataset, Sampler
 
 from ..errors import MediaError
 from ..modality import STREAMS
-from .batch import Batch, Padded
+from .batch import Batch, Padded, as_bytes
 from .frames import resized, side_of
 from .media import MAX_AUDIO_SAMPLES, SAMPLE_RATE, load_audio, load_frames
 from .utterance import Utterance
@@ -91,35 +91,27 @@ class AVDataset(Dataset):
         return item
 
 
-def pad_stack(arrays: list[np.ndarray | torch.Tensor], pin: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Zero-pad arrays along their first axis into one tensor, with their lengths. ``pin``: in page-locked
-    memory, for a fast copy to the GPU. Each byte is written once (rows copied, padding zeroed): a batch of
-    224-px frames is several hundred MB, and zeroing it all before copying, then copying it again to pin it,
-    made the thread that forms batches slower than the model. The bytes are moved by numpy, in the calling
-    thread: a torch copy of a row wakes every intra-op thread of the process, which then spin, and beside a GPU
-    a decode's batch thread kept about nine cores busy that way, away from the loader's workers (52 against 6 ms of
-    the decode process's CPU per utterance, ``benchmarks/row_copies_ab.py`` at 112 px, an H100 host of 16 cores)."""
+def pad_stack(arrays: list[np.ndarray | torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-pad arrays along their first axis into one tensor, with their lengths. Each byte is written once
+    (rows copied, padding zeroed), by numpy: in a process with several intra-op threads (a loader without
+    workers) a torch copy of a row wakes them all, and they spin after it; beside a GPU that kept about nine
+    cores of a 16-core host busy (52 against 6 ms of the process's CPU per utterance at 112 px)."""
     tensors = [torch.as_tensor(a) for a in arrays]
     lengths = [len(t) for t in tensors]
-    out = torch.empty((len(tensors), max(lengths), *tensors[0].shape[1:]), dtype=tensors[0].dtype, pin_memory=pin)
-    rows = _bytes(out)
+    out = torch.empty((len(tensors), max(lengths), *tensors[0].shape[1:]), dtype=tensors[0].dtype)
+    rows = as_bytes(out)
     for row, tensor in enumerate(tensors):
-        rows[row, : len(tensor)] = _bytes(tensor.contiguous())
+        rows[row, : len(tensor)] = as_bytes(tensor.contiguous())
         rows[row, len(tensor):] = 0
     return out, torch.tensor(lengths)
 
 
-def _bytes(tensor: torch.Tensor) -> np.ndarray:
-    """A numpy view of ``tensor``'s bytes, each element's on a new last axis: any dtype, bf16 included."""
-    return tensor.unsqueeze(-1).view(torch.uint8).numpy()
-
-
-def _pad_present(values: list, pin: bool) -> Padded | None:
+def _pad_present(values: list) -> Padded | None:
     """``pad_stack`` where some rows may be None (length 0); None if every row is."""
     present = next((v for v in values if v is not None), None)
     if present is None:
         return None
-    return Padded(*pad_stack([present[:0] if v is None else v for v in values], pin))
+    return Padded(*pad_stack([present[:0] if v is None else v for v in values]))
 
 
 def _one_side(frames: list) -> list:
@@ -132,8 +124,8 @@ def _one_side(frames: list) -> list:
             for row in frames]
 
 
-def collate(items: list[dict], pin: bool = False) -> Batch:
-    """The good items padded into a ``Batch`` (``pin``: in page-locked memory). A stream's rows come as media
+def collate(items: list[dict]) -> Batch:
+    """The good items padded into a ``Batch``. A stream's rows come as media
     (an item's ``audio``) or, from the feature cache, as encoder output (``audio_features``); a row missing from
     one has length 0 there."""
     good = [item for item in items if "error" not in item]
@@ -144,7 +136,7 @@ def collate(items: list[dict], pin: bool = False) -> Batch:
     for stream in STREAMS:
         for key, into in ((stream, batch.media), (f"{stream}_features", batch.features)):
             rows = [item.get(key) for item in good]
-            padded = _pad_present(_one_side(rows) if key == "video" else rows, pin)
+            padded = _pad_present(_one_side(rows) if key == "video" else rows)
             if padded is not None:
                 into[stream] = padded
     return batch

@@ -1,26 +1,24 @@
-"""A decode's batches: media decoded in loader workers an utterance at a time and once for every SNR, noise mixed,
-batches formed, padded and pinned for the GPU in a thread beside the model, so the model never waits for them
-when the workers keep up."""
+"""A decode's batches: each made whole in a loader worker (its media decoded once for every SNR, noise mixed,
+padded) and pinned for the GPU as it arrives, so the model never waits for them when the workers keep up."""
 
 from __future__ import annotations
 
 import os
-import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from queue import Full, Queue
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from ..config import DecodeConfig
 from ..data.batch import Batch
 from ..data.dataset import AVDataset, collate
 from ..data.noise import mix_at_snr
 
-AHEAD = 2  # batches made before the model asks for them
 GPU_BATCH, CPU_BATCH = 64, 8  # the default batch sizes (DecodeConfig.batch_size)
+
+Cells = list[tuple[object, Batch]]  # a batch at each of its SNRs
 
 
 def with_batch_size(config: DecodeConfig, device: torch.device) -> DecodeConfig:
@@ -35,47 +33,54 @@ def with_batch_size(config: DecodeConfig, device: torch.device) -> DecodeConfig:
 @contextmanager
 def decode_batches(dataset: AVDataset, config: DecodeConfig, device: torch.device, noise=None,
                    snrs: Sequence = ("clean",), pending: dict[str, set[str]] | None = None
-                   ) -> Iterator[Iterator[list[tuple[object, Batch]]]]:
+                   ) -> Iterator[Iterator[Cells]]:
     """Per ``config.batch_size`` items of the dataset, in order, their batch at each of ``snrs`` (babble from
     ``noise`` mixed into the audio; only the ids ``pending[str(snr)]`` holds, where given): the media of an
     utterance are decoded once for all its SNRs, and one loader serves the whole decode. The loader starts
     reading on entry, before the first batch is asked for (a decode loads its checkpoint meanwhile)."""
-    items = media_items(dataset, config, device)
-    reading = iter(items)  # the workers start here
-    made = (_cells(group, noise, snrs, pending, device) for group in groups(reading, config.batch_size))
-    if items.num_workers == 0:
-        yield made
-        return
-    with _ahead(made) as batches:
-        yield batches
+    yield iter(batch_loader(DecodeBatches(dataset, config.batch_size, noise, snrs, pending), config, device))
 
 
-def _cells(items: list[dict], noise, snrs: Sequence, pending: dict[str, set[str]] | None,
-           device: torch.device) -> list[tuple[object, Batch]]:
-    cells = []
-    for snr in snrs:
-        rows = [item for item in items if pending is None or item["id"] in pending[str(snr)]]
-        if rows:
-            cells.append((snr, noisy_collate(rows, noise, snr, pin=device.type == "cuda")))
+class DecodeBatches(Dataset):
+    """Batch ``index`` of a decode at each SNR: ``size`` items of ``dataset`` from ``index * size`` on."""
+
+    def __init__(self, dataset: AVDataset, size: int, noise, snrs: Sequence, pending: dict[str, set[str]] | None):
+        self.dataset, self.size, self.noise, self.snrs, self.pending = dataset, size, noise, snrs, pending
+
+    def __len__(self) -> int:
+        return -(-len(self.dataset) // self.size)
+
+    def __getitem__(self, index: int) -> Cells:
+        return self.cells(
+            [self.dataset[i] for i in range(index * self.size, min((index + 1) * self.size, len(self.dataset)))])
+
+    def cells(self, items: list[dict]) -> Cells:
+        cells = []
+        for snr in self.snrs:
+            rows = [item for item in items if self.pending is None or item["id"] in self.pending[str(snr)]]
+            if rows:
+                cells.append((snr, noisy_collate(rows, self.noise, snr)))
+        return cells
+
+
+def batch_loader(batches: DecodeBatches, config: DecodeConfig, device: torch.device) -> DataLoader:
+    """The batches in order, each made whole by one of ``num_workers`` processes (by default none on the CPU,
+    where they would take the model's cores, and up to 8 beside a GPU), one batch ahead each; beside a GPU,
+    pinned by DataLoader's thread as they arrive. A worker makes a whole batch so that what crosses into the
+    decode's process is a handful of tensors in shared memory per batch. Handed over an item at a time, each
+    item's arrays crossed the workers' pipe in reads of 64 KB, each taking the GIL back from the thread
+    launching the model's kernels: ``generate`` ran a quarter slower beside that (``benchmarks/
+    batch_forming_ab.py``). The cost: the first batch comes after a batch of items, not a worker's share of
+    one (a decode loads its checkpoint meanwhile)."""
+    workers = min(loader_workers(config, device), len(batches))
+    ahead = {"prefetch_factor": 1, "persistent_workers": False} if workers else {}
+    return DataLoader(batches, batch_size=None, shuffle=False, num_workers=workers, collate_fn=as_made,
+                      pin_memory=device.type == "cuda", **ahead)
+
+
+def as_made(cells: Cells) -> Cells:
+    """A batch's cells as the worker made them (DataLoader's default would make their tuples lists)."""
     return cells
-
-
-def media_items(dataset: AVDataset, config: DecodeConfig, device: torch.device) -> DataLoader:
-    """The dataset's items in order, decoded in ``num_workers`` processes (by default none on the CPU, where
-    they would take the model's cores, and up to 8 beside a GPU). Workers decode one item each at a time, not a
-    batch each: the first batch is ready after batch/workers items, not a whole batch of them, and a short
-    test set keeps every worker busy; two batches' worth are kept in flight. Items come back as read, their
-    arrays pickled through the workers' pipe: as torch tensors (DataLoader's default) each array would cross in
-    shared memory, its file descriptor fetched by this process over a socket, which costs this process more CPU
-    per item than the copy (``benchmarks/row_copies_ab.py``)."""
-    workers = loader_workers(config, device)
-    ahead = {"prefetch_factor": -(-2 * config.batch_size // workers), "persistent_workers": False} if workers else {}
-    return DataLoader(dataset, batch_size=None, shuffle=False, num_workers=workers, collate_fn=as_read, **ahead)
-
-
-def as_read(item: dict) -> dict:
-    """An item as the dataset made it (DataLoader's default would make its arrays torch tensors)."""
-    return item
 
 
 def loader_workers(config: DecodeConfig, device: torch.device) -> int:
@@ -84,65 +89,9 @@ def loader_workers(config: DecodeConfig, device: torch.device) -> int:
     return 0 if device.type == "cpu" else min(8, max((os.cpu_count() or 1) - 1, 0))
 
 
-def noisy_collate(items: list[dict], noise, snr, pin: bool = False) -> Batch:
-    """The items' batch with ``snr`` babble in their audio (the items themselves are left clean); ``pin``: in
-    page-locked memory, for a fast copy to the GPU (pageable memory took about a third of a 224-px batch's
-    decoding time on the H200 machine)."""
+def noisy_collate(items: list[dict], noise, snr) -> Batch:
+    """The items' batch with ``snr`` babble in their audio (the items themselves are left clean)."""
     if snr != "clean":
         items = [{**item, "audio": mix_at_snr(np.asarray(item["audio"]), noise, float(snr), item["id"])}
                  if "audio" in item else item for item in items]
-    return collate(items, pin)
-
-
-def groups(items: Iterable, size: int) -> Iterator[list]:
-    group = []
-    for item in items:
-        group.append(item)
-        if len(group) == size:
-            yield group
-            group = []
-    if group:
-        yield group
-
-
-@contextmanager
-def _ahead(made: Iterator) -> Iterator[Iterator]:
-    """``made`` computed by a thread, started on entry, ``AHEAD`` values (a batch's cells) ahead of the caller
-    (collation and pinning release the GIL); an error in it is raised to the caller; leaving stops it."""
-    queue: Queue = Queue(maxsize=AHEAD)
-    stop = threading.Event()
-    end = object()
-
-    def fill() -> None:
-        try:
-            for batch in made:
-                if not _put(queue, batch, stop):
-                    return
-        except Exception as exc:  # handed to the caller, who raises it
-            _put(queue, exc, stop)
-            return
-        _put(queue, end, stop)
-
-    def taken() -> Iterator:
-        while (batch := queue.get()) is not end:
-            if isinstance(batch, Exception):
-                raise batch
-            yield batch
-
-    worker = threading.Thread(target=fill, name="decode-batches", daemon=True)
-    worker.start()
-    try:
-        yield taken()
-    finally:
-        stop.set()
-        worker.join(timeout=10)
-
-
-def _put(queue: Queue, value, stop: threading.Event) -> bool:
-    while not stop.is_set():
-        try:
-            queue.put(value, timeout=0.1)
-            return True
-        except Full:
-            continue
-    return False
+    return collate(items)

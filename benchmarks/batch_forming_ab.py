@@ -1,55 +1,73 @@
-"""How a decode's batches are filled, in turns: each row copied by torch (the loader before 2026-12-05) or as bytes by
-numpy (``data.dataset.pad_stack``), the items handed over by the loader's workers as torch tensors in shared memory
-(before 2026-12-05) or as read, their arrays pickled (``inference.batching.media_items``); with the CPU time the
-decode's own process spends per utterance.
+"""Where a decode's batches are formed, in turns: from items the loader's workers hand over one at a time (as
+read, pickled through their pipe), padded and pinned by a thread beside the model (the loader before
+2026-12-06), against whole batches made by the workers and pinned as they arrive (`inference.batching`); with
+the CPU time the decode's own process spends per utterance.
 
-    python benchmarks/row_copies_ab.py --manifest CORPUS/train4.tsv [--image-size 112]   # GPU
-    python benchmarks/row_copies_ab.py --manifest CORPUS/test.tsv --batch-size 8 --num-workers 2   # CPU
+    python benchmarks/batch_forming_ab.py --manifest CORPUS/train4.tsv [--image-size 112]            # GPU
+    python benchmarks/batch_forming_ab.py --manifest CORPUS/test.tsv --batch-size 8 --num-workers 2   # CPU
 
 The model of `speed.py` (random weights at real sizes; tiny dimensions on the CPU) and `decode`'s loop from disk, as
-`decode_e2e.py` runs them. A torch copy of a row wakes every intra-op thread of the process, which spin after it:
-beside a GPU that CPU is taken from the loader's workers. Prints, per variant and round, the loader alone and the
-decode from disk (utt/s, and the process's CPU ms per utterance), against `generate` on the same batches in memory.
-The first two variants hand the items over as torch tensors, the third as read (the library's way).
+`decode_e2e.py` runs them. Prints, per variant and round, the loader alone and the decode from disk (utt/s, and
+the process's CPU ms per utterance) against `generate` on the same batches in memory, and where the decode's wall
+time went: `generate` itself slows down when the process receives every item's arrays (the GIL taken back from
+the thread launching the kernels at each read of the pipe).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import random
+import threading
 import time
 from pathlib import Path
+from queue import Queue
 
+import decode_e2e
 import torch
 from decode_e2e import loader, print_split, timed, where_disk_time_goes
 from speed import QUICK, REFERENCE, build, model_config
 from torch.utils.data import DataLoader
 
-import clipwhisper.data.dataset as dataset
-import clipwhisper.inference.batching as batching
+import clipwhisper.inference.decode as decoding
 from clipwhisper.config import DecodeConfig, nested, resolve
 from clipwhisper.data.manifest import read_manifest
+from clipwhisper.inference.batching import DecodeBatches, as_made, decode_batches, loader_workers
 from clipwhisper.inference.decode import ModelToLoad
 from clipwhisper.model.precision import for_inference
 from clipwhisper.model.tokenizer import train_tokenizer
 from clipwhisper.synth.grammar import sample_sentence
 
 
-def torch_copies(arrays, pin: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """``pad_stack`` as it was: each row and its padding written by torch."""
-    tensors = [torch.as_tensor(a) for a in arrays]
-    lengths = [len(t) for t in tensors]
-    out = torch.empty((len(tensors), max(lengths), *tensors[0].shape[1:]), dtype=tensors[0].dtype, pin_memory=pin)
-    for row, tensor in enumerate(tensors):
-        out[row, : len(tensor)] = tensor
-        out[row, len(tensor):] = 0
-    return out, torch.tensor(lengths)
+@contextlib.contextmanager
+def items_handed_over(dataset, config: DecodeConfig, device: torch.device, noise=None, snrs=("clean",),
+                      pending=None):
+    """`decode_batches` as it was: workers decode an item each at a time, two batches' worth in flight, and a
+    thread of this process forms each batch's cells from the items and pins them, two batches ahead."""
+    workers = loader_workers(config, device)
+    ahead = {"prefetch_factor": -(-2 * config.batch_size // workers)} if workers else {}
+    items = iter(DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=as_made, **ahead))
+    batches = DecodeBatches(dataset, config.batch_size, noise, snrs, pending)
+    made = (batches.cells(group) for group in iter(lambda: [item for _, item in zip(range(config.batch_size), items)],
+                                                    []))
+    if device.type == "cuda":
+        made = ([(snr, batch.pin_memory()) for snr, batch in cells] for cells in made)
+    yield made_ahead(made, 2)
 
 
-def handing_over(collate_fn):
-    """DataLoader with ``collate_fn`` in place of the one the library asks for (None: torch's default, tensors)."""
-    return lambda *args, **kwargs: DataLoader(*args, **{**kwargs, "collate_fn": collate_fn})
+def made_ahead(made, ahead: int):
+    """``made``'s values computed by a thread, ``ahead`` of the caller."""
+    queue: Queue = Queue(maxsize=ahead)
+    end = object()
+
+    def fill() -> None:
+        for value in made:
+            queue.put(value)
+        queue.put(end)
+    threading.Thread(target=fill, daemon=True).start()
+    while (value := queue.get()) is not end:
+        yield value
 
 
 def cpu_and_wall(work) -> tuple[float, float]:
@@ -80,7 +98,7 @@ def main() -> None:
     utterances = read_manifest(args.manifest)
     count = len(utterances)
     print(f"device {torch.cuda.get_device_name() if gpu else 'cpu'}; {count} utterances; batch {args.batch_size}; "
-          f"{torch.get_num_threads()} intra-op threads", flush=True)
+          f"{loader_workers(config, device)} loader workers", flush=True)
     with torch.inference_mode():
         batches = list(loader(utterances, "both", config, model))
         generate = functools.partial(model.generate, modality="both", max_new_tokens=24, rows=args.batch_size)
@@ -88,15 +106,12 @@ def main() -> None:
         memory_s = timed(lambda: [generate(b) for b in batches], device)
         print(f"from memory (model.generate): {count / memory_s:.1f} utt/s", flush=True)
         where_disk_time_goes(ModelToLoad.ready(model), utterances, config, device)  # the disk path's first run
-        numpy_copies, as_read = dataset.pad_stack, batching.as_read
-        variants = {"torch copies, shared tensors": (torch_copies, None),
-                    "numpy copies, shared tensors": (numpy_copies, None),
-                    "numpy copies, as read": (numpy_copies, as_read)}
+        variants = {"items handed over, batches formed beside the model": items_handed_over,
+                    "whole batches from the workers": decode_batches}
         try:
             for round_ in range(args.rounds):
-                for name, (pad_stack, handed_over) in variants.items():
-                    dataset.pad_stack = pad_stack
-                    batching.DataLoader = handing_over(handed_over)
+                for name, batching in variants.items():
+                    decode_e2e.decode_batches = decoding.decode_batches = batching
                     cpu, wall = cpu_and_wall(lambda: timed(lambda: list(loader(utterances, "both", config, model)),
                                                            device))
                     print(f"round {round_}, {name}: loader alone {count / wall:.1f} utt/s, {cpu / count * 1e3:.2f} ms "
@@ -108,7 +123,7 @@ def main() -> None:
                           flush=True)
                     print_split(name, split)
         finally:
-            dataset.pad_stack, batching.DataLoader = numpy_copies, DataLoader
+            decode_e2e.decode_batches = decoding.decode_batches = decode_batches
 
 
 if __name__ == "__main__":
