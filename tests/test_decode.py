@@ -225,7 +225,7 @@ def test_decode_reads_media_while_the_checkpoint_loads(checkpoint, synth_corpus,
 
 def test_batches_made_by_loader_workers_are_the_ones_made_in_process(synth_corpus, monkeypatch):
     """Each batch is made whole by one worker: in order, the same cells (SNRs, rows pending there, noisy audio,
-    padded video) as without workers; a worker's error reaches the decode."""
+    padded video, shared by cells of the same rows) as without workers; a worker's error reaches the decode."""
     import torch
 
     from clipwhisper.config import DecodeConfig, resolve
@@ -246,7 +246,10 @@ def test_batches_made_by_loader_workers_are_the_ones_made_in_process(synth_corpu
     def flat(batches: list) -> list:
         return [(snr, batch.ids, {name: (p.values, p.lengths) for name, p in batch.media.items()})
                 for cells in batches for snr, batch in cells]
-    in_process, by_workers = flat(made(0)), flat(made(2))
+    in_process, workers_made = flat(made(0)), made(2)
+    by_workers = flat(workers_made)
+    shared = [cells[0][1].media["video"] is cells[1][1].media["video"] for cells in workers_made if len(cells) == 2]
+    assert shared == [False, True]  # the second batch's cells have the same rows: one video tensor, pinned once
     assert [(snr, ids) for snr, ids, _ in by_workers] == [(snr, ids) for snr, ids, _ in in_process] == [
         ("clean", [u.id for u in utterances[0:3]]), (0.0, [u.id for u in utterances[1:3]]),
         ("clean", [u.id for u in utterances[3:6]]), (0.0, [u.id for u in utterances[3:6]]),

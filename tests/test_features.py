@@ -139,7 +139,8 @@ def test_pad_stack_copies_rows_of_every_dtype_and_zeroes_the_padding(dtype):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="page-locked memory needs CUDA")
 def test_a_batch_pinned_for_the_gpu_keeps_its_values():
-    """``Batch.pin_memory`` (training's loader and a decode's) copies bytes with numpy: exact values, pinned."""
+    """``Batch.pin_memory`` (training's loader and a decode's) copies bytes with numpy: exact values, pinned; a
+    decode's cells pin the video they share once."""
     from clipwhisper.data.batch import Batch, Padded
 
     features = torch.randn(2, 3, 4).to(torch.bfloat16)
@@ -150,3 +151,11 @@ def test_a_batch_pinned_for_the_gpu_keeps_its_values():
                                                                        batch.features["video"])):
         assert all(t.is_pinned() for t in ours) and all(torch.equal(a, b) for a, b in zip(ours, theirs))
     assert pinned.ids == batch.ids and pinned.texts == batch.texts
+    from clipwhisper.inference.batching import Cells
+
+    noisy = Batch(["a", "b"], ["x", "y"], {"audio": Padded(torch.randn(2, 7), torch.tensor([7, 5])),
+                                           "video": batch.features["video"]})
+    cells = Cells([("clean", Batch(["a", "b"], ["x", "y"], {"video": batch.features["video"]})), (0.0, noisy)])
+    pinned = cells.pin_memory()
+    assert pinned[0][1].media["video"] is pinned[1][1].media["video"]  # a tensor the cells share is pinned once
+    assert pinned[1][1].media["video"].values.is_pinned() and [snr for snr, _ in pinned] == ["clean", 0.0]

@@ -50,11 +50,17 @@ class Batch:
         return dataclasses.replace(self, media={k: v for k, v in self.media.items() if k == stream},
                                    features={k: v for k, v in self.features.items() if k == stream})
 
-    def pin_memory(self) -> Batch:
+    def pin_memory(self, done: dict[int, Padded] | None = None) -> Batch:
         """The batch with its tensors in page-locked memory, for a fast copy to a GPU (what the DataLoader calls
-        with ``pin_memory=True`` in training, and a decode's batch thread)."""
+        with ``pin_memory=True``). ``done``: streams already pinned, by the id of their unpinned ``Padded``
+        (several batches sharing one are pinned once); this batch's are added to it."""
+        done = {} if done is None else done
+
         def pinned_streams(streams: dict[str, Padded]) -> dict[str, Padded]:
-            return {name: Padded(pinned(p.values), pinned(p.lengths)) for name, p in streams.items()}
+            for p in streams.values():
+                if id(p) not in done:
+                    done[id(p)] = Padded(pinned(p.values), pinned(p.lengths))
+            return {name: done[id(p)] for name, p in streams.items()}
         return Batch(self.ids, self.texts, pinned_streams(self.media), pinned_streams(self.features), self.order,
                      self.bad, self.noisy)
 

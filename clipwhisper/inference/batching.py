@@ -18,9 +18,6 @@ from ..data.noise import mix_at_snr
 
 GPU_BATCH, CPU_BATCH = 64, 8  # the default batch sizes (DecodeConfig.batch_size)
 
-Cells = list[tuple[object, Batch]]  # a batch at each of its SNRs
-
-
 def with_batch_size(config: DecodeConfig, device: torch.device) -> DecodeConfig:
     """``config`` with its batch size settled: the one asked for, or the device's default. On the H200 greedy
     audio decoding ran twice as fast at batch 64 as at 16 (docs/history/performance-log.md, 2026-12-03); on the
@@ -41,6 +38,15 @@ def decode_batches(dataset: AVDataset, config: DecodeConfig, device: torch.devic
     yield iter(batch_loader(DecodeBatches(dataset, config.batch_size, noise, snrs, pending), config, device))
 
 
+class Cells(list):
+    """A batch at each of its SNRs, ``(snr, Batch)`` pairs, whose video the cells may share."""
+
+    def pin_memory(self) -> Cells:
+        """The cells in page-locked memory (DataLoader's pin thread calls it), a shared tensor pinned once."""
+        done: dict = {}
+        return Cells((snr, batch.pin_memory(done)) for snr, batch in self)
+
+
 class DecodeBatches(Dataset):
     """Batch ``index`` of a decode at each SNR: ``size`` items of ``dataset`` from ``index * size`` on."""
 
@@ -55,10 +61,17 @@ class DecodeBatches(Dataset):
             [self.dataset[i] for i in range(index * self.size, min((index + 1) * self.size, len(self.dataset)))])
 
     def cells(self, items: list[dict]) -> Cells:
-        cells = []
+        """The items' batch at each SNR where some of them are pending; cells of the same rows share their video."""
+        cells = Cells()
         for snr in self.snrs:
             rows = [item for item in items if self.pending is None or item["id"] in self.pending[str(snr)]]
-            if rows:
+            same = next((batch for _, batch in cells if batch.order == [item["id"] for item in rows]), None)
+            if same is not None and "video" in same.media:
+                batch = noisy_collate([{k: v for k, v in item.items() if k != "video"} for item in rows], self.noise,
+                                      snr)
+                batch.media["video"] = same.media["video"]
+                cells.append((snr, batch))
+            elif rows:
                 cells.append((snr, noisy_collate(rows, self.noise, snr)))
         return cells
 
