@@ -1,6 +1,6 @@
 """Where a decode's batches are formed, in turns: from items the loader's workers hand over one at a time (as
-read, pickled through their pipe), padded and pinned by a thread beside the model (the loader before
-2026-12-06), against whole batches made by the workers and pinned as they arrive (`inference.batching`); with
+read, pickled through their pipe), padded and pinned by a thread beside the model (the loader until
+2026-12-05), against whole batches made by the workers and pinned as they arrive (`inference.batching`); with
 the CPU time the decode's own process spends per utterance.
 
     python benchmarks/batch_forming_ab.py --manifest CORPUS/train4.tsv [--image-size 112]            # GPU
