@@ -18,6 +18,7 @@ from ..data.noise import mix_at_snr
 
 GPU_BATCH, CPU_BATCH = 64, 8  # the default batch sizes (DecodeConfig.batch_size)
 
+
 def with_batch_size(config: DecodeConfig, device: torch.device) -> DecodeConfig:
     """``config`` with its batch size settled: the one asked for, or the device's default. On the H200 greedy
     audio decoding ran twice as fast at batch 64 as at 16 (docs/history/performance-log.md, 2026-12-03); on the
@@ -65,7 +66,8 @@ class DecodeBatches(Dataset):
         cells = Cells()
         for snr in self.snrs:
             rows = [item for item in items if self.pending is None or item["id"] in self.pending[str(snr)]]
-            same = next((batch for _, batch in cells if batch.order == [item["id"] for item in rows]), None)
+            ids = [item["id"] for item in rows]
+            same = next((batch for _, batch in cells if batch.order == ids), None)
             if same is not None and "video" in same.media:
                 batch = noisy_collate([{k: v for k, v in item.items() if k != "video"} for item in rows], self.noise,
                                       snr)
@@ -82,9 +84,9 @@ def batch_loader(batches: DecodeBatches, config: DecodeConfig, device: torch.dev
     pinned by DataLoader's thread as they arrive. A worker makes a whole batch so that what crosses into the
     decode's process is a handful of tensors in shared memory per batch. Handed over an item at a time, each
     item's arrays crossed the workers' pipe in reads of 64 KB, each taking the GIL back from the thread
-    launching the model's kernels: ``generate`` ran a quarter slower beside that (``benchmarks/
+    launching the model's kernels: ``generate`` runs 9% faster beside whole batches (``benchmarks/
     batch_forming_ab.py``). The cost: the first batch comes after a batch of items, not a worker's share of
-    one (a decode loads its checkpoint meanwhile)."""
+    one (a decode loads its checkpoint meanwhile), and a decode holds up to ``num_workers`` batches."""
     workers = min(loader_workers(config, device), len(batches))
     ahead = {"prefetch_factor": 1, "persistent_workers": False} if workers else {}
     return DataLoader(batches, batch_size=None, shuffle=False, num_workers=workers, collate_fn=as_made,

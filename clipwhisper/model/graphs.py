@@ -21,7 +21,7 @@ MAX_GRAPHS = 64  # per module: each keeps its input and output buffers; further 
 # No capture once the caching allocator holds this share of the GPU's memory: a graph's pool memory serves
 # only graphs, and what is left must serve steps that run without one.
 MEMORY_SHARE = 0.7
-# A capture forbids unsafe CUDA calls in its own thread only: a decode's batch thread pins the next batch's memory
+# A capture forbids unsafe CUDA calls in its own thread only: the loader's pin thread pins the next batch's memory
 # (cudaHostAlloc) while the model captures a new shape ("global", the default, invalidated such captures on the
 # H200 machine); the thread's pinned copies are not on the capture's stream. As inductor's CUDA graphs do.
 CAPTURE_MODE = "thread_local"
