@@ -88,7 +88,7 @@ def batch_loader(batches: DecodeBatches, config: DecodeConfig, device: torch.dev
     batch_forming_ab.py``). The cost: the first batch comes after a batch of items, not a worker's share of
     one (a decode loads its checkpoint meanwhile), and a decode holds up to ``num_workers`` batches."""
     workers = min(loader_workers(config, device), len(batches))
-    ahead = {"prefetch_factor": 1, "persistent_workers": False} if workers else {}
+    ahead = {"prefetch_factor": 1} if workers else {}
     return DataLoader(batches, batch_size=None, shuffle=False, num_workers=workers, collate_fn=as_made,
                       pin_memory=device.type == "cuda", **ahead)
 
