@@ -15,29 +15,22 @@ the thread launching the kernels at each read of the pipe).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import functools
-import random
 import threading
 import time
-from pathlib import Path
 from queue import Queue
 
 import decode_e2e
 import torch
-from decode_e2e import loader, print_split, timed, where_disk_time_goes
-from speed import QUICK, REFERENCE, build, model_config
+from decode_e2e import loader, loader_benchmark_setup, print_split, timed, where_disk_time_goes
 from torch.utils.data import DataLoader
 
 import clipwhisper.inference.decode as decoding
-from clipwhisper.config import DecodeConfig, nested, resolve
+from clipwhisper.config import DecodeConfig
 from clipwhisper.data.manifest import read_manifest
 from clipwhisper.inference.batching import DecodeBatches, as_made, decode_batches, loader_workers
 from clipwhisper.inference.decode import ModelToLoad
-from clipwhisper.model.precision import for_inference
-from clipwhisper.model.tokenizer import train_tokenizer
-from clipwhisper.synth.grammar import sample_sentence
 
 
 @contextlib.contextmanager
@@ -78,23 +71,8 @@ def cpu_and_wall(work) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--manifest", type=Path, required=True)
-    parser.add_argument("--image-size", type=int, default=None, help="CLIP's input size (224)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--num-workers", type=int, default=None)
-    parser.add_argument("--rounds", type=int, default=2)
-    args = parser.parse_args()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    args, device, model, config = loader_benchmark_setup(__doc__)
     gpu = device.type == "cuda"
-    rng = random.Random(0)
-    torch.manual_seed(0)
-    tokenizer = train_tokenizer([sample_sentence(rng) for _ in range(500)])
-    model = build(model_config(REFERENCE if gpu else QUICK, "both", False, args.image_size), tokenizer, device,
-                  torch.bfloat16 if gpu else None)
-    for_inference(model, "bf16" if gpu else "fp32")
-    config = resolve(DecodeConfig, None, nested({"batch_size": args.batch_size, "num_workers": args.num_workers,
-                                                 "max_new_tokens": 24}))
     utterances = read_manifest(args.manifest)
     count = len(utterances)
     print(f"device {torch.cuda.get_device_name() if gpu else 'cpu'}; {count} utterances; batch {args.batch_size}; "

@@ -125,6 +125,30 @@ def print_split(name: str, split: dict[str, float]) -> None:
           f"s; generate {split['generate']:.2f} s; the rest (records, hyps file) {rest:.2f} s")
 
 
+def loader_benchmark_setup(description: str):
+    """What the loader benchmarks share (`batch_forming_ab.py`, `generate_beside_loader.py`): their options, and
+    the model of `speed.py` ready for inference (real sizes in bf16 on a GPU,
+    tiny dimensions in fp32 on the CPU) with the decode's settings (greedy, 24 new tokens)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--manifest", type=Path, required=True)
+    parser.add_argument("--image-size", type=int, default=None, help="CLIP's input size (224)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--num-workers", type=int, default=None)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    gpu = device.type == "cuda"
+    rng = random.Random(0)
+    torch.manual_seed(0)
+    tokenizer = train_tokenizer([sample_sentence(rng) for _ in range(500)])
+    model = build(model_config(REFERENCE if gpu else QUICK, "both", False, args.image_size), tokenizer, device,
+                  torch.bfloat16 if gpu else None)
+    for_inference(model, "bf16" if gpu else "fp32")
+    config = resolve(DecodeConfig, None, nested({"batch_size": args.batch_size, "num_workers": args.num_workers,
+                                                 "max_new_tokens": 24}))
+    return args, device, model, config
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--manifest", type=Path, required=True)

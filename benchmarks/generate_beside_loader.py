@@ -13,28 +13,22 @@ gives `generate`'s rate and how many items or batches this process received mean
 
 from __future__ import annotations
 
-import argparse
 import functools
 import multiprocessing
-import random
 import threading
 import time
 from pathlib import Path
 
 import torch
-from decode_e2e import loader, timed
-from speed import QUICK, REFERENCE, build, model_config
+from decode_e2e import loader, loader_benchmark_setup, timed
 from torch.utils.data import DataLoader
 
-from clipwhisper.config import DecodeConfig, nested, resolve
+from clipwhisper.config import DecodeConfig
 from clipwhisper.data.dataset import AVDataset
 from clipwhisper.data.manifest import read_manifest
 from clipwhisper.data.utterance import duration_s
 from clipwhisper.inference.batching import DecodeBatches, as_made, batch_loader, loader_workers
 from clipwhisper.modality import streams_of
-from clipwhisper.model.precision import for_inference
-from clipwhisper.model.tokenizer import train_tokenizer
-from clipwhisper.synth.grammar import sample_sentence
 
 
 def dataset_of(manifest: Path, image_size: int | None) -> AVDataset:
@@ -97,23 +91,8 @@ def in_another_process(manifest: Path, image_size: int | None, config: DecodeCon
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--manifest", type=Path, required=True)
-    parser.add_argument("--image-size", type=int, default=None, help="CLIP's input size (224)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--num-workers", type=int, default=None)
-    parser.add_argument("--rounds", type=int, default=2)
-    args = parser.parse_args()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    args, device, model, config = loader_benchmark_setup(__doc__)
     gpu = device.type == "cuda"
-    rng = random.Random(0)
-    torch.manual_seed(0)
-    tokenizer = train_tokenizer([sample_sentence(rng) for _ in range(500)])
-    model = build(model_config(REFERENCE if gpu else QUICK, "both", False, args.image_size), tokenizer, device,
-                  torch.bfloat16 if gpu else None)
-    for_inference(model, "bf16" if gpu else "fp32")
-    config = resolve(DecodeConfig, None, nested({"batch_size": args.batch_size, "num_workers": args.num_workers,
-                                                 "max_new_tokens": 24}))
     workers = loader_workers(config, device)
     image_size = model.video_encoder.image_size
     utterances = read_manifest(args.manifest)
