@@ -86,7 +86,7 @@ def batch_loader(batches: DecodeBatches, config: DecodeConfig, device: torch.dev
     item's arrays crossed the workers' pipe in reads of 64 KB, each taking the GIL back from the thread
     launching the model's kernels: ``generate`` runs 9% faster beside whole batches (``benchmarks/
     batch_forming_ab.py``). The cost: the first batch comes after a batch of items, not a worker's share of
-    one (a decode loads its checkpoint meanwhile), and a decode holds up to ``num_workers`` batches."""
+    one (a decode loads its checkpoint meanwhile), and a decode holds about ``num_workers`` + 1 batches."""
     workers = min(loader_workers(config, device), len(batches))
     ahead = {"prefetch_factor": 1} if workers else {}
     return DataLoader(batches, batch_size=None, shuffle=False, num_workers=workers, collate_fn=as_made,
