@@ -267,6 +267,30 @@ def test_batches_made_by_loader_workers_are_the_ones_made_in_process(synth_corpu
         made(2)
 
 
+def test_cells_pin_a_video_they_share_once(monkeypatch):
+    """``Cells.pin_memory``: a padded video two cells share is copied once and stays shared; every other stream
+    gets its own copy. Page-locked memory needs CUDA, so on the CPU a plain copy stands in for ``pinned``."""
+    import torch
+
+    import clipwhisper.data.batch as batch_module
+    from clipwhisper.data.batch import Batch, Padded
+    from clipwhisper.inference.batching import Cells
+
+    copies = []
+    monkeypatch.setattr(batch_module, "pinned", lambda tensor: copies.append(tensor) or tensor.clone())
+    video = Padded(torch.rand(2, 3, 4), torch.tensor([3, 2]))
+    clean, noisy = (Padded(torch.rand(2, 7), torch.tensor([7, 5])) for _ in range(2))
+    cells = Cells([("clean", Batch(["a", "b"], ["x", "y"], {"audio": clean, "video": video})),
+                   (0.0, Batch(["a", "b"], ["x", "y"], {"audio": noisy, "video": video}))])
+    pinned = cells.pin_memory()
+    assert isinstance(pinned, Cells) and [snr for snr, _ in pinned] == ["clean", 0.0]
+    assert pinned[0][1].media["video"] is pinned[1][1].media["video"]
+    assert len(copies) == 6  # video, clean and noisy audio: values and lengths once each
+    for (_, ours), (_, theirs) in zip(pinned, cells):
+        for name in ("audio", "video"):
+            assert all(torch.equal(a, b) for a, b in zip(ours.media[name], theirs.media[name]))
+
+
 def test_the_image_size_read_from_a_config_is_the_built_encoders():
     from clipwhisper.config import VideoEncoderConfig
     from clipwhisper.model.video_encoder import ClipVideoEncoder, configured_image_size
