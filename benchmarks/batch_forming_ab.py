@@ -23,13 +23,12 @@ from queue import Queue
 
 import decode_e2e
 import torch
-from decode_e2e import loader, loader_benchmark_setup, print_split, timed, where_disk_time_goes
-from torch.utils.data import DataLoader
+from decode_e2e import items_one_at_a_time, loader, loader_benchmark_setup, print_split, timed, where_disk_time_goes
 
 import clipwhisper.inference.decode as decoding
 from clipwhisper.config import DecodeConfig
 from clipwhisper.data.manifest import read_manifest
-from clipwhisper.inference.batching import DecodeBatches, as_made, decode_batches, loader_workers
+from clipwhisper.inference.batching import DecodeBatches, decode_batches, loader_workers
 from clipwhisper.inference.decode import ModelToLoad
 
 
@@ -38,14 +37,12 @@ def items_handed_over(dataset, config: DecodeConfig, device: torch.device, noise
                       pending=None):
     """`decode_batches` as it was: workers decode an item each at a time, two batches' worth in flight, and a
     thread of this process forms each batch's cells from the items and pins them, two batches ahead."""
-    workers = loader_workers(config, device)
-    ahead = {"prefetch_factor": -(-2 * config.batch_size // workers)} if workers else {}
-    items = iter(DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=as_made, **ahead))
+    items = iter(items_one_at_a_time(dataset, config, loader_workers(config, device)))
     batches = DecodeBatches(dataset, config.batch_size, noise, snrs, pending)
     made = (batches.cells(group) for group in iter(lambda: [item for _, item in zip(range(config.batch_size), items)],
                                                     []))
     if device.type == "cuda":
-        made = ([(snr, batch.pin_memory()) for snr, batch in cells] for cells in made)
+        made = (cells.pin_memory() for cells in made)
     yield made_ahead(made, 2)
 
 

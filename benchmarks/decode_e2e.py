@@ -29,12 +29,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from speed import QUICK, REFERENCE, build, model_config, sync
+from torch.utils.data import DataLoader
 
 from clipwhisper.config import DecodeConfig, nested, resolve
 from clipwhisper.data.dataset import AVDataset
 from clipwhisper.data.manifest import read_manifest
 from clipwhisper.data.utterance import duration_s
-from clipwhisper.inference.batching import decode_batches, loader_workers
+from clipwhisper.inference.batching import as_made, decode_batches, loader_workers
 from clipwhisper.inference.decode import ModelToLoad, checkpoint_to_load, decode_cells
 from clipwhisper.inference.records import HypsFile
 from clipwhisper.modality import MODALITIES, streams_of
@@ -125,10 +126,18 @@ def print_split(name: str, split: dict[str, float]) -> None:
           f"s; generate {split['generate']:.2f} s; the rest (records, hyps file) {rest:.2f} s")
 
 
+def items_one_at_a_time(dataset: AVDataset, config: DecodeConfig, workers: int) -> DataLoader:
+    """The loader until 2026-12-05, the baseline of `batch_forming_ab.py` and `generate_beside_loader.py`: the
+    dataset's items handed over one at a time, as read (pickled through the workers' pipe), two batches' worth
+    in flight."""
+    ahead = {"prefetch_factor": -(-2 * config.batch_size // workers)} if workers else {}
+    return DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=as_made, **ahead)
+
+
 def loader_benchmark_setup(description: str):
     """What the loader benchmarks share (`batch_forming_ab.py`, `generate_beside_loader.py`): their options, and
-    the model of `speed.py` ready for inference (real sizes in bf16 on a GPU,
-    tiny dimensions in fp32 on the CPU) with the decode's settings (greedy, 24 new tokens)."""
+    the model of `speed.py` ready for inference (real sizes in bf16 on a GPU, tiny dimensions in fp32 on the CPU)
+    with the decode's settings (greedy, 24 new tokens)."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--manifest", type=Path, required=True)
     parser.add_argument("--image-size", type=int, default=None, help="CLIP's input size (224)")

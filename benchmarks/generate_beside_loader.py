@@ -20,26 +20,19 @@ import time
 from pathlib import Path
 
 import torch
-from decode_e2e import loader, loader_benchmark_setup, timed
-from torch.utils.data import DataLoader
+from decode_e2e import items_one_at_a_time, loader, loader_benchmark_setup, timed
 
 from clipwhisper.config import DecodeConfig
 from clipwhisper.data.dataset import AVDataset
 from clipwhisper.data.manifest import read_manifest
 from clipwhisper.data.utterance import duration_s
-from clipwhisper.inference.batching import DecodeBatches, as_made, batch_loader, loader_workers
+from clipwhisper.inference.batching import DecodeBatches, batch_loader, loader_workers
 from clipwhisper.modality import streams_of
 
 
 def dataset_of(manifest: Path, image_size: int | None) -> AVDataset:
     """The manifest's utterances as a decode reads them: longest first, audio and video."""
     return AVDataset(sorted(read_manifest(manifest), key=duration_s, reverse=True), streams_of("both"), image_size)
-
-
-def items_one_at_a_time(dataset: AVDataset, config: DecodeConfig, workers: int) -> DataLoader:
-    """The loader until 2026-12-05: items handed over as read, two batches' worth in flight."""
-    ahead = {"prefetch_factor": -(-2 * config.batch_size // workers)} if workers else {}
-    return DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=as_made, **ahead)
 
 
 def loader_alone(manifest: str, image_size: int | None, config: DecodeConfig, stop) -> None:
