@@ -73,11 +73,11 @@ def from_disk(model, utterances, modalities, config: DecodeConfig, snrs=("clean"
 
 def where_disk_time_goes(source: ModelToLoad, utterances, config: DecodeConfig, device) -> dict[str, float]:
     """Seconds of one decode from disk spent loading the model (``source``: a checkpoint to load, or a model
-    in memory), then waiting for the loader's batches (the first one apart), in ``generate`` (synchronised),
-    and the rest (records, hyps file)."""
+    in memory), starting the loader (its workers), then waiting for its batches (the first one apart), in
+    ``generate`` (synchronised), and the rest (records, hyps file)."""
     import clipwhisper.inference.decode as decoding
 
-    spent = {"model load": 0.0, "first batch": 0.0, "later batches": 0.0, "generate": 0.0}
+    spent = {"model load": 0.0, "loader start": 0.0, "first batch": 0.0, "later batches": 0.0, "generate": 0.0}
     batches = decoding.decode_batches
 
     @contextlib.contextmanager
@@ -91,7 +91,9 @@ def where_disk_time_goes(source: ModelToLoad, utterances, config: DecodeConfig, 
                     return
                 yield cells
 
+        start = time.perf_counter()
         with batches(*args, **kwargs) as made:
+            spent["loader start"] += time.perf_counter() - start
             yield taken(made)
 
     def loaded():
@@ -121,9 +123,10 @@ def where_disk_time_goes(source: ModelToLoad, utterances, config: DecodeConfig, 
 
 def print_split(name: str, split: dict[str, float]) -> None:
     rest = split["wall"] - sum(seconds for part, seconds in split.items() if part != "wall")
-    print(f"a decode from disk, {name}, {split['wall']:.2f} s: model load {split['model load']:.2f} s, then "
-          f"waiting for the first batch {split['first batch']:.2f} s, for the later ones {split['later batches']:.2f} "
-          f"s; generate {split['generate']:.2f} s; the rest (records, hyps file) {rest:.2f} s")
+    print(f"a decode from disk, {name}, {split['wall']:.2f} s: model load {split['model load']:.2f} s, loader "
+          f"start {split['loader start']:.2f} s, then waiting for the first batch {split['first batch']:.2f} s, "
+          f"for the later ones {split['later batches']:.2f} s; generate {split['generate']:.2f} s; the rest "
+          f"(records, hyps file) {rest:.2f} s")
 
 
 def items_one_at_a_time(dataset: AVDataset, config: DecodeConfig, workers: int) -> DataLoader:
