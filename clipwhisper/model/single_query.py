@@ -6,7 +6,9 @@ it spent 2.7 of a step's 4.1 ms at batch 64 on the H200 (the profile of benchmar
 the query heads that share a key/value head form one small matmul against the cache (no copies of the cache
 per query head), which inductor fuses with the mask and the softmax. Scores are taken in the weights' dtype
 and normalised in fp32, as transformers' eager attention does. Prompts (several queries) keep SDPA. Beam
-search's steps, whose beams share their row's prefix, attend here too (``shared_prefix.py``).
+search's steps, whose beams share their row's prefix, attend here too (``shared_prefix.py``). Written as
+products summed instead of matmuls, inductor fuses the whole attention into one reduction, but split over the
+cache it ran 6-25% slower on the H200 (docs/history/performance-log.md, 2026-12-05, night).
 """
 
 from __future__ import annotations
