@@ -85,8 +85,9 @@ DeviceOption = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:1, ...
 PrecisionOption = typer.Option(None, "--precision", metavar="[auto|bf16|fp16|fp32]",
                                help="auto (default: bf16 on a GPU, fp32 on the CPU), bf16, fp16, fp32.")
 CudaGraphsOption = typer.Option(None, "--cuda-graphs/--no-cuda-graphs",
-                                help="Replay CUDA graphs of frozen encoders and a LoRA LLM, and decode with a "
-                                "static KV cache and a compiled per-token step (default: on; GPU only).")
+                                help="Replay CUDA graphs of frozen encoders and a LoRA LLM, compile CLIP's "
+                                "input, and decode with a static KV cache and a compiled per-token step (default: "
+                                "on; GPU only).")
 
 
 def _default(kind: str, key: str, what: str = "") -> str:

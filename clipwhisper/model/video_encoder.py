@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -80,15 +81,14 @@ class ClipVideoEncoder(nn.Module):
 
         Only real frames are encoded, packed across the batch in chunks of ``chunk_frames``. Their
         positions come from the lengths on the host: no device sync, so the host can queue the LLM's
-        kernels while CLIP runs. On a GPU a chunk is padded to a few sizes and replayed as a CUDA graph."""
+        kernels while CLIP runs. On a GPU a chunk is padded to a few sizes and replayed as a CUDA graph, its
+        pixels' conversion included."""
         batch, steps = frames.shape[:2]
         mask = torch.arange(steps)[None, :] < lengths.cpu()[:, None]
         real = to_device(mask.flatten().nonzero().flatten(), frames.device)
         multiple = self.graphs.multiple(frames)
         outputs = []
         for chunk in frames.flatten(0, 1).index_select(0, real).split(self.chunk_frames):
-            if chunk.dim() == 3:
-                chunk = to_rgb(chunk, self.image_size)
             outputs.append(self.graphs(pad_to_multiple(chunk, 0, multiple))[: len(chunk)])
         dtype = next(self.visual.parameters()).dtype
         encoded = torch.cat(outputs) if outputs else frames.new_zeros((0, self.output_size), dtype=dtype)
@@ -96,6 +96,30 @@ class ClipVideoEncoder(nn.Module):
         return features.view(batch, steps, -1), to_device(mask, frames.device)
 
     def _embed(self, frames: torch.Tensor) -> torch.Tensor:
-        """uint8 frames ``(N, H, W, 3)`` -> CLIP embeddings ``(N, D)`` in the tower's dtype."""
-        pixels = frames.permute(0, 3, 1, 2).float().div(255.0)
-        return self.visual(((pixels - self.mean) / self.std).to(next(self.visual.parameters()).dtype))
+        """uint8 frames, YUV 4:2:0 ``(N, 3S/2, S)`` or RGB ``(N, H, W, 3)`` at the tower's size -> CLIP
+        embeddings ``(N, D)`` in the tower's dtype."""
+        prepare = compiled_clip_input() if frames.is_cuda and self.graphs.enabled else clip_input
+        return self.visual(prepare(frames, self.image_size, self.mean, self.std, next(self.visual.parameters()).dtype))
+
+
+def clip_input(frames: torch.Tensor, size: int, mean: torch.Tensor, std: torch.Tensor,
+               dtype: torch.dtype) -> torch.Tensor:
+    """uint8 frames, YUV 4:2:0 ``(N, 3S/2, S)`` or RGB ``(N, size, size, 3)`` -> the tower's input ``(N, 3, size,
+    size)``: RGB in [0, 1] normalised by ``mean`` and ``std``, in ``dtype``."""
+    rgb = to_rgb(frames, size) if frames.dim() == 3 else frames
+    pixels = rgb.permute(0, 3, 1, 2).float().div(255.0)
+    return ((pixels - mean) / std).to(dtype)
+
+
+@functools.cache
+def compiled_clip_input():
+    """``clip_input`` compiled, for a GPU where CUDA graphs are on (``--no-cuda-graphs`` turns both off): eagerly
+    it is about twenty elementwise passes over float images; compiled, a few kernels, which give the same values
+    but for a rare one a level away (floats rounded in another order before the rounding to a level;
+    ``benchmarks/clip_input_ab.py`` measures both). One compilation per image size, for any number of frames."""
+    compiled = torch.compile(clip_input, dynamic=False)
+
+    def prepare(frames: torch.Tensor, *args) -> torch.Tensor:
+        torch._dynamo.maybe_mark_dynamic(frames, 0)
+        return compiled(frames, *args)
+    return prepare
