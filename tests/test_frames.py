@@ -72,16 +72,20 @@ def test_a_batch_of_sources_of_two_sizes_is_carried_at_the_largest(side):
 def test_the_compiled_clip_input_gives_the_eager_pixels_within_a_level(device):
     """On a GPU the frames become CLIP's input through compiled kernels (on the CPU too, here, to test them in CI),
     which round floats in another order than the eager ops before rounding to a level: a rare value lands one
-    level away, none further; one compilation per image size serves any number of frames."""
+    level away, none further; a second frame count at an image size already compiled compiles nothing new."""
+    from torch._dynamo.utils import counters
+
     from clipwhisper.model.video_encoder import clip_input, compiled_clip_input
 
     mean, std = (torch.tensor(values, device=device).view(1, 3, 1, 1) for values in ([0.5, 0.4, 0.3], [0.2, 0.3, 0.25]))
-    levels = []
+    levels, compiled_graphs = [], []
     for count, size in [(512, 112), (96, 112), (64, 224), (1, 112)]:
         frames = torch.randint(0, 256, (count, 144, 96), dtype=torch.uint8, device=device)
         eager, compiled = (prepare(frames, size, mean, std, torch.float32)
                            for prepare in (clip_input, compiled_clip_input()))
+        compiled_graphs.append(counters["stats"]["unique_graphs"])
         assert compiled.shape == (count, 3, size, size)
         levels.append(((compiled - eager) * std * 255).abs().flatten())
     levels = torch.cat(levels)
     assert levels.max() < 1.01 and (levels > 0.5).float().mean() < 1e-4
+    assert compiled_graphs[1] == compiled_graphs[0]  # 96 frames at 112 px reuse the compilation for 512

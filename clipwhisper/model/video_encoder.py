@@ -116,7 +116,8 @@ def compiled_clip_input():
     """``clip_input`` compiled, for a GPU where CUDA graphs are on (``--no-cuda-graphs`` turns both off): eagerly
     it is about twenty elementwise passes over float images; compiled, a few kernels, which give the same values
     but for a rare one a level away (floats rounded in another order before the rounding to a level;
-    ``benchmarks/clip_input_ab.py`` measures both). One compilation per image size, for any number of frames."""
+    ``benchmarks/clip_input_ab.py`` measures both). One compilation per image size for any number of frames
+    but one (torch specialises a size of 1; under CUDA graphs chunks are padded to multiples of 32)."""
     compiled = torch.compile(clip_input, dynamic=False)
 
     def prepare(frames: torch.Tensor, *args) -> torch.Tensor:
