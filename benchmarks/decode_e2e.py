@@ -17,11 +17,17 @@ memory and as `clipwhisper decode` runs it: the model saved as a checkpoint and 
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import dataclasses
 import functools
 import itertools
+import json
+import os
 import random
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -79,6 +85,7 @@ def where_disk_time_goes(source: ModelToLoad, utterances, config: DecodeConfig, 
 
     spent = {"model load": 0.0, "loader start": 0.0, "first batch": 0.0, "later batches": 0.0, "generate": 0.0}
     batches = decoding.decode_batches
+    timed_models = []
 
     @contextlib.contextmanager
     def waited(*args, **kwargs):
@@ -110,6 +117,7 @@ def where_disk_time_goes(source: ModelToLoad, utterances, config: DecodeConfig, 
             return texts
 
         model.generate = generated
+        timed_models.append(model)
         return model
 
     decoding.decode_batches = waited
@@ -118,7 +126,45 @@ def where_disk_time_goes(source: ModelToLoad, utterances, config: DecodeConfig, 
                               device)
     finally:
         decoding.decode_batches = batches
+        for model in timed_models:  # a model in memory is timed again afterwards, by its own `generate`
+            del model.generate
     return spent
+
+
+def fresh_decodes(checkpoint: Path, args, precision: str, folder: Path) -> list[str]:
+    """`clipwhisper decode` of the manifest from ``checkpoint`` in a fresh process, twice: torch's compile cache
+    empty, then holding what the first filled. Each process's wall time and its summary's rate (from the
+    checkpoint's load on: compiling included). Needs the manifest's transcripts (a ``.wrd`` beside it)."""
+    if not args.manifest.with_suffix(".wrd").exists():
+        return [f"no fresh `clipwhisper decode` processes: {args.manifest.with_suffix('.wrd')} does not exist"]
+    lines = []
+    for run, cache in enumerate(("empty", "warm")):
+        output = folder / f"decode{run}"
+        command = [sys.executable, "-m", "clipwhisper", "decode", "--model-path", str(checkpoint), "--test-tsv",
+                   str(args.manifest), "--output-dir", str(output), "--batch-size", str(args.batch_size),
+                   "--max-new-tokens", str(args.new_tokens), "--precision", precision]
+        command += ["--num-workers", str(args.num_workers)] if args.num_workers is not None else []
+        start = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True,
+                              env={**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(folder / "compile-cache")})
+        wall = time.perf_counter() - start
+        if done.returncode:
+            raise SystemExit(f"clipwhisper decode exited with {done.returncode}:\n{done.stderr[-3000:]}")
+        cell = json.loads((output / "summary.json").read_text())["cells"][0]
+        walls = batch_walls(output)
+        typical = statistics.median(walls)
+        slow = [seconds for seconds in walls if seconds > 2 * typical]
+        lines.append(f"a fresh `clipwhisper decode` process, torch's compile cache {cache}: {wall:.1f} s in all; "
+                     f"its summary: {cell['utterances_per_s']:.1f} utt/s, RTFx {cell['rtfx']:.1f} (compiling "
+                     f"included); {len(slow)} of its {len(walls)} batches took over twice the median batch's "
+                     f"{typical:.2f} s, {sum(slow) - len(slow) * typical:.1f} s longer in all")
+    return lines
+
+
+def batch_walls(output: Path) -> list[float]:
+    """The wall seconds of each batch a decode's folder records: a batch's records share its time equally."""
+    records = [json.loads(line) for line in (output / "hyps.jsonl").read_text().splitlines()]
+    return [share * count for share, count in collections.Counter(r["decode_s"] for r in records).items()]
 
 
 def print_split(name: str, split: dict[str, float]) -> None:
@@ -190,14 +236,11 @@ def main() -> None:
     print(f"device {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}; {len(utterances)} utterances, "
           f"{seconds:.0f} s of speech; batch {args.batch_size}; {workers} loader workers; "
           f"CLIP at {model.video_encoder.image_size} px; {args.new_tokens} new tokens")
+    # The passes from disk come before the batches are held in memory: forking the loader's workers from a process
+    # holding gigabytes of batches, which `clipwhisper decode` never holds, takes tens of milliseconds a worker.
     with torch.inference_mode():
         media_s = timed(lambda: [None for _ in loader(utterances, "both", config, model)], device)
-        batches = list(loader(utterances, "both", config, model))
-        generate = functools.partial(model.generate, modality="both", max_new_tokens=args.new_tokens,
-                                     rows=args.batch_size)
-        first = timed(lambda: [generate(b) for b in batches], device)  # compiles each shape on a GPU
-        memory_s = timed(lambda: [generate(b) for b in batches], device)
-        memory_hyps = [text for b in batches for text in generate(b)]
+        first = timed(lambda: from_disk(model, utterances, "both", config), device)  # compiles each shape on a GPU
         disk_s = timed(lambda: from_disk(model, utterances, "both", config), device)
         disk = from_disk(model, utterances, "both", config)
         split = where_disk_time_goes(ModelToLoad.ready(model), utterances, config, device)
@@ -205,19 +248,27 @@ def main() -> None:
             save_checkpoint(model, Path(folder) / "model")
             checkpoint = config.model_copy(update={"model_path": Path(folder) / "model", "precision": precision})
             from_checkpoint = where_disk_time_goes(checkpoint_to_load(checkpoint, device), utterances, config, device)
+            fresh = fresh_decodes(checkpoint.model_path, args, precision, Path(folder))
+        batches = list(loader(utterances, "both", config, model))
+        generate = functools.partial(model.generate, modality="both", max_new_tokens=args.new_tokens,
+                                     rows=args.batch_size)
+        memory_s = timed(lambda: [generate(b) for b in batches], device)
+        memory_hyps = [text for b in batches for text in generate(b)]
     order = [uid for b in batches for uid in b.ids]
     same = np.mean([a == b for a, b in zip(memory_hyps, [{r["id"]: r["hyp"] for r in disk}[uid] for uid in order])])
     count = len(utterances)
     for name, wall in (("media alone (loader, no model)", media_s), ("from memory (model.generate)", memory_s),
                        ("from disk (decode's loop)", disk_s)):
         print(f"both clean, {name:32s}: {count / wall:8.1f} utt/s  RTFx {seconds / wall:8.1f}")
-    print(f"first pass from memory (compiling): {first:.1f} s; from disk / from memory: {memory_s / disk_s:.1%}; "
+    print(f"first pass from disk (compiling): {first:.1f} s; from disk / from memory: {memory_s / disk_s:.1%}; "
           f"identical hypotheses: {same:.1%}")
     print_split("the model in memory", split)
     print_split("as `clipwhisper decode` runs it (the loader reads while the checkpoint loads)", from_checkpoint)
     after_load = from_checkpoint["wall"] - from_checkpoint["model load"]
     print(f"`clipwhisper decode`'s path after the checkpoint has loaded: {count / after_load:.1f} utt/s = "
           f"{memory_s / after_load:.1%} of the rate from memory")
+    for line in fresh:
+        print(line)
     if args.skip_grid:
         return
     from clipwhisper.data.media import load_audio
