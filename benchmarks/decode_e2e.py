@@ -8,7 +8,9 @@ rate), and the 3 modalities x 5 SNRs grid as `clipwhisper decode --modality all`
 one pass: a batch's media read once, its video encoded once and its audio once per SNR for every cell; video
 alone decoded at the first SNR), against one clean `both` decode; and where one decode from disk spends its wall
 time (waiting for the loader's first batch and for the later ones, `generate`, the records), with the model in
-memory and as `clipwhisper decode` runs it: the model saved as a checkpoint and loaded while the loader reads.
+memory and as `clipwhisper decode` runs it: the model saved as a checkpoint and loaded while the loader reads;
+and `clipwhisper decode` itself on that checkpoint in fresh processes, torch's compile cache empty, then warm
+(where the manifest's `.wrd` gives the transcripts).
 
     python benchmarks/decode_e2e.py --manifest CORPUS/train.tsv --batch-size 64            # GPU
     python benchmarks/decode_e2e.py --manifest CORPUS/test.tsv --quick --batch-size 8     # CPU
