@@ -45,7 +45,7 @@ from clipwhisper.data.manifest import read_manifest
 from clipwhisper.data.utterance import duration_s
 from clipwhisper.inference.batching import as_made, decode_batches, loader_workers
 from clipwhisper.inference.decode import ModelToLoad, checkpoint_to_load, decode_cells
-from clipwhisper.inference.records import HypsFile
+from clipwhisper.inference.records import HypsFile, read_hyps
 from clipwhisper.modality import MODALITIES, streams_of
 from clipwhisper.model.checkpoint import save_checkpoint
 from clipwhisper.model.precision import for_inference
@@ -165,7 +165,7 @@ def fresh_decodes(checkpoint: Path, args, precision: str, folder: Path) -> list[
 
 def batch_walls(output: Path) -> list[float]:
     """The wall seconds of each batch a decode's folder records: a batch's records share its time equally."""
-    records = [json.loads(line) for line in (output / "hyps.jsonl").read_text().splitlines()]
+    records, _, _ = read_hyps(output / "hyps.jsonl")
     return [share * count for share, count in collections.Counter(r["decode_s"] for r in records).items()]
 
 
